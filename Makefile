@@ -1,0 +1,78 @@
+# plait: `make help` lists the targets.
+SHELL := /bin/bash
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CORE_PROTOS := $(shell find protos/plaitidl/core -name '*.proto' | sort)
+SERVICE_PROTOS := $(shell find protos/plaitidl/service -name '*.proto' | sort)
+# What `make breaking` compares the protos with.
+BREAKING_AGAINST ?= .git\#branch=main
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(BIN)/activate:
+	$(PY) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+.PHONY: install
+install: $(VENV)/.installed ## Create .venv and install plait with its dev extras (editable).
+
+.PHONY: demo
+demo: install ## Run the three seed examples on the embedded engine.
+	$(BIN)/python examples/run_seeds.py
+
+.PHONY: gen
+gen: install ## Regenerate gen/python from protos/ (the only writer of gen/).
+	rm -rf gen/python/plaitidl
+	mkdir -p gen/python
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m grpc_tools.protoc -I protos \
+	  --python_out=gen/python --mypy_out=gen/python $(CORE_PROTOS)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m grpc_tools.protoc -I protos \
+	  --python_out=gen/python --grpc_python_out=gen/python \
+	  --mypy_out=gen/python --mypy_grpc_out=gen/python $(SERVICE_PROTOS)
+	find gen/python/plaitidl -type d -exec touch {}/__init__.py \;
+	touch gen/python/plaitidl/py.typed
+
+.PHONY: check-gen
+check-gen: install ## Fail when gen/ differs from what the protos generate.
+	@tmp=$$(mktemp -d) && cp -r gen "$$tmp/gen.before" && \
+	  $(MAKE) -s gen >/dev/null && \
+	  if ! diff -r "$$tmp/gen.before" gen >/dev/null; then \
+	    diff -r "$$tmp/gen.before" gen | head -40; rm -rf gen && cp -r "$$tmp/gen.before" gen; \
+	    echo "gen/ is stale: run 'make gen' and commit"; exit 1; fi; \
+	  rm -rf "$$tmp"; echo "gen/ is current"
+
+.PHONY: lint
+lint: install ## buf lint + format, ruff, mypy --strict.
+	$(BIN)/buf lint
+	$(BIN)/buf format --diff --exit-code
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy sdk/plait engine/plait_engine tests examples/*.py
+
+.PHONY: breaking
+breaking: install ## buf breaking against main (BREAKING_AGAINST=... to change).
+	$(BIN)/buf breaking --against '$(BREAKING_AGAINST)'
+
+.PHONY: pytest
+pytest: install ## Only the test suite.
+	$(BIN)/pytest -q
+
+.PHONY: test
+test: lint check-gen pytest ## Everything CI checks: lint, check-gen and the whole test suite.
+
+.PHONY: bench
+bench: install ## Benchmarks; print a table, never fail.
+	$(BIN)/python -m benchmarks
+
+.PHONY: serve
+serve: install ## Start the engine's gRPC server on localhost:8089.
+	$(BIN)/plait serve --address 127.0.0.1:8089

@@ -67,7 +67,7 @@ pytest: install ## Only the test suite.
 	$(BIN)/pytest -q
 
 .PHONY: test
-test: lint check-gen pytest ## Everything CI checks: lint, check-gen and the whole test suite.
+test: lint check-gen breaking pytest ## Everything CI checks: lint, check-gen, buf breaking, the whole test suite.
 
 .PHONY: bench
 bench: install ## Benchmarks; print a table, never fail.

@@ -1,0 +1,252 @@
+"""Executors run task attempts: in-process (embedded engine) and local processes.
+
+An executor receives `Dispatch`es after the scheduler has committed them and reports exactly one
+`Outcome` per dispatch through the callback it was started with. Results may arrive late or
+twice; the scheduler fences them by assignment id and attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import shutil
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from plaitidl.core.v1 import dynamic_job_pb2, errors_pb2, literals_pb2, tasks_pb2
+
+from plait_engine.blobstore import BlobStore
+
+Outcome = literals_pb2.LiteralMap | dynamic_job_pb2.DynamicJobSpec | errors_pb2.ExecutionError
+
+
+@dataclass
+class Dispatch:
+    """One attempt of one task node, ready to run."""
+
+    assignment_id: str
+    attempt: int
+    task: tasks_pb2.TaskTemplate
+    task_key: str
+    inputs: literals_pb2.LiteralMap
+    deadline: float | None  # unix time, None for no limit
+    execution: str  # "project/domain/name"
+    node_id: str
+    blob_parts: tuple[str, ...] = field(default=())  # where the attempt may write files
+
+
+@dataclass(frozen=True)
+class Result:
+    """The answer to one dispatch."""
+
+    assignment_id: str
+    attempt: int
+    outcome: Outcome
+    worker_id: str = ""
+
+
+ResultSink = Callable[[Sequence[Result]], None]
+TaskRunner = Callable[[tasks_pb2.TaskTemplate, literals_pb2.LiteralMap], Outcome]
+
+
+def system_error(code: str, message: str) -> errors_pb2.ExecutionError:
+    """A platform failure, retried on the system budget."""
+    return errors_pb2.ExecutionError(
+        code=code, message=message, kind=errors_pb2.ExecutionError.KIND_SYSTEM, recoverable=True
+    )
+
+
+class Executor(Protocol):
+    """What the scheduler needs from an executor."""
+
+    def start(self, sink: ResultSink, loop: asyncio.AbstractEventLoop) -> None:
+        """Begin; results go to `sink`, called on the engine's loop thread."""
+
+    def submit(self, dispatches: Sequence[Dispatch]) -> None:
+        """Run the attempts; called on the loop thread after the dispatch was committed."""
+
+    def cancel(self, assignment_ids: Sequence[str]) -> None:
+        """Stop attempts the engine no longer wants (best effort)."""
+
+    async def stop(self) -> None:
+        """Stop accepting work and release resources."""
+
+
+class InProcessExecutor:
+    """Runs Python SDK tasks in threads of the engine's own process (the embedded engine).
+
+    Dispatches are run in chunks, so a fan-out of thousands of tiny tasks costs one thread
+    hand-off and one result batch per chunk rather than per task.
+    """
+
+    def __init__(self, runner: TaskRunner, threads: int = 8, chunk: int = 64) -> None:
+        self._runner = runner
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix="plait-task"
+        )
+        self._chunk = chunk
+        self._sink: ResultSink | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._cancelled: set[str] = set()
+        self._lock = threading.Lock()
+
+    def start(self, sink: ResultSink, loop: asyncio.AbstractEventLoop) -> None:
+        self._sink = sink
+        self._loop = loop
+
+    def submit(self, dispatches: Sequence[Dispatch]) -> None:
+        items = list(dispatches)
+        # Small batches go out one by one so that slow tasks run side by side; large fan-outs
+        # are chunked so that per-task overhead stays low.
+        size = 1 if len(items) <= 16 else self._chunk
+        for start in range(0, len(items), size):
+            self._pool.submit(self._run_chunk, items[start : start + size])
+
+    def _run_chunk(self, chunk: list[Dispatch]) -> None:
+        results: list[Result] = []
+        for d in chunk:
+            with self._lock:
+                if d.assignment_id in self._cancelled:
+                    self._cancelled.discard(d.assignment_id)
+                    continue
+            try:
+                outcome = self._runner(d.task, d.inputs)
+            except BaseException as exc:  # the runner itself broke: a platform failure
+                outcome = system_error("RunnerError", f"{type(exc).__name__}: {exc}")
+            results.append(Result(d.assignment_id, d.attempt, outcome, "in-process"))
+        if results and self._loop is not None and self._sink is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._sink, results)
+            except RuntimeError:  # loop closed during shutdown
+                pass
+
+    def cancel(self, assignment_ids: Sequence[str]) -> None:
+        with self._lock:
+            self._cancelled.update(assignment_ids)
+
+    async def stop(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _substitute(text: str, values: dict[str, str]) -> str:
+    for placeholder, value in values.items():
+        text = text.replace(placeholder, value)
+    return text
+
+
+class ProcessExecutor:
+    """Runs process targets as local child processes.
+
+    The engine writes ``inputs.pb`` and creates an output folder; the process writes exactly
+    one of ``outputs.pb``, ``futures.pb`` or ``error.pb`` there. A non-zero exit without
+    ``error.pb`` is a system error.
+    """
+
+    def __init__(self, blobs: BlobStore, slots: int | None = None) -> None:
+        self._blobs = blobs
+        self._slots = asyncio.Semaphore(slots or max(2, os.cpu_count() or 2))
+        self._sink: ResultSink | None = None
+        self._procs: dict[str, asyncio.subprocess.Process] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self, sink: ResultSink, loop: asyncio.AbstractEventLoop) -> None:
+        self._sink = sink
+
+    def submit(self, dispatches: Sequence[Dispatch]) -> None:
+        for d in dispatches:
+            t = asyncio.get_running_loop().create_task(self._run(d))
+            self._tasks.add(t)
+            t.add_done_callback(self._tasks.discard)
+
+    async def _run(self, d: Dispatch) -> None:
+        async with self._slots:
+            outcome = await self._run_process(d)
+        if self._sink is not None:
+            self._sink([Result(d.assignment_id, d.attempt, outcome, "process")])
+
+    async def _run_process(self, d: Dispatch) -> Outcome:
+        target = d.task.process
+        base = self._blobs.folder(*d.blob_parts)
+        input_path = base / "inputs.pb"
+        input_path.write_bytes(d.inputs.SerializeToString())
+        out_dir = base / "out"
+        out_dir.mkdir()
+        values = {"{{.input}}": str(input_path), "{{.outputPrefix}}": str(out_dir)}
+        argv = [_substitute(a, values) for a in [*target.command, *target.args]]
+        env = dict(os.environ)
+        env.update({k: _substitute(v, values) for k, v in target.env.items()})
+        if not argv or (
+            shutil.which(argv[0], path=env.get("PATH")) is None and not Path(argv[0]).is_file()
+        ):
+            return system_error("CommandNotFound", f"command not found: {argv[:1]}")
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                env=env,
+                cwd=str(base),
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as exc:
+            return system_error("ProcessStartFailed", str(exc))
+        self._procs[d.assignment_id] = proc
+        try:
+            _, stderr = await proc.communicate()
+        finally:
+            self._procs.pop(d.assignment_id, None)
+        return _read_process_outcome(out_dir, proc.returncode or 0, stderr)
+
+    def cancel(self, assignment_ids: Sequence[str]) -> None:
+        for aid in assignment_ids:
+            proc = self._procs.get(aid)
+            if proc is not None and proc.returncode is None:
+                proc.kill()
+
+    async def stop(self) -> None:
+        self.cancel(list(self._procs))
+        for t in list(self._tasks):
+            t.cancel()
+
+
+def _read_process_outcome(out_dir: Path, returncode: int, stderr: bytes) -> Outcome:
+    present = [n for n in ("outputs.pb", "futures.pb", "error.pb") if (out_dir / n).exists()]
+    tail = stderr.decode(errors="replace")[-2000:].strip()
+    if "error.pb" in present:
+        err = errors_pb2.ExecutionError()
+        try:
+            err.ParseFromString((out_dir / "error.pb").read_bytes())
+        except Exception as exc:  # a garbled error file is still the task's failure
+            return errors_pb2.ExecutionError(
+                code="BadErrorFile",
+                message=f"error.pb is not an ExecutionError: {exc}",
+                kind=errors_pb2.ExecutionError.KIND_USER,
+            )
+        if not err.kind:
+            err.kind = errors_pb2.ExecutionError.KIND_USER
+        return err
+    if returncode != 0:
+        return system_error("ProcessFailed", f"process exited with {returncode}: {tail}")
+    if len(present) != 1:
+        return errors_pb2.ExecutionError(
+            code="BadProcessOutput",
+            message=(
+                "a process target must write exactly one of outputs.pb, futures.pb or error.pb; "
+                f"found {present or 'none'}"
+            ),
+            kind=errors_pb2.ExecutionError.KIND_USER,
+        )
+    data = (out_dir / present[0]).read_bytes()
+    try:
+        if present[0] == "outputs.pb":
+            return literals_pb2.LiteralMap.FromString(data)
+        return dynamic_job_pb2.DynamicJobSpec.FromString(data)
+    except Exception as exc:
+        return errors_pb2.ExecutionError(
+            code="BadProcessOutput",
+            message=f"{present[0]} does not parse: {exc}",
+            kind=errors_pb2.ExecutionError.KIND_USER,
+        )

@@ -1,0 +1,110 @@
+"""`@dynamic`: a task whose body runs at execution time and yields a `DynamicJobSpec`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, ParamSpec, TypeVar, overload
+
+from plaitidl.core.v1 import dynamic_job_pb2
+
+from plait._constants import DEFAULT_QUEUE
+from plait._context import Builder, push
+from plait._promise import output_bindings
+from plait._task import Task, Timeout, make_decorator
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@overload
+def dynamic(fn: Callable[P, R], /) -> Task[P, R]: ...
+
+
+@overload
+def dynamic(
+    *,
+    retries: int = 0,
+    timeout: Timeout = None,
+    cache: bool = False,
+    cache_version: str = "",
+    cache_serialize: bool = False,
+    cache_ignore_inputs: Sequence[str] = (),
+    interruptible: bool = False,
+    queue: str = DEFAULT_QUEUE,
+    name: str | None = None,
+) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+
+def dynamic(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    retries: int = 0,
+    timeout: Timeout = None,
+    cache: bool = False,
+    cache_version: str = "",
+    cache_serialize: bool = False,
+    cache_ignore_inputs: Sequence[str] = (),
+    interruptible: bool = False,
+    queue: str = DEFAULT_QUEUE,
+    name: str | None = None,
+) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
+    """Declares a dynamic workflow: a task whose body builds a graph from its real inputs.
+
+    A worker runs the body with real Python inputs; the calls it makes to tasks, workflows,
+    launch plans, map tasks and conditionals become the nodes of a ``DynamicJobSpec``, and
+    its return value (promises, plain values, lists of promises) becomes the spec's outputs.
+    The engine compiles and runs the spec as the node's sub-graph; nodes may be dynamic
+    again (recursion). Called outside any workflow, the body runs locally and so do the
+    calls in it.
+
+    Args:
+        fn: The function, when used bare.
+        retries: Extra attempts of the generator after a recoverable failure.
+        timeout: Limit per attempt of the generator, a ``timedelta`` or seconds.
+        cache: Reuse outputs for identical inputs.
+        cache_version: Part of the cache key; bump it to invalidate.
+        cache_serialize: Identical concurrent runs wait for the one that computes.
+        cache_ignore_inputs: Inputs left out of the cache key.
+        interruptible: The generator may run on preemptible capacity.
+        queue: The worker queue that serves the generator.
+        name: Registered name; defaults to ``"<module>.<qualname>"``.
+
+    Returns:
+        A `Task` of type ``"dynamic"``, or a decorator producing one.
+    """
+    return make_decorator(
+        "dynamic",
+        fn,
+        dict(
+            retries=retries,
+            timeout=timeout,
+            cache=cache,
+            cache_version=cache_version,
+            cache_serialize=cache_serialize,
+            cache_ignore_inputs=cache_ignore_inputs,
+            interruptible=interruptible,
+            queue=queue,
+            name=name,
+        ),
+    )
+
+
+def build_spec(task: Task[Any, Any], inputs: dict[str, Any]) -> dynamic_job_pb2.DynamicJobSpec:
+    """Runs a dynamic's body on real `inputs` and returns the graph it describes."""
+    from plait._serialize import closure
+
+    iface = task.python_interface
+    builder = Builder("dynamic", iface.where)
+    with push(builder):
+        result = task.fn(**inputs)
+    builder.finish()
+    outputs = output_bindings(result, iface, builder=builder)
+    tasks, workflows, launch_plans = closure(list(builder.refs.values()))
+    return dynamic_job_pb2.DynamicJobSpec(
+        nodes=builder.nodes,
+        outputs=outputs,
+        tasks=tasks,
+        subworkflows=workflows,
+        launch_plans=launch_plans,
+    )

@@ -27,17 +27,20 @@ install: $(VENV)/.installed ## Create .venv and install plait with its dev extra
 
 .PHONY: demo
 demo: install ## Run the three seed examples on the embedded engine.
-	$(BIN)/python examples/run_seeds.py
+	$(BIN)/plait run examples/dynamic_workflow.py dynamic_wf --s1 Pear --s2 Earth
+	$(BIN)/plait run examples/merge_sort.py merge_sort \
+	  --numbers '[1813, 3105, 3260, 2634, 383, 7037, 3291, 2403, 315, 7164]' --numbers_count 10
+	$(BIN)/plait run examples/generate_others.py fan_out --tasks_count 10
 
 .PHONY: gen
 gen: install ## Regenerate gen/python from protos/ (the only writer of gen/).
 	rm -rf gen/python/plaitidl
 	mkdir -p gen/python
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m grpc_tools.protoc -I protos \
-	  --python_out=gen/python --mypy_out=gen/python $(CORE_PROTOS)
+	  --python_out=gen/python --mypy_out=quiet:gen/python $(CORE_PROTOS)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m grpc_tools.protoc -I protos \
 	  --python_out=gen/python --grpc_python_out=gen/python \
-	  --mypy_out=gen/python --mypy_grpc_out=gen/python $(SERVICE_PROTOS)
+	  --mypy_out=quiet:gen/python --mypy_grpc_out=quiet:gen/python $(SERVICE_PROTOS)
 	find gen/python/plaitidl -type d -exec touch {}/__init__.py \;
 	touch gen/python/plaitidl/py.typed
 

@@ -29,6 +29,7 @@ from plait_engine import compiler
 from plait_engine.blobstore import BlobStore
 from plait_engine.errors import FieldViolation, InvalidArgument, NotFound
 from plait_engine.executors import Executor, InProcessExecutor, ProcessExecutor, TaskRunner
+from plait_engine.payloads import Payloads
 from plait_engine.scheduler import Run, Scheduler, SchedulerConfig
 from plait_engine.store import ExecutionRecord, SqliteStore, Store, TemplateKind
 
@@ -139,6 +140,7 @@ class Engine:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = store or SqliteStore(config.data_dir / "plait.db")
         self.blobs = BlobStore(config.data_dir / "blobs")
+        self.payloads = Payloads(self.blobs)
         self.process_executor = ProcessExecutor(self.blobs, config.process_slots)
         self.worker_executor: Executor | None = worker_executor
         if worker_executor is None and config.task_runner is not None:
@@ -147,6 +149,8 @@ class Engine:
             self.store,
             self._executor_for,
             SchedulerConfig(limits=config.limits, system_retries=config.system_retries),
+            registry=_StoreResolver(self.store),
+            payloads=self.payloads,
         )
         self._started = False
 
@@ -321,9 +325,9 @@ class Engine:
             workflow_key=compiler.id_key(wf.id),
             launch_plan_key=lp_key,
             phase=EP.EXECUTION_PHASE_QUEUED,
-            closure=closure.SerializeToString(),
+            closure=self.payloads.pack(closure.SerializeToString(), "closures"),
             workflow=wf.SerializeToString(),
-            inputs=resolved.SerializeToString(),
+            inputs=self.payloads.pack(resolved.SerializeToString(), "inputs"),
             outputs=b"",
             error=b"",
             created_at=now,
@@ -417,6 +421,37 @@ class Engine:
                     pass
         finally:
             self.scheduler.unwatch(rec.eid, ev)
+
+    def execution_inputs(self, rec: ExecutionRecord) -> literals_pb2.LiteralMap:
+        """The inputs of an execution, defaults applied."""
+        return literals_pb2.LiteralMap.FromString(self.payloads.unpack(rec.inputs))
+
+    def execution_outputs(self, rec: ExecutionRecord) -> literals_pb2.LiteralMap:
+        """The outputs of an execution; empty until it succeeded."""
+        return literals_pb2.LiteralMap.FromString(self.payloads.unpack(rec.outputs))
+
+    def execution_closure(self, rec: ExecutionRecord) -> dynamic_job_pb2.DynamicJobSpec:
+        """The compiled root graph of an execution with every template it reaches."""
+        return dynamic_job_pb2.DynamicJobSpec.FromString(self.payloads.unpack(rec.closure))
+
+    def node_data(
+        self, rec: ExecutionRecord, node_id: str
+    ) -> tuple[literals_pb2.LiteralMap, literals_pb2.LiteralMap]:
+        """A node's resolved inputs and its outputs; `NotFound` for an unknown node."""
+        node = self.store.get_node(rec.eid, node_id)
+        if node is None:
+            raise NotFound(f"execution {rec.name} has no node {node_id!r}")
+        return (
+            literals_pb2.LiteralMap.FromString(self.payloads.unpack(node.inputs)),
+            literals_pb2.LiteralMap.FromString(self.payloads.unpack(node.outputs)),
+        )
+
+    def dynamic_spec(self, rec: ExecutionRecord, node_id: str) -> dynamic_job_pb2.DynamicJobSpec:
+        """The compiled spec a dynamic node yielded; `NotFound` when it yielded none."""
+        spec = self.store.dynamic_specs(rec.eid).get(node_id)
+        if spec is None:
+            raise NotFound(f"node {node_id!r} of execution {rec.name} yielded no dynamic spec")
+        return dynamic_job_pb2.DynamicJobSpec.FromString(self.payloads.unpack(spec[0]))
 
     def live_run(self, rec: ExecutionRecord) -> Run | None:
         """The scheduler's run of an execution, when it is being driven here."""

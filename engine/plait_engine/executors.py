@@ -89,6 +89,7 @@ class InProcessExecutor:
             max_workers=threads, thread_name_prefix="plait-task"
         )
         self._chunk = chunk
+        self._threads = threads
         self._sink: ResultSink | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._cancelled: set[str] = set()
@@ -100,9 +101,9 @@ class InProcessExecutor:
 
     def submit(self, dispatches: Sequence[Dispatch]) -> None:
         items = list(dispatches)
-        # Small batches go out one by one so that slow tasks run side by side; large fan-outs
-        # are chunked so that per-task overhead stays low.
-        size = 1 if len(items) <= 16 else self._chunk
+        # Chunks keep per-task overhead low for large fan-outs, yet every thread gets a share
+        # so that slow tasks still run side by side.
+        size = max(1, min(self._chunk, len(items) // (self._threads * 4)))
         for start in range(0, len(items), size):
             self._pool.submit(self._run_chunk, items[start : start + size])
 

@@ -13,10 +13,12 @@ import asyncio
 import heapq
 import logging
 import math
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from google.protobuf import timestamp_pb2
 from plaitidl.core.v1 import (
@@ -33,12 +35,15 @@ from plaitidl.core.v1 import (
 )
 
 from plait_engine import compiler, type_check
+from plait_engine.blobstore import BlobStore
 from plait_engine.errors import InvalidArgument
 from plait_engine.executors import Dispatch, Executor, Result, system_error
 from plait_engine.literals import interface_signature, literal_map_hash
+from plait_engine.payloads import Payloads
 from plait_engine.store import CacheEntry, ExecutionRecord, NodeRecord, Store, WriteBatch
 
 log = logging.getLogger("plait.scheduler")
+_T = TypeVar("_T")
 
 START = "start-node"
 NP = execution_pb2
@@ -87,6 +92,26 @@ class Templates:
         self.tasks = {compiler.id_key(t.id): t for t in closure.tasks}
         self.workflows = {compiler.id_key(w.id): w for w in closure.subworkflows}
         self.launch_plans = {compiler.id_key(lp.id): lp for lp in closure.launch_plans}
+
+    def task(self, id: identifier_pb2.Identifier) -> tasks_pb2.TaskTemplate | None:
+        return _find(self.tasks, id)
+
+    def workflow(self, id: identifier_pb2.Identifier) -> workflow_pb2.WorkflowTemplate | None:
+        return _find(self.workflows, id)
+
+    def launch_plan(self, id: identifier_pb2.Identifier) -> workflow_pb2.LaunchPlan | None:
+        return _find(self.launch_plans, id)
+
+
+def _find(by_key: dict[str, _T], id: identifier_pb2.Identifier) -> _T | None:
+    found = by_key.get(compiler.id_key(id))
+    if found is None and not id.version:
+        # A reference without a version means the newest: the compiler resolved it into the
+        # closure under its full identifier.
+        prefix = compiler.id_key(id).rstrip("/") + "/"
+        matches = [v for k, v in by_key.items() if k.startswith(prefix)]
+        found = matches[-1] if matches else None
+    return found
 
 
 class Frame:
@@ -229,9 +254,16 @@ class Scheduler:
     """Drives every unfinished execution of one store."""
 
     def __init__(
-        self, store: Store, executor_for: ExecutorFor, config: SchedulerConfig | None = None
+        self,
+        store: Store,
+        executor_for: ExecutorFor,
+        config: SchedulerConfig | None = None,
+        registry: compiler.Resolver | None = None,
+        payloads: Payloads | None = None,
     ) -> None:
         self.store = store
+        self.registry = registry
+        self.payloads = payloads or Payloads(BlobStore(tempfile.mkdtemp(prefix="plait-blobs-")))
         self.executor_for = executor_for
         self.config = config or SchedulerConfig()
         self.runs: dict[int, Run] = {}
@@ -380,6 +412,14 @@ class Scheduler:
         for aid in [a for a, n in self._assignments.items() if n.frame.run is run]:
             del self._assignments[aid]
 
+    def _pack(self, m: literals_pb2.LiteralMap | None, run: Run, path: str, what: str) -> bytes:
+        if m is None:
+            return b""
+        data = m.SerializeToString()
+        if len(data) <= self.payloads.threshold:
+            return data
+        return self.payloads.pack(data, "executions", str(run.record.eid), *_safe_parts(path), what)
+
     # -- events and records ----------------------------------------------------------------
     def _event(self, run: Run, ev: events_pb2.ExecutionEvent) -> None:
         run.record.last_seq += 1
@@ -421,8 +461,8 @@ class Scheduler:
             attempt=n.attempt,
             user_failures=n.user_failures,
             system_failures=n.system_failures,
-            inputs=n.inputs.SerializeToString() if n.inputs is not None else b"",
-            outputs=n.outputs.SerializeToString() if n.outputs is not None else b"",
+            inputs=self._pack(n.inputs, run, n.path, "inputs"),
+            outputs=self._pack(n.outputs, run, n.path, "outputs"),
             error=error.SerializeToString() if error is not None else b"",
             cache_status=n.cache_status,
             parent_id=n.frame.prefix,
@@ -462,8 +502,8 @@ class Scheduler:
         run.specs = self.store.dynamic_specs(record.eid)
         if run.recovered:
             log.info("recovering execution %s with %d stored nodes", run.key, len(nodes))
-        closure = dynamic_job_pb2.DynamicJobSpec.FromString(record.closure)
-        inputs = literals_pb2.LiteralMap.FromString(record.inputs)
+        closure = dynamic_job_pb2.DynamicJobSpec.FromString(self.payloads.unpack(record.closure))
+        inputs = literals_pb2.LiteralMap.FromString(self.payloads.unpack(record.inputs))
         root = Frame(run, None, "", inputs, Templates(closure), depth=0)
         run.root = root
         if record.phase == EP.EXECUTION_PHASE_QUEUED:
@@ -526,8 +566,12 @@ class Scheduler:
             n.cache_status = rec.cache_status
             n.detail = rec.detail
             if rec.phase == NP.NODE_PHASE_SUCCEEDED:
-                n.outputs = literals_pb2.LiteralMap.FromString(rec.outputs)
-                n.inputs = literals_pb2.LiteralMap.FromString(rec.inputs) if rec.inputs else None
+                n.outputs = literals_pb2.LiteralMap.FromString(self.payloads.unpack(rec.outputs))
+                n.inputs = (
+                    literals_pb2.LiteralMap.FromString(self.payloads.unpack(rec.inputs))
+                    if rec.inputs
+                    else None
+                )
                 n.task_key = rec.task_key
                 n.is_dynamic = rec.is_dynamic
                 run.counts["total"] += 1
@@ -566,17 +610,17 @@ class Scheduler:
     # -- task nodes ----------------------------------------------------------------------
     def _begin_task(self, n: NodeExec, rec: NodeRecord | None) -> bool:
         key = compiler.id_key(n.node.task_node.task_id)
-        task = n.frame.templates.tasks.get(key)
+        task = n.frame.templates.task(n.node.task_node.task_id)
         if task is None:
             self._fail(n, user_error("TaskNotFound", f"node {n.path!r}: task {key} not found"))
             return False
         n.task = task
-        n.task_key = key
+        n.task_key = compiler.id_key(task.id)
         if rec is not None and rec.phase == NP.NODE_PHASE_DYNAMIC_RUNNING:
             spec = n.frame.run.specs.get(n.path)
             if spec is not None:
                 # The generator already yielded; run its stored sub-graph, don't ask again.
-                closure = dynamic_job_pb2.DynamicJobSpec.FromString(spec[0])
+                closure = dynamic_job_pb2.DynamicJobSpec.FromString(self.payloads.unpack(spec[0]))
                 self._start_dynamic(n, closure, spec[1], store_spec=False)
                 return False
         if self._cacheable(n):
@@ -598,7 +642,7 @@ class Scheduler:
             entry = found.get(n.cache_key)
             if entry is not None:
                 n.cache_status = execution_pb2.CACHE_STATUS_HIT
-                n.outputs = literals_pb2.LiteralMap.FromString(entry.outputs)
+                n.outputs = literals_pb2.LiteralMap.FromString(self.payloads.unpack(entry.outputs))
                 self._succeed(n)
                 continue
             if n.task.metadata.cache_serialize:
@@ -733,7 +777,11 @@ class Scheduler:
         depth = n.frame.depth + 1
         try:
             closure = compiler.compile_dynamic(
-                spec, n.task, _FrameResolver(n.frame), self.config.limits, depth=depth
+                spec,
+                n.task,
+                _FrameResolver(n.frame, self.registry),
+                self.config.limits,
+                depth=depth,
             )
         except InvalidArgument as exc:
             details = "\n".join(f"{v.field}: {v.description}" for v in exc.violations)
@@ -757,7 +805,18 @@ class Scheduler:
         n.is_dynamic = True
         if store_spec:
             self._batch.dynamic_specs.append(
-                (run.record.eid, n.path, closure.SerializeToString(), depth)
+                (
+                    run.record.eid,
+                    n.path,
+                    self.payloads.pack(
+                        closure.SerializeToString(),
+                        "executions",
+                        str(run.record.eid),
+                        *_safe_parts(n.path),
+                        "spec",
+                    ),
+                    depth,
+                )
             )
         info = events_pb2.DynamicInfo(
             node_count=len(closure.nodes), depth=depth, spec_uri=f"plait://{run.key}/{n.path}"
@@ -781,7 +840,7 @@ class Scheduler:
         inputs = literals_pb2.LiteralMap()
         inputs.CopyFrom(n.inputs or literals_pb2.LiteralMap())
         if wn.HasField("launch_plan_id"):
-            lp = templates.launch_plans.get(compiler.id_key(wn.launch_plan_id))
+            lp = templates.launch_plan(wn.launch_plan_id)
             if lp is None:
                 self._fail(n, user_error("NotFound", f"node {n.path!r}: launch plan not found"))
                 return
@@ -793,7 +852,7 @@ class Scheduler:
             wf_id = lp.workflow_id
         else:
             wf_id = wn.sub_workflow_id
-        wf = templates.workflows.get(compiler.id_key(wf_id))
+        wf = templates.workflow(wf_id)
         if wf is None:
             self._fail(n, user_error("NotFound", f"node {n.path!r}: workflow not found"))
             return
@@ -875,7 +934,7 @@ class Scheduler:
         arr = n.node.array_node
         inner = arr.node
         key = compiler.id_key(inner.task_node.task_id)
-        task = n.frame.templates.tasks.get(key)
+        task = n.frame.templates.task(inner.task_node.task_id)
         if task is None:
             self._fail(n, user_error("TaskNotFound", f"array node {n.path!r}: task {key}"))
             return
@@ -934,7 +993,11 @@ class Scheduler:
             run = n.frame.run
             self._batch.cache_entries.append(
                 CacheEntry(
-                    n.cache_key, n.outputs.SerializeToString(), run.record.eid, n.path, _now()
+                    n.cache_key,
+                    self.payloads.pack(n.outputs.SerializeToString(), "cache"),
+                    run.record.eid,
+                    n.path,
+                    _now(),
                 )
             )
             if n.task is not None and n.task.metadata.cache_serialize:
@@ -951,7 +1014,7 @@ class Scheduler:
             w.outputs = literals_pb2.LiteralMap()
             assert w.cache_key is not None
             src = next(e for e in self._batch.cache_entries if e.key == key)
-            w.outputs.ParseFromString(src.outputs)
+            w.outputs.ParseFromString(self.payloads.unpack(src.outputs))
             self._succeed(w)
 
     def _after_success(self, n: NodeExec) -> None:
@@ -984,7 +1047,9 @@ class Scheduler:
             return
         owner = frame.owner
         if owner is None:
-            run.record.outputs = outputs.SerializeToString()
+            run.record.outputs = self.payloads.pack(
+                outputs.SerializeToString(), "executions", str(run.record.eid), "outputs"
+            )
             run.record.phase = EP.EXECUTION_PHASE_SUCCEEDED
             self._save_exec(run)
             self._event(
@@ -1005,6 +1070,7 @@ class Scheduler:
             insts = [frame.nodes[str(i)] for i in range(len(frame.nodes))]
             for var, t in frame.array_output_types.items():
                 coll = out.literals[var].collection
+                coll.SetInParent()  # an empty list is still a list
                 for inst in insts:
                     item = coll.literals.add()
                     ok = inst.outputs is not None and var in inst.outputs.literals
@@ -1110,19 +1176,30 @@ class Scheduler:
 
 
 class _FrameResolver:
-    """Resolves templates for a dynamic spec from the closure the generator runs in."""
+    """Resolves templates for a dynamic spec: first the closure the generator runs in, then the
+    registry (a spec may reference registered tasks and workflows it does not embed)."""
 
-    def __init__(self, frame: Frame) -> None:
+    def __init__(self, frame: Frame, registry: compiler.Resolver | None) -> None:
         self._t = frame.templates
+        self._registry = registry
 
     def get_task(self, id: identifier_pb2.Identifier) -> tasks_pb2.TaskTemplate | None:
-        return self._t.tasks.get(compiler.id_key(id))
+        found = self._t.tasks.get(compiler.id_key(id))
+        if found is None and self._registry is not None:
+            found = self._registry.get_task(id)
+        return found
 
     def get_workflow(self, id: identifier_pb2.Identifier) -> workflow_pb2.WorkflowTemplate | None:
-        return self._t.workflows.get(compiler.id_key(id))
+        found = self._t.workflows.get(compiler.id_key(id))
+        if found is None and self._registry is not None:
+            found = self._registry.get_workflow(id)
+        return found
 
     def get_launch_plan(self, id: identifier_pb2.Identifier) -> workflow_pb2.LaunchPlan | None:
-        return self._t.launch_plans.get(compiler.id_key(id))
+        found = self._t.launch_plans.get(compiler.id_key(id))
+        if found is None and self._registry is not None:
+            found = self._registry.get_launch_plan(id)
+        return found
 
 
 def _merge_templates(base: Templates, closure: dynamic_job_pb2.DynamicJobSpec) -> Templates:
@@ -1226,11 +1303,13 @@ def _resolve_binding(frame: Frame, b: literals_pb2.BindingData) -> literals_pb2.
             lit = _step(lit, step)
     elif which == "collection":
         lit = literals_pb2.Literal()
+        lit.collection.SetInParent()
         items = lit.collection.literals
         for item in b.collection.bindings:
             items.add().CopyFrom(_resolve_binding(frame, item))
     elif which == "map":
         lit = literals_pb2.Literal()
+        lit.map.SetInParent()
         m = lit.map.literals
         for k, item in b.map.bindings.items():
             m[k].CopyFrom(_resolve_binding(frame, item))
@@ -1335,20 +1414,20 @@ def _output_names(node: workflow_pb2.Node, templates: Templates) -> list[str]:
     """Names of every output the node produces (what a branch that chose it exposes)."""
     which = node.WhichOneof("target")
     if which == "task_node":
-        t = templates.tasks.get(compiler.id_key(node.task_node.task_id))
+        t = templates.task(node.task_node.task_id)
         return [v.name for v in t.interface.outputs.variables] if t else []
     if which == "array_node":
-        t = templates.tasks.get(compiler.id_key(node.array_node.node.task_node.task_id))
+        t = templates.task(node.array_node.node.task_node.task_id)
         return [v.name for v in t.interface.outputs.variables] if t else []
     if which == "workflow_node":
         wn = node.workflow_node
         wf_id = wn.sub_workflow_id
         if wn.HasField("launch_plan_id"):
-            lp = templates.launch_plans.get(compiler.id_key(wn.launch_plan_id))
+            lp = templates.launch_plan(wn.launch_plan_id)
             if lp is None:
                 return []
             wf_id = lp.workflow_id
-        wf = templates.workflows.get(compiler.id_key(wf_id))
+        wf = templates.workflow(wf_id)
         return [v.name for v in wf.interface.outputs.variables] if wf else []
     if which == "branch_node":
         return _output_names(node.branch_node.case.then_node, templates)

@@ -1,0 +1,212 @@
+"""The engine core on the embedded engine: caching, retries, timeouts, branches, failures."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from plaitidl.core.v1 import errors_pb2, execution_pb2, literals_pb2
+
+from plait import _embedded, _runtime, _serialize
+from plait_engine.core import Engine, EngineConfig
+from plait_engine.store import ExecutionRecord
+from tests.workflows import behaviours as b
+
+EP = execution_pb2
+
+
+def run(entity: Any, data_dir: Path, **inputs: object) -> _embedded.RunResult:
+    return _embedded.run(entity, _embedded.inputs_to_literals(entity, inputs), data_dir)
+
+
+def value(entity: Any, result: _embedded.RunResult) -> object:
+    assert result.phase == "SUCCEEDED", result.error
+    return _serialize.outputs_to_python(entity, result.outputs)
+
+
+def with_engine(tmp_path: Path, body: Callable[[Engine], Awaitable[None]]) -> None:
+    async def main() -> None:
+        engine = Engine(EngineConfig(data_dir=tmp_path / "data", task_runner=_runtime.execute))
+        await engine.start()
+        try:
+            await body(engine)
+        finally:
+            await engine.stop()
+
+    asyncio.run(main())
+
+
+def start(engine: Engine, entity: Any, **inputs: object) -> ExecutionRecord:
+    bundle = _serialize.collect(entity)
+    engine.register(bundle.tasks, bundle.workflows, bundle.launch_plans)
+    return engine.create_execution(
+        workflow_id=bundle.root, inputs=_embedded.inputs_to_literals(entity, inputs)
+    )
+
+
+def node_attempts(engine: Engine, rec: ExecutionRecord) -> dict[str, tuple[int, int]]:
+    return {n.node_id: (n.phase, n.attempt) for n in engine.store.node_records(rec.eid)}
+
+
+def test_cache_hit_skips_the_body_and_a_new_version_runs_it(tmp_path: Path) -> None:
+    b.CALLS.clear()
+    first = run(b.cached_wf, tmp_path, x=7)
+    second = run(b.cached_wf, tmp_path, x=7)
+    assert value(b.cached_wf, first) == value(b.cached_wf, second) == 70
+    assert b.CALLS["expensive:7"] == 1
+    assert second.counts["cached"] == 1
+    # Other inputs are another key.
+    assert value(b.cached_wf, run(b.cached_wf, tmp_path, x=8)) == 80
+    assert b.CALLS["expensive:8"] == 1
+    # A new cache_version invalidates.
+    assert value(b.cached_wf_v2, run(b.cached_wf_v2, tmp_path, x=7)) == 70
+    assert b.CALLS["expensive:7"] == 2
+
+
+def test_dynamic_node_outputs_are_cached(tmp_path: Path) -> None:
+    b.CALLS.clear()
+    one = run(b.cached_dynamic_wf, tmp_path, n=4)
+    two = run(b.cached_dynamic_wf, tmp_path, n=4)
+    assert value(b.cached_dynamic_wf, one) == value(b.cached_dynamic_wf, two) == [0, 1, 4, 9]
+    assert b.CALLS["cached_fan_out"] == 1
+
+
+def test_cache_serialize_runs_the_body_once_for_concurrent_runs(tmp_path: Path) -> None:
+    b.CALLS.clear()
+
+    async def body(engine: Engine) -> None:
+        recs = [start(engine, b.serialized_wf, x=41) for _ in range(3)]
+        finals = await asyncio.gather(*(engine.wait(r, timeout=30) for r in recs))
+        for f in finals:
+            assert f.phase == EP.EXECUTION_PHASE_SUCCEEDED
+            out = literals_pb2.LiteralMap.FromString(f.outputs)
+            assert out.literals["o0"].scalar.primitive.integer == 42
+        statuses = sorted(
+            n.cache_status
+            for f in finals
+            for n in engine.store.node_records(f.eid)
+            if n.node_id == "n0"
+        )
+        assert statuses.count(EP.CACHE_STATUS_HIT) == 2
+        assert statuses.count(EP.CACHE_STATUS_POPULATED) == 1
+
+    with_engine(tmp_path, body)
+    assert b.CALLS["slow_cached:41"] == 1
+
+
+def test_recoverable_failures_are_retried_until_success(tmp_path: Path) -> None:
+    b.CALLS.clear()
+
+    async def body(engine: Engine) -> None:
+        rec = start(engine, b.flaky_wf, key="a")
+        final = await engine.wait(rec, timeout=30)
+        assert final.phase == EP.EXECUTION_PHASE_SUCCEEDED
+        out = literals_pb2.LiteralMap.FromString(final.outputs)
+        assert out.literals["o0"].scalar.primitive.string_value == "ok after 3"
+        assert node_attempts(engine, final)["n0"] == (EP.NODE_PHASE_SUCCEEDED, 3)
+        # Each failed attempt left a RETRYING event carrying the task's message.
+        events = [e for batch in [engine.store.events(final.eid, 0, 100)] for _, e in batch]
+        assert sum(b"transient failure" in e for e in events) == 2
+
+    with_engine(tmp_path, body)
+
+
+def test_non_recoverable_error_is_not_retried(tmp_path: Path) -> None:
+    b.CALLS.clear()
+    result = run(b.broken_wf, tmp_path, key="z")
+    assert result.phase == "FAILED"
+    assert result.error.code == "NonRetryableError"
+    assert result.error.message == "bad input, retrying cannot help"
+    assert result.error.node_id == "n0"
+    assert not result.error.recoverable
+    assert b.CALLS["broken:z"] == 1
+
+
+def test_timeout_is_a_retryable_error_per_attempt(tmp_path: Path) -> None:
+    b.CALLS.clear()
+    result = run(b.sleepy_wf, tmp_path, seconds=1.5)
+    assert result.phase == "FAILED"
+    assert result.error.code == "Timeout"
+    assert "attempt 2" in result.error.message and "0.3s" in result.error.message
+    assert b.CALLS["sleepy"] == 2
+    # A fast enough run succeeds.
+    assert value(b.sleepy_wf, run(b.sleepy_wf, tmp_path, seconds=0.0)) == 0.0
+
+
+def test_branch_runs_one_case_and_skips_the_others(tmp_path: Path) -> None:
+    async def body(engine: Engine) -> None:
+        pos = start(engine, b.branch_wf, x=5)
+        neg = start(engine, b.branch_wf, x=-5)
+        fp, fn = await engine.wait(pos, timeout=30), await engine.wait(neg, timeout=30)
+        for final, expected in ((fp, 25), (fn, 5)):
+            out = literals_pb2.LiteralMap.FromString(final.outputs)
+            assert out.literals["o0"].scalar.primitive.integer == expected
+        phases = {k: p for k, (p, _) in node_attempts(engine, fp).items()}
+        assert phases["n0/n0-case0"] == EP.NODE_PHASE_SUCCEEDED
+        assert phases["n0/n0-else"] == EP.NODE_PHASE_SKIPPED
+        phases = {k: p for k, (p, _) in node_attempts(engine, fn).items()}
+        assert phases["n0/n0-case0"] == EP.NODE_PHASE_SKIPPED
+        assert phases["n0/n0-else"] == EP.NODE_PHASE_SUCCEEDED
+
+    with_engine(tmp_path, body)
+
+
+def test_map_task_runs_an_array_node(tmp_path: Path) -> None:
+    assert value(b.map_wf, run(b.map_wf, tmp_path, xs=[1, 2, 3, 4])) == [1, 4, 9, 16]
+    assert value(b.map_wf, run(b.map_wf, tmp_path, xs=[])) == []
+
+
+def test_terminate_aborts_a_running_execution(tmp_path: Path) -> None:
+    async def body(engine: Engine) -> None:
+        rec = start(engine, b.stuck_wf, x=1)
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if engine.counts(rec)["running"]:
+                break
+        engine.terminate(rec, "user asked")
+        final = await engine.wait(rec, timeout=10)
+        assert final.phase == EP.EXECUTION_PHASE_ABORTED
+        err = errors_pb2.ExecutionError.FromString(final.error)
+        assert err.code == "Terminated" and err.message == "user asked"
+        assert node_attempts(engine, final)["n0"][0] == EP.NODE_PHASE_ABORTED
+
+    with_engine(tmp_path, body)
+
+
+def test_wrong_inputs_are_refused_before_anything_is_stored(tmp_path: Path) -> None:
+    from plait_engine.errors import InvalidArgument
+
+    async def body(engine: Engine) -> None:
+        bundle = _serialize.collect(b.cached_wf)
+        engine.register(bundle.tasks, bundle.workflows, bundle.launch_plans)
+        bad = literals_pb2.LiteralMap()
+        bad.literals["x"].scalar.primitive.string_value = "seven"
+        with pytest.raises(InvalidArgument) as info:
+            engine.create_execution(workflow_id=bundle.root, inputs=bad)
+        assert info.value.violations[0].field == "inputs.x"
+        assert engine.store.list_executions("default", "development", [], 10, 0) == []
+
+    with_engine(tmp_path, body)
+
+
+def test_large_literals_live_in_the_blob_store(tmp_path: Path) -> None:
+    n = 200_000
+
+    async def body(engine: Engine) -> None:
+        rec = start(engine, b.big_wf, n=n)
+        final = await engine.wait(rec, timeout=60)
+        assert final.phase == EP.EXECUTION_PHASE_SUCCEEDED
+        out = engine.execution_outputs(final)
+        assert out.literals["o0"].scalar.primitive.integer == n * (n - 1) // 2
+        row = engine.store.get_node(final.eid, "n0")
+        assert row is not None and engine.payloads.is_pointer(row.outputs)
+        assert len(row.outputs) < 1000  # the store keeps a pointer, not the list
+        blob_files = list((tmp_path / "data" / "blobs" / "payloads").rglob("*"))
+        assert any(p.is_file() and p.stat().st_size > 200_000 for p in blob_files)
+        inputs, outputs = engine.node_data(final, "n0")
+        assert len(outputs.literals["o0"].collection.literals) == n
+
+    with_engine(tmp_path, body)

@@ -1,0 +1,1 @@
+"""Workflows used by the tests; importable as `tests.workflows.<module>`."""

@@ -53,8 +53,11 @@ class EngineConfig:
 
 
 def _kind_name(kind: TemplateKind) -> str:
-    return {TemplateKind.TASK: "task", TemplateKind.WORKFLOW: "workflow",
-            TemplateKind.LAUNCH_PLAN: "launch plan"}[kind]  # fmt: skip
+    return {
+        TemplateKind.TASK: "task",
+        TemplateKind.WORKFLOW: "workflow",
+        TemplateKind.LAUNCH_PLAN: "launch plan",
+    }[kind]
 
 
 def normalize_id(id: identifier_pb2.Identifier, kind: TemplateKind) -> None:
@@ -86,12 +89,16 @@ class _StoreResolver:
     def _key(self, id: identifier_pb2.Identifier, kind: TemplateKind) -> str:
         if id.version:
             return compiler.id_key(id)
-        prefix = compiler.id_key(
-            identifier_pb2.Identifier(
-                project=id.project or DEFAULT_PROJECT, domain=id.domain or DEFAULT_DOMAIN,
-                name=id.name,
-            )
-        ).rstrip("/") + "/"  # fmt: skip
+        prefix = (
+            compiler.id_key(
+                identifier_pb2.Identifier(
+                    project=id.project or DEFAULT_PROJECT,
+                    domain=id.domain or DEFAULT_DOMAIN,
+                    name=id.name,
+                )
+            ).rstrip("/")
+            + "/"
+        )
         return self._store.latest_template_key(kind, prefix) or compiler.id_key(id)
 
     def get_task(self, id: identifier_pb2.Identifier) -> tasks_pb2.TaskTemplate | None:
@@ -356,8 +363,7 @@ class Engine:
         run = self.scheduler.run_of(rec.eid)
         if run is not None:
             return dict(run.counts)
-        counts = {"total": 0, "succeeded": 0, "running": 0, "failed": 0, "skipped": 0,
-                  "cached": 0}  # fmt: skip
+        counts = {"total": 0, "succeeded": 0, "running": 0, "failed": 0, "skipped": 0, "cached": 0}
         for n in self.store.node_records(rec.eid):
             counts["total"] += 1
             if n.phase == execution_pb2.NODE_PHASE_SUCCEEDED:
@@ -368,8 +374,10 @@ class Engine:
                 counts["failed"] += 1
             elif n.phase == execution_pb2.NODE_PHASE_SKIPPED:
                 counts["skipped"] += 1
-            elif n.phase in (execution_pb2.NODE_PHASE_RUNNING,
-                             execution_pb2.NODE_PHASE_DYNAMIC_RUNNING):  # fmt: skip
+            elif n.phase in (
+                execution_pb2.NODE_PHASE_RUNNING,
+                execution_pb2.NODE_PHASE_DYNAMIC_RUNNING,
+            ):
                 counts["running"] += 1
         return counts
 

@@ -50,10 +50,17 @@ NP = execution_pb2
 EP = execution_pb2
 USER = errors_pb2.ExecutionError.KIND_USER
 SYSTEM = errors_pb2.ExecutionError.KIND_SYSTEM
-TERMINAL_NODE = {NP.NODE_PHASE_SUCCEEDED, NP.NODE_PHASE_FAILED, NP.NODE_PHASE_SKIPPED,
-                 NP.NODE_PHASE_ABORTED}  # fmt: skip
-TERMINAL_EXEC = {EP.EXECUTION_PHASE_SUCCEEDED, EP.EXECUTION_PHASE_FAILED,
-                 EP.EXECUTION_PHASE_ABORTED}  # fmt: skip
+TERMINAL_NODE = {
+    NP.NODE_PHASE_SUCCEEDED,
+    NP.NODE_PHASE_FAILED,
+    NP.NODE_PHASE_SKIPPED,
+    NP.NODE_PHASE_ABORTED,
+}
+TERMINAL_EXEC = {
+    EP.EXECUTION_PHASE_SUCCEEDED,
+    EP.EXECUTION_PHASE_FAILED,
+    EP.EXECUTION_PHASE_ABORTED,
+}
 
 
 @dataclass
@@ -199,7 +206,8 @@ class NodeExec:
         "task",
         "task_key",
         "user_failures",
-    )  # fmt: skip
+        "worker",
+    )
 
     def __init__(self, frame: Frame, local_id: str, node: workflow_pb2.Node) -> None:
         self.frame = frame
@@ -225,6 +233,7 @@ class NodeExec:
         self.is_dynamic = False
         self.detail = ""
         self.created_at = 0.0
+        self.worker = ""  # the worker that answered the last attempt
 
 
 class Run:
@@ -237,8 +246,14 @@ class Run:
         self.specs: dict[str, tuple[bytes, int]] = {}
         self.root: Frame | None = None
         self.nodes: dict[str, NodeExec] = {}  # by path, only live ones that may get results
-        self.counts = {"total": 0, "succeeded": 0, "running": 0, "failed": 0, "skipped": 0,
-                       "cached": 0}  # fmt: skip
+        self.counts = {
+            "total": 0,
+            "succeeded": 0,
+            "running": 0,
+            "failed": 0,
+            "skipped": 0,
+            "cached": 0,
+        }
         self.finished = asyncio.Event()
         self.dirty = False
 
@@ -354,9 +369,35 @@ class Scheduler:
             try:
                 self._pass()
             except Exception:  # never let one bad pass kill the engine
-                log.exception("scheduler pass failed")
-                self._batch = WriteBatch()
+                log.exception("scheduler pass failed; rebuilding state from the store")
                 await asyncio.sleep(0.1)
+                self._rebuild()
+
+    def _rebuild(self) -> None:
+        """Forget in-memory state and recover every driven execution from the store, exactly
+        as a restarted engine would. Results of the dropped attempts are fenced out."""
+        self._batch = WriteBatch()
+        self._to_dispatch.clear()
+        cancels = [
+            (self.executor_for(n.task), aid)
+            for aid, n in self._assignments.items()
+            if n.task is not None
+        ]
+        self._to_cancel = [(ex, aid) for ex, aid in cancels if ex is not None]
+        self._assignments.clear()
+        self._ready.clear()
+        self._deadlines.clear()
+        self._cache_waiters.clear()
+        old = self.runs
+        self.runs = {}
+        for eid, run in old.items():
+            record = self.store.get_execution_by_eid(eid)
+            if record is None or record.phase in TERMINAL_EXEC:
+                run.finished.set()
+                continue
+            fresh = self.submit_execution(record)
+            fresh.finished = run.finished
+        self._wake.set()
 
     def _next_wakeup(self) -> float | None:
         waits: list[float] = []
@@ -384,6 +425,9 @@ class Scheduler:
 
     def _commit(self) -> None:
         batch, self._batch = self._batch, WriteBatch()
+        # The execution row carries the last event sequence: persist it with the events, or a
+        # restarted engine would number new events from a stale sequence.
+        batch.executions.extend(run.record for run in self.runs.values() if run.dirty)
         if batch:
             self.store.apply(batch)
         dispatches, self._to_dispatch = self._to_dispatch, []
@@ -433,8 +477,7 @@ class Scheduler:
 
     def _save_exec(self, run: Run) -> None:
         run.record.updated_at = _now()
-        if run.record not in self._batch.executions:
-            self._batch.executions.append(run.record)
+        run.dirty = True
 
     def _set_phase(
         self,
@@ -487,6 +530,8 @@ class Scheduler:
                 t.dynamic.CopyFrom(dynamic)
             if n.task is not None:
                 t.task_id.CopyFrom(n.task.id)
+            if n.worker:
+                t.worker_id = n.worker
             self._event(run, events_pb2.ExecutionEvent(node=t))
 
     # -- starting and recovering runs ------------------------------------------------------
@@ -717,6 +762,7 @@ class Scheduler:
             return
         del self._assignments[r.assignment_id]
         n.assignment_id = None
+        n.worker = r.worker_id
         n.deadline = None
         outcome = r.outcome
         if isinstance(outcome, errors_pb2.ExecutionError):
@@ -1122,8 +1168,12 @@ class Scheduler:
     def _abort_frame(self, frame: Frame) -> None:
         """Stop everything still running in a failed frame (fail fast)."""
         for m in frame.nodes.values():
-            if m.phase in (NP.NODE_PHASE_RUNNING, NP.NODE_PHASE_QUEUED, NP.NODE_PHASE_RETRYING,
-                           NP.NODE_PHASE_DYNAMIC_RUNNING):  # fmt: skip
+            if m.phase in (
+                NP.NODE_PHASE_RUNNING,
+                NP.NODE_PHASE_QUEUED,
+                NP.NODE_PHASE_RETRYING,
+                NP.NODE_PHASE_DYNAMIC_RUNNING,
+            ):
                 if m.child is not None and not m.child.done:
                     m.child.done = True
                     self._abort_frame(m.child)

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 from plaitidl.core.v1 import errors_pb2, execution_pb2, identifier_pb2, literals_pb2
 
 from plait import _runtime, _serialize, _types
-from plait._errors import PlaitError, PlaitTypeError
+from plait._errors import ExecutionFailedError, PlaitError, PlaitTypeError
 from plait._serialize import Entity
 
 EP = execution_pb2
@@ -28,19 +28,6 @@ EP = execution_pb2
 def default_data_dir() -> Path:
     """``$PLAIT_DATA_DIR`` or ``~/.plait``."""
     return Path(os.environ.get("PLAIT_DATA_DIR") or Path.home() / ".plait")
-
-
-class ExecutionFailedError(PlaitError):
-    """An execution ended FAILED or ABORTED; carries the engine's error."""
-
-    def __init__(self, execution: str, phase: str, error: errors_pb2.ExecutionError) -> None:
-        where = f" (node {error.node_id})" if error.node_id else ""
-        super().__init__(
-            f"execution {execution} {phase.lower()}{where}: {error.code}: {error.message}"
-        )
-        self.execution = execution
-        self.phase = phase
-        self.error = error
 
 
 @dataclass
@@ -118,7 +105,7 @@ async def _run_async(
         return RunResult(
             execution=final.name,
             phase=EP.ExecutionPhase.Name(final.phase).removeprefix("EXECUTION_PHASE_"),  # type: ignore[arg-type]
-            outputs=literals_pb2.LiteralMap.FromString(final.outputs),
+            outputs=engine.execution_outputs(final),
             error=errors_pb2.ExecutionError.FromString(final.error),
             counts=counts,
             seconds=time.monotonic() - started,

@@ -12,16 +12,16 @@ import sys
 import time
 from pathlib import Path
 
-from plaitidl.core.v1 import execution_pb2
-
 from plait_engine.store import SqliteStore
+from plaitidl.core.v1 import execution_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAIT = [sys.executable, "-m", "plait._cli"]
 
 
-def plait(*args: str, data_dir: Path, env: dict[str, str] | None = None,
-          check: bool = True) -> subprocess.CompletedProcess[str]:  # fmt: skip
+def plait(
+    *args: str, data_dir: Path, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*PLAIT, *args],
         cwd=ROOT,
@@ -34,17 +34,34 @@ def plait(*args: str, data_dir: Path, env: dict[str, str] | None = None,
 
 
 def test_count_common_characters_prints_3(tmp_path: Path) -> None:
-    out = plait("run", "examples/dynamic_workflow.py", "dynamic_wf", "--s1", "Pear", "--s2",
-                "Earth", data_dir=tmp_path)  # fmt: skip
+    out = plait(
+        "run",
+        "examples/dynamic_workflow.py",
+        "dynamic_wf",
+        "--s1",
+        "Pear",
+        "--s2",
+        "Earth",
+        data_dir=tmp_path,
+    )
     assert out.stdout.strip() == "3"
     assert "SUCCEEDED" in out.stderr
 
 
 def test_merge_sort_of_1000_random_ints(tmp_path: Path) -> None:
-    numbers = [random.Random(7).randint(-(10**6), 10**6) for _ in range(1000)]
     numbers = random.Random(7).sample(range(-(10**6), 10**6), 1000)
-    out = plait("run", "examples/merge_sort.py", "merge_sort", "--numbers", json.dumps(numbers),
-                "--numbers_count", "1000", "--run_local_at_count", "5", data_dir=tmp_path)  # fmt: skip
+    out = plait(
+        "run",
+        "examples/merge_sort.py",
+        "merge_sort",
+        "--numbers",
+        json.dumps(numbers),
+        "--numbers_count",
+        "1000",
+        "--run_local_at_count",
+        "5",
+        data_dir=tmp_path,
+    )
     assert json.loads(out.stdout) == sorted(numbers)
     # Recursion: eight levels of dynamic specs below the top one for 1,000 numbers and 5.
     store = SqliteStore(tmp_path / "plait.db")
@@ -58,8 +75,9 @@ def test_merge_sort_of_1000_random_ints(tmp_path: Path) -> None:
 
 
 def test_fan_out_of_1000_returns_outputs_in_order(tmp_path: Path) -> None:
-    out = plait("run", "examples/generate_others.py", "fan_out", "--tasks_count", "1000",
-                data_dir=tmp_path)  # fmt: skip
+    out = plait(
+        "run", "examples/generate_others.py", "fan_out", "--tasks_count", "1000", data_dir=tmp_path
+    )
     values = json.loads(out.stdout)
     assert len(values) == 1000
     from examples.generate_others import other_task
@@ -68,18 +86,41 @@ def test_fan_out_of_1000_returns_outputs_in_order(tmp_path: Path) -> None:
 
 
 def test_errors_are_clear_and_exit_non_zero(tmp_path: Path) -> None:
-    missing = plait("run", "examples/dynamic_workflow.py", "dynamic_wf", "--s1", "Pear",
-                    data_dir=tmp_path, check=False)  # fmt: skip
+    missing = plait(
+        "run",
+        "examples/dynamic_workflow.py",
+        "dynamic_wf",
+        "--s1",
+        "Pear",
+        data_dir=tmp_path,
+        check=False,
+    )
     assert missing.returncode == 2 and "--s2" in missing.stderr
     unknown = plait("run", "examples/dynamic_workflow.py", "nope", data_dir=tmp_path, check=False)
     assert unknown.returncode == 1 and "no workflow, task or launch plan named 'nope'" in (
         unknown.stderr
     )
-    bad_value = plait("run", "examples/merge_sort.py", "merge_sort", "--numbers", "[1, x]",
-                      "--numbers_count", "2", data_dir=tmp_path, check=False)  # fmt: skip
+    bad_value = plait(
+        "run",
+        "examples/merge_sort.py",
+        "merge_sort",
+        "--numbers",
+        "[1, x]",
+        "--numbers_count",
+        "2",
+        data_dir=tmp_path,
+        check=False,
+    )
     assert bad_value.returncode == 1 and "numbers" in bad_value.stderr
-    failing = plait("run", "tests/workflows/behaviours.py", "broken_wf", "--key", "k",
-                    data_dir=tmp_path, check=False)  # fmt: skip
+    failing = plait(
+        "run",
+        "tests/workflows/behaviours.py",
+        "broken_wf",
+        "--key",
+        "k",
+        data_dir=tmp_path,
+        check=False,
+    )
     assert failing.returncode == 1
     assert "NonRetryableError: bad input, retrying cannot help" in failing.stderr
     assert "n0" in failing.stderr
@@ -133,7 +174,7 @@ def test_sigkill_in_the_middle_then_resume(tmp_path: Path) -> None:
             str(n),
             "--name",
             "resume-me",
-        ],  # fmt: skip
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -162,9 +203,14 @@ def test_sigkill_in_the_middle_then_resume(tmp_path: Path) -> None:
     assert 0 < len(finished_tasks) < n, "the kill should land in the middle"
 
     resumed = subprocess.run(
-        [*PLAIT, "run", "--resume", "resume-me"], cwd=ROOT, env=env, capture_output=True,
-        text=True, timeout=120, check=False,
-    )  # fmt: skip
+        [*PLAIT, "run", "--resume", "resume-me"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout) == [2 * i for i in range(n)]
     # The generator yielded once; its stored spec was reused.

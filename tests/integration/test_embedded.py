@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from plaitidl.core.v1 import errors_pb2, execution_pb2, literals_pb2
-
 from plait import _embedded, _runtime, _serialize
 from plait_engine.core import Engine, EngineConfig
 from plait_engine.store import ExecutionRecord
+from plaitidl.core.v1 import errors_pb2, execution_pb2, literals_pb2
+
 from tests.workflows import behaviours as b
 
 EP = execution_pb2
@@ -206,7 +206,7 @@ def test_large_literals_live_in_the_blob_store(tmp_path: Path) -> None:
         assert len(row.outputs) < 1000  # the store keeps a pointer, not the list
         blob_files = list((tmp_path / "data" / "blobs" / "payloads").rglob("*"))
         assert any(p.is_file() and p.stat().st_size > 200_000 for p in blob_files)
-        inputs, outputs = engine.node_data(final, "n0")
+        _, outputs = engine.node_data(final, "n0")
         assert len(outputs.literals["o0"].collection.literals) == n
 
     with_engine(tmp_path, body)

@@ -7,6 +7,9 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from plait_engine import compiler
+from plait_engine.core import Engine, EngineConfig
+from plait_engine.executors import Outcome
 from plaitidl.core.v1 import (
     dynamic_job_pb2,
     errors_pb2,
@@ -18,10 +21,6 @@ from plaitidl.core.v1 import (
     types_pb2,
     workflow_pb2,
 )
-
-from plait_engine import compiler
-from plait_engine.core import Engine, EngineConfig
-from plait_engine.executors import Outcome
 
 EP = execution_pb2
 INT = types_pb2.LiteralType(simple=types_pb2.SIMPLE_TYPE_INTEGER)
@@ -93,8 +92,9 @@ def _bad_spec(kind: str) -> dynamic_job_pb2.DynamicJobSpec:
         return _spec(nodes, _promise("n0", "out"))
     if kind == "too_deep":
         # Calls itself forever: only the depth limit stops it.
-        return _spec([_node("again", DEEP, _promise("start-node", "n"))],
-                     _promise("again", "out"), DEEP)  # fmt: skip
+        return _spec(
+            [_node("again", DEEP, _promise("start-node", "n"))], _promise("again", "out"), DEEP
+        )
     raise AssertionError(kind)
 
 

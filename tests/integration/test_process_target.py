@@ -131,8 +131,11 @@ def test_process_that_writes_nothing_fails_its_node(tmp_path: Path) -> None:
 
 
 def test_process_crash_is_a_system_error_retried_then_failed(tmp_path: Path) -> None:
-    task = _task("examples.process.crash", ["bash", "-c", "echo boom >&2; exit 3"],
-                 _iface({"n": INT}, {"out": INT_LIST}))  # fmt: skip
+    task = _task(
+        "examples.process.crash",
+        ["bash", "-c", "echo boom >&2; exit 3"],
+        _iface({"n": INT}, {"out": INT_LIST}),
+    )
 
     async def main() -> None:
         engine, final = await _run(tmp_path, task, 1)

@@ -27,10 +27,23 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 
 def _record(name: str, request_id: str = "") -> ExecutionRecord:
     return ExecutionRecord(
-        eid=0, project="p", domain="d", name=name, workflow_key="p/d/wf/v1", launch_plan_key="",
-        phase=1, closure=b"c", workflow=b"w", inputs=b"i", outputs=b"", error=b"",
-        created_at=1.0, updated_at=1.0, request_id=request_id, labels={"a": "b"},
-    )  # fmt: skip
+        eid=0,
+        project="p",
+        domain="d",
+        name=name,
+        workflow_key="p/d/wf/v1",
+        launch_plan_key="",
+        phase=1,
+        closure=b"c",
+        workflow=b"w",
+        inputs=b"i",
+        outputs=b"",
+        error=b"",
+        created_at=1.0,
+        updated_at=1.0,
+        request_id=request_id,
+        labels={"a": "b"},
+    )
 
 
 def test_templates_are_immutable_and_identical_reregister_is_a_noop(store: Store) -> None:

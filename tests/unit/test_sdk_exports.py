@@ -15,6 +15,11 @@ def test_all_is_pinned() -> None:
         "Directory",
         "PlaitError",
         "NonRetryableError",
+        "Client",
+        "ExecutionFailedError",
+        "RpcError",
+        "NotFoundError",
+        "InvalidArgumentError",
     ]
     for name in plait.__all__:
         assert getattr(plait, name) is not None

@@ -107,7 +107,8 @@ def branch_wf(x: int) -> int:
 
 @workflow
 def map_wf(xs: list[int]) -> list[int]:
-    return map_task(square)(x=xs)
+    squares: list[int] = map_task(square)(x=xs)
+    return squares
 
 
 @dynamic(cache=True, cache_version="1")

@@ -111,8 +111,25 @@ _NODE_COLUMNS = (
 
 
 def _exec_from_row(row: Any) -> ExecutionRecord:
-    (eid, project, domain, name, wkey, lkey, phase, closure, workflow, inputs, outputs, error,
-     created, updated, request_id, labels, last_seq) = row  # fmt: skip
+    (
+        eid,
+        project,
+        domain,
+        name,
+        wkey,
+        lkey,
+        phase,
+        closure,
+        workflow,
+        inputs,
+        outputs,
+        error,
+        created,
+        updated,
+        request_id,
+        labels,
+        last_seq,
+    ) = row
     return ExecutionRecord(
         eid=int(eid),
         project=str(project),
@@ -135,8 +152,24 @@ def _exec_from_row(row: Any) -> ExecutionRecord:
 
 
 def _node_from_row(row: Any) -> NodeRecord:
-    (eid, node_id, phase, attempt, uf, sf, inputs, outputs, error, cache_status, parent_id,
-     task_key, is_dynamic, detail, created, updated) = row  # fmt: skip
+    (
+        eid,
+        node_id,
+        phase,
+        attempt,
+        uf,
+        sf,
+        inputs,
+        outputs,
+        error,
+        cache_status,
+        parent_id,
+        task_key,
+        is_dynamic,
+        detail,
+        created,
+        updated,
+    ) = row
     return NodeRecord(
         eid=int(eid),
         node_id=str(node_id),
@@ -159,10 +192,23 @@ def _node_from_row(row: Any) -> NodeRecord:
 
 def _node_params(n: NodeRecord) -> tuple[object, ...]:
     return (
-        n.eid, n.node_id, n.phase, n.attempt, n.user_failures, n.system_failures, n.inputs,
-        n.outputs, n.error, n.cache_status, n.parent_id, n.task_key, int(n.is_dynamic), n.detail,
-        n.created_at, n.updated_at,
-    )  # fmt: skip
+        n.eid,
+        n.node_id,
+        n.phase,
+        n.attempt,
+        n.user_failures,
+        n.system_failures,
+        n.inputs,
+        n.outputs,
+        n.error,
+        n.cache_status,
+        n.parent_id,
+        n.task_key,
+        int(n.is_dynamic),
+        n.detail,
+        n.created_at,
+        n.updated_at,
+    )
 
 
 class SqliteStore(Store):

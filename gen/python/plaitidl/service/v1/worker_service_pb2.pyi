@@ -74,7 +74,9 @@ class Heartbeat(_message.Message):
     RUNNING_ASSIGNMENT_IDS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def running_assignment_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Assignments the worker is still running."""
+        """Assignments the worker is still running. Informational: every lease of the session is
+        renewed by any message of the session.
+        """
 
     def __init__(
         self,

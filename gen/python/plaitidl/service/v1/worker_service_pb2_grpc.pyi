@@ -42,14 +42,17 @@ class WorkerServiceStub:
         (one literal per declared output), a `DynamicJobSpec` (the task is a generator), or an
         `ExecutionError`. One message may carry many results; a slot is free again once its
         result is sent.
-     5. The worker sends `heartbeat` at least every heartbeat interval, listing the assignments
-        it is still running; that renews their leases. An assignment whose lease expires (or
-        whose session ends) is taken back and retried on the task's system-error budget, so
-        tasks must be idempotent: delivery is at least once.
+     5. The worker sends a message at least every heartbeat interval (a `heartbeat` when it has
+        no results to send). Leases live as long as the session: any message keeps the session
+        and all its leases alive. A session silent for the lease duration is ended. The
+        assignments of an ended session are taken back and retried on the task's system-error
+        budget, so tasks must be idempotent: delivery is at least once.
      6. The engine may send `cancellations` for assignments it no longer wants (the execution
         was terminated); the worker should stop them and need not send a result.
      A result is matched by (assignment_id, attempt); a result for an assignment that is no
-     longer leased to this session is recorded as ignored and does not change the node.
+     longer leased to this session is recorded as ignored and does not change the node. A result
+     for an assignment this session holds but with another attempt is a protocol error: the
+     engine ends the session with INVALID_ARGUMENT.
     """
 
     @_typing.overload
@@ -76,14 +79,17 @@ class WorkerServiceAsyncStub(WorkerServiceStub):
         (one literal per declared output), a `DynamicJobSpec` (the task is a generator), or an
         `ExecutionError`. One message may carry many results; a slot is free again once its
         result is sent.
-     5. The worker sends `heartbeat` at least every heartbeat interval, listing the assignments
-        it is still running; that renews their leases. An assignment whose lease expires (or
-        whose session ends) is taken back and retried on the task's system-error budget, so
-        tasks must be idempotent: delivery is at least once.
+     5. The worker sends a message at least every heartbeat interval (a `heartbeat` when it has
+        no results to send). Leases live as long as the session: any message keeps the session
+        and all its leases alive. A session silent for the lease duration is ended. The
+        assignments of an ended session are taken back and retried on the task's system-error
+        budget, so tasks must be idempotent: delivery is at least once.
      6. The engine may send `cancellations` for assignments it no longer wants (the execution
         was terminated); the worker should stop them and need not send a result.
      A result is matched by (assignment_id, attempt); a result for an assignment that is no
-     longer leased to this session is recorded as ignored and does not change the node.
+     longer leased to this session is recorded as ignored and does not change the node. A result
+     for an assignment this session holds but with another attempt is a protocol error: the
+     engine ends the session with INVALID_ARGUMENT.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -106,14 +112,17 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
         (one literal per declared output), a `DynamicJobSpec` (the task is a generator), or an
         `ExecutionError`. One message may carry many results; a slot is free again once its
         result is sent.
-     5. The worker sends `heartbeat` at least every heartbeat interval, listing the assignments
-        it is still running; that renews their leases. An assignment whose lease expires (or
-        whose session ends) is taken back and retried on the task's system-error budget, so
-        tasks must be idempotent: delivery is at least once.
+     5. The worker sends a message at least every heartbeat interval (a `heartbeat` when it has
+        no results to send). Leases live as long as the session: any message keeps the session
+        and all its leases alive. A session silent for the lease duration is ended. The
+        assignments of an ended session are taken back and retried on the task's system-error
+        budget, so tasks must be idempotent: delivery is at least once.
      6. The engine may send `cancellations` for assignments it no longer wants (the execution
         was terminated); the worker should stop them and need not send a result.
      A result is matched by (assignment_id, attempt); a result for an assignment that is no
-     longer leased to this session is recorded as ignored and does not change the node.
+     longer leased to this session is recorded as ignored and does not change the node. A result
+     for an assignment this session holds but with another attempt is a protocol error: the
+     engine ends the session with INVALID_ARGUMENT.
     """
 
     @_abc_1.abstractmethod

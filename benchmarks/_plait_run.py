@@ -1,0 +1,281 @@
+"""Run one workload on plait; prints one ``BENCH-JSON {...}`` line.
+
+Usage::
+
+    python -m benchmarks._plait_run embedded WORKLOAD_KEY [--data-dir DIR]
+    python -m benchmarks._plait_run grpc WORKLOAD_KEY [--workers 2] [--slots 8]
+        [--server-prefix 'py-spy record -o out.json --format speedscope --']
+
+Each run uses a fresh data dir (a temporary one unless given) and, embedded, a fresh process:
+its peak RSS is the engine's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks._events import analyze, dir_bytes, percentile
+from benchmarks._spec import Workload, by_key
+
+_FIGURES = True
+
+
+def _figures(wl: Workload, data_dir: Path, execution: str | None) -> dict[str, Any]:
+    if not _FIGURES:
+        return {}
+    figs = analyze(data_dir, execution)
+    out: dict[str, Any] = {
+        "phase": figs.phase,
+        "nodes": figs.nodes,
+        "task_nodes": figs.task_nodes,
+        "events": figs.events,
+        "event_span_s": figs.last_event - figs.first_event,
+        "data_dir_bytes": dir_bytes(data_dir),
+    }
+    for name, values in (
+        ("ready_to_dispatch", figs.ready_to_dispatch),
+        ("dispatch_to_done", figs.dispatch_to_done),
+        ("s2s", figs.ready_to_done),
+    ):
+        out[f"{name}_p50_s"] = percentile(values, 0.5)
+        out[f"{name}_p99_s"] = percentile(values, 0.99)
+    out["latency_samples"] = len(figs.ready_to_done)
+    return out
+
+
+def _maxrss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _max_nodes(wl: Workload) -> int:
+    """The engine's default (10,000 nodes per spec), raised for larger fan-outs."""
+    return max(10_000, int(wl.inputs.get("n", 0)) + 10)
+
+
+async def _embedded_async(wl: Workload, data_dir: Path) -> tuple[Any, Any, Any]:
+    # `_embedded.run` with the node limit raised (EngineConfig's default is 10,000 per spec).
+    from plait import _runtime, _serialize
+    from plait._embedded import inputs_to_literals
+    from plait_engine.compiler import Limits
+    from plait_engine.core import Engine, EngineConfig
+
+    from benchmarks import workloads
+
+    entity = getattr(workloads, wl.entity)
+    config = EngineConfig(
+        data_dir=data_dir, task_runner=_runtime.execute, limits=Limits(max_nodes=_max_nodes(wl))
+    )
+    engine = Engine(config, recover=False)
+    await engine.start()
+    try:
+        bundle = _serialize.collect(entity)
+        engine.register(bundle.tasks, bundle.workflows, bundle.launch_plans)
+        rec = engine.create_execution(
+            workflow_id=bundle.root, inputs=inputs_to_literals(entity, wl.inputs)
+        )
+        final = await engine.wait(rec)
+        return entity, final, engine.execution_outputs(final)
+    finally:
+        await engine.stop()
+
+
+def run_embedded(wl: Workload, data_dir: Path) -> dict[str, Any]:
+    """The workload on an embedded engine in this process (durable SQLite)."""
+    from plait import _serialize
+    from plaitidl.core.v1 import errors_pb2, execution_pb2
+
+    rss_before = _maxrss()
+    t0 = time.perf_counter()
+    entity, final, outputs = asyncio.run(_embedded_async(wl, data_dir))
+    wall = time.perf_counter() - t0
+    peak = _maxrss()
+    ok = final.phase == execution_pb2.EXECUTION_PHASE_SUCCEEDED
+    status = "ok"
+    if ok:
+        ok = wl.check(_serialize.outputs_to_python(entity, outputs))
+        status = "ok" if ok else "wrong result"
+    else:
+        err = errors_pb2.ExecutionError.FromString(final.error)
+        status = f"failed: {err.code}: {err.message[:80]}"
+    out = {"engine": "plait", "mode": "embedded", "workload": wl.key, "wall_s": wall, "ok": ok,
+           "status": status, "peak_rss_bytes": peak,
+           "rss_before_run_bytes": rss_before}  # fmt: skip
+    out.update(_figures(wl, data_dir, final.name))
+    return out
+
+
+def _vm(pid: int, field: str) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def _wait_for(pred: Any, timeout: float, what: str, procs: list[subprocess.Popen[bytes]]) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        for p in procs:
+            if p.poll() is not None:
+                raise RuntimeError(f"{what}: a process exited with {p.returncode}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} took more than {timeout}s")
+        time.sleep(0.02)
+
+
+def _plait_cmd() -> list[str]:
+    exe = Path(sys.executable).with_name("plait")
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("plait")
+    return [found] if found else [sys.executable, "-c", "from plait._cli import main; main()"]
+
+
+def run_grpc(
+    wl: Workload,
+    data_dir: Path,
+    *,
+    workers: int = 2,
+    slots: int = 8,
+    timeout: float = 300,
+    server_prefix: list[str] | None = None,
+) -> dict[str, Any]:
+    """The workload on `plait serve` with `workers` worker processes, submitted over gRPC."""
+    from plait._client import Client
+
+    from benchmarks import workloads
+
+    logs = data_dir.parent / (data_dir.name + "-logs")
+    logs.mkdir(parents=True, exist_ok=True)
+    addr_file = data_dir / "engine.addr"
+    procs: list[subprocess.Popen[bytes]] = []
+    server_cmd = [*(server_prefix or []), *_plait_cmd(), "serve", "--address", "127.0.0.1:0",
+                  "--data-dir", str(data_dir), "--max-nodes", str(_max_nodes(wl))]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    with (logs / "server.log").open("wb") as slog:
+        server = subprocess.Popen(server_cmd, stdout=slog, stderr=subprocess.STDOUT, env=env)
+    procs.append(server)
+    try:
+        _wait_for(addr_file.exists, 60, "engine start", procs)
+        address = addr_file.read_text().strip()
+        wlogs = []
+        for i in range(workers):
+            path = logs / f"worker-{i}.log"
+            with path.open("wb") as f:
+                procs.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "benchmarks._worker",
+                            address,
+                            "--slots",
+                            str(slots),
+                        ],
+                        stdout=f,
+                        stderr=subprocess.STDOUT,
+                        env=env,
+                    )
+                )
+            wlogs.append(path)
+        _wait_for(lambda: all("connected to" in p.read_text() for p in wlogs), 60, "workers", procs)
+        entity = getattr(workloads, wl.entity)
+        with Client(address, timeout=120) as client:
+            t0 = time.perf_counter()
+            handle = client.execute(entity, wl.inputs)
+            try:
+                result = client.wait(handle, timeout)
+                wall = time.perf_counter() - t0
+                ok = wl.check(result)
+                status = "ok" if ok else "wrong result"
+            except TimeoutError:
+                wall, ok, status = timeout, False, "timeout"
+            except Exception as exc:
+                wall, ok, status = time.perf_counter() - t0, False, f"error: {exc}"
+        peak = _vm(server.pid, "VmHWM")
+        rss_end = _vm(server.pid, "VmRSS")
+    finally:
+        if server_prefix and server.poll() is None:
+            # The server runs under a wrapper (a profiler): stop the server itself, so the
+            # wrapper sees it exit and writes its output.
+            for child in _children(server.pid):
+                os.kill(child, signal.SIGTERM)
+            try:
+                server.wait(60)
+            except subprocess.TimeoutExpired:
+                pass
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in reversed(procs):
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+    out: dict[str, Any] = {"engine": "plait", "mode": "grpc", "workload": wl.key, "wall_s": wall,
+           "ok": ok, "status": status, "peak_rss_bytes": peak, "rss_end_bytes": rss_end,
+           "workers": workers, "slots": slots}  # fmt: skip
+    out.update(_figures(wl, data_dir, handle.name))
+    return out
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks._plait_run")
+    p.add_argument("mode", choices=["embedded", "grpc"])
+    p.add_argument("workload")
+    p.add_argument("--data-dir", type=Path)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--slots", type=int, default=8)
+    p.add_argument("--timeout", type=float, default=300)
+    p.add_argument("--server-prefix", default="", help="command to wrap `plait serve` with")
+    p.add_argument("--keep", action="store_true", help="keep the temporary data dir")
+    p.add_argument("--no-figures", action="store_true", help="skip reading the events (profiling)")
+    args = p.parse_args(argv)
+    wl = by_key(args.workload)
+    global _FIGURES  # noqa: PLW0603
+    _FIGURES = not args.no_figures
+    tmp = Path(tempfile.mkdtemp(prefix=f"plait-bench-{wl.key}-"))
+    data_dir = args.data_dir or tmp / "data"
+    try:
+        if args.mode == "embedded":
+            out = run_embedded(wl, data_dir)
+        else:
+            out = run_grpc(
+                wl, data_dir, workers=args.workers, slots=args.slots, timeout=args.timeout,
+                server_prefix=shlex.split(args.server_prefix),
+            )  # fmt: skip
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print("BENCH-JSON " + json.dumps(out), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

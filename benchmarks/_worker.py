@@ -1,0 +1,28 @@
+"""A `plait worker` serving `benchmarks/workloads.py` that logs when its session opens.
+
+Usage: ``python -m benchmarks._worker ADDRESS [--slots N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str]) -> int:
+    from plait._worker import run_worker
+
+    p = argparse.ArgumentParser()
+    p.add_argument("address")
+    p.add_argument("--slots", type=int, default=8)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("plait.worker").setLevel(logging.INFO)
+    run_worker(args.address, [str(Path(__file__).with_name("workloads.py"))], slots=args.slots)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""gRPC adapters over the engine: registry, executions, workers."""

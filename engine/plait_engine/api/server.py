@@ -1,0 +1,134 @@
+"""The engine as a gRPC server: `plait serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+
+import grpc
+import grpc.aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from plaitidl.service.v1 import (
+    execution_service_pb2,
+    execution_service_pb2_grpc,
+    registry_service_pb2,
+    registry_service_pb2_grpc,
+    worker_service_pb2,
+    worker_service_pb2_grpc,
+)
+
+from plait_engine import compiler
+from plait_engine.api.executions import ExecutionServicer
+from plait_engine.api.interceptors import ErrorInterceptor, TokenAuthInterceptor
+from plait_engine.api.registry import RegistryServicer
+from plait_engine.config import ServerConfig
+from plait_engine.core import Engine, EngineConfig
+
+log = logging.getLogger("plait_engine.server")
+
+SERVICE_NAMES = (
+    registry_service_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name,
+    execution_service_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name,
+    worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
+)
+# Seconds in-flight RPCs get to finish on shutdown; open streams (watch, worker sessions) are
+# cut after it, and clients resume them.
+SHUTDOWN_GRACE = 3.0
+
+ReadyFn = Callable[[str], None]
+
+
+def _bind(server: grpc.aio.Server, config: ServerConfig) -> int:
+    if config.tls_cert is not None and config.tls_key is not None:
+        creds = grpc.ssl_server_credentials(
+            [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())]
+        )
+        return server.add_secure_port(config.address, creds)
+    return server.add_insecure_port(config.address)
+
+
+async def serve(config: ServerConfig, ready: ReadyFn | None = None) -> None:
+    """Run the engine and its gRPC services until SIGTERM or SIGINT.
+
+    Args:
+        config: The server's configuration.
+        ready: Called with the bound ``HOST:PORT`` once the server accepts calls (the default
+            prints the ``plait engine serving on ...`` line).
+
+    Raises:
+        RuntimeError: The address could not be bound.
+    """
+    from plait_engine.api.workers import WorkerServicer, WorkerSessions
+
+    sessions = WorkerSessions(
+        heartbeat_interval=config.heartbeat_interval, lease_duration=config.lease_duration
+    )
+    engine = Engine(
+        EngineConfig(
+            data_dir=config.data_dir,
+            limits=compiler.Limits(
+                max_nodes=config.max_nodes,
+                max_depth=config.max_depth,
+                max_literal_bytes=config.max_literal_bytes,
+            ),
+            system_retries=config.system_retries,
+        ),
+        worker_executor=sessions,
+    )
+    interceptors: list[grpc.aio.ServerInterceptor] = []  # type: ignore[type-arg]
+    if config.token:
+        interceptors.append(TokenAuthInterceptor(config.token))
+    interceptors.append(ErrorInterceptor())
+    server = grpc.aio.server(
+        interceptors=interceptors,
+        options=[
+            ("grpc.max_receive_message_length", config.max_message_bytes),
+            ("grpc.max_send_message_length", config.max_message_bytes),
+        ],
+    )
+    registry_service_pb2_grpc.add_RegistryServiceServicer_to_server(
+        RegistryServicer(engine), server
+    )
+    execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(
+        ExecutionServicer(engine), server
+    )
+    worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(sessions), server)
+    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = _bind(server, config)
+    if port == 0:
+        raise RuntimeError(f"cannot listen on {config.address}")
+    host = config.address.rsplit(":", 1)[0]
+    bound = f"{host}:{port}"
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    await engine.start()
+    await server.start()
+    for name in ("", *SERVICE_NAMES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    # Written after the server is up, so whoever reads it can connect at once.
+    addr_file = config.data_dir / "engine.addr"
+    addr_file.write_text(bound + "\n")
+    if ready is not None:
+        ready(bound)
+    else:
+        print(f"plait engine serving on {bound} (data dir {config.data_dir})", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        await health_servicer.enter_graceful_shutdown()
+        await server.stop(SHUTDOWN_GRACE)
+        await engine.stop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

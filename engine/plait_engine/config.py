@@ -1,0 +1,151 @@
+"""The engine server's configuration.
+
+Values come from, lowest to highest precedence: the defaults of `ServerConfig`, a TOML file
+(``--config FILE`` or ``$PLAIT_CONFIG``), ``PLAIT_*`` environment variables (``PLAIT_ADDRESS``,
+``PLAIT_DATA_DIR``, ``PLAIT_MAX_NODES``, ...) and command-line flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration source holds an unknown key or a value of the wrong type."""
+
+
+def _default_data_dir() -> Path:
+    # The server keeps its state apart from the embedded runner's (~/.plait): the two would
+    # otherwise resume each other's executions.
+    return Path.home() / ".plait" / "server"
+
+
+@dataclass
+class ServerConfig:
+    """Everything `plait serve` needs.
+
+    Attributes:
+        address: ``HOST:PORT`` to listen on; port 0 picks a free port.
+        data_dir: Engine state (SQLite database, blobs, ``engine.addr``).
+        max_nodes: Nodes per workflow or dynamic spec.
+        max_depth: Nesting depth of dynamic specs.
+        max_literal_bytes: Serialized size of one inline literal.
+        max_message_bytes: Largest gRPC message received or sent.
+        heartbeat_interval: Seconds between worker heartbeats.
+        lease_duration: Seconds an assignment stays leased without a heartbeat.
+        system_retries: Attempts allowed for system errors (lost worker, crash) per node.
+        token: When set, every RPC but health checks must send ``authorization: Bearer <token>``.
+        tls_cert: PEM certificate chain; with `tls_key`, the server speaks TLS only.
+        tls_key: PEM private key.
+    """
+
+    address: str = "127.0.0.1:8089"
+    data_dir: Path = field(default_factory=_default_data_dir)
+    max_nodes: int = 10_000
+    max_depth: int = 64
+    max_literal_bytes: int = 1 << 20
+    max_message_bytes: int = 64 << 20
+    heartbeat_interval: float = 2.0
+    lease_duration: float = 10.0
+    system_retries: int = 3
+    token: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(ServerConfig)}
+_KINDS: dict[str, type] = {
+    "address": str,
+    "data_dir": Path,
+    "max_nodes": int,
+    "max_depth": int,
+    "max_literal_bytes": int,
+    "max_message_bytes": int,
+    "heartbeat_interval": float,
+    "lease_duration": float,
+    "system_retries": int,
+    "token": str,
+    "tls_cert": Path,
+    "tls_key": Path,
+}
+
+
+def _coerce(key: str, value: object, source: str) -> object:
+    kind = _KINDS[key]
+    try:
+        if kind is int:
+            if isinstance(value, bool | float):
+                raise ValueError(value)
+            return int(value)  # type: ignore[call-overload]
+        if kind is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)  # type: ignore[arg-type]
+        if not isinstance(value, str):
+            raise ValueError(value)
+        return Path(value).expanduser() if kind is Path else value
+    except ValueError:
+        raise ConfigError(
+            f"{source}: {key} must be {'a number' if kind in (int, float) else 'a string'}, "
+            f"got {value!r}"
+        ) from None
+
+
+def _apply(values: dict[str, Any], pairs: Mapping[str, object], source: str) -> None:
+    for key, value in pairs.items():
+        if key not in _FIELDS:
+            raise ConfigError(f"{source}: unknown key {key!r}; known keys: {sorted(_FIELDS)}")
+        values[key] = _coerce(key, value, source)
+
+
+def load_config(
+    config_file: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+) -> ServerConfig:
+    """Build a `ServerConfig` from defaults, a TOML file, the environment and flags.
+
+    Args:
+        config_file: A TOML file of top-level ``key = value`` pairs named like the fields of
+            `ServerConfig`; ``None`` falls back to ``$PLAIT_CONFIG`` (no file when unset).
+        env: The environment (default `os.environ`); ``PLAIT_<FIELD>`` variables are read.
+        overrides: Values from flags; ``None`` values are ignored (flag not given).
+
+    Returns:
+        The merged configuration.
+
+    Raises:
+        ConfigError: An unknown key in the file, a value of the wrong type, or an unreadable
+            file.
+    """
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    path = config_file or env.get("PLAIT_CONFIG") or None
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path}: {exc}") from None
+        _apply(values, data, f"config file {path}")
+    _apply(
+        values,
+        {k: env[f"PLAIT_{k.upper()}"] for k in _FIELDS if f"PLAIT_{k.upper()}" in env},
+        "environment",
+    )
+    _apply(values, {k: v for k, v in (overrides or {}).items() if v is not None}, "flags")
+    config = ServerConfig(**values)
+    if (config.tls_cert is None) != (config.tls_key is None):
+        raise ConfigError("tls_cert and tls_key must be given together")
+    if config.max_message_bytes <= 0:
+        raise ConfigError("max_message_bytes must be positive")
+    return config

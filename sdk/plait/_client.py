@@ -1,0 +1,567 @@
+"""A synchronous client of a remote plait engine."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import enum
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import struct_pb2
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from plaitidl.core.v1 import (
+    execution_pb2,
+    identifier_pb2,
+    interface_pb2,
+    literals_pb2,
+    types_pb2,
+    workflow_pb2,
+)
+from plaitidl.service.v1 import execution_service_pb2 as es
+from plaitidl.service.v1 import execution_service_pb2_grpc as es_grpc
+from plaitidl.service.v1 import registry_service_pb2 as rs
+from plaitidl.service.v1 import registry_service_pb2_grpc as rs_grpc
+
+from plait import _serialize
+from plait._errors import (
+    AlreadyExistsError,
+    ExecutionFailedError,
+    InvalidArgumentError,
+    NotFoundError,
+    PlaitTypeError,
+    RpcError,
+    UnauthenticatedError,
+    UnavailableError,
+)
+
+EP = execution_pb2
+_ST = types_pb2.SimpleType
+TERMINAL = (EP.EXECUTION_PHASE_SUCCEEDED, EP.EXECUTION_PHASE_FAILED, EP.EXECUTION_PHASE_ABORTED)
+_ERRORS: dict[grpc.StatusCode, type[RpcError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
+    grpc.StatusCode.NOT_FOUND: NotFoundError,
+    grpc.StatusCode.ALREADY_EXISTS: AlreadyExistsError,
+    grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
+    grpc.StatusCode.UNAVAILABLE: UnavailableError,
+}
+T = TypeVar("T")
+# Seconds between attempts to resume a watch while the engine is unreachable.
+_RECONNECT_DELAY = 0.5
+
+
+def map_rpc_error(err: grpc.RpcError) -> RpcError:
+    """The typed SDK exception of a failed call: the one place gRPC errors are translated.
+
+    Args:
+        err: What grpc raised (a `grpc.Call` too, for status, message and trailers).
+
+    Returns:
+        An `RpcError` subclass carrying the status code's name, the message and the field
+        violations of a ``google.rpc.BadRequest`` detail.
+    """
+    code = err.code() if isinstance(err, grpc.Call) else grpc.StatusCode.UNKNOWN
+    message = err.details() if isinstance(err, grpc.Call) else str(err)
+    violations: list[tuple[str, str]] = []
+    if isinstance(err, grpc.Call):
+        try:
+            status = rpc_status.from_call(err)
+        except ValueError:
+            status = None
+        for detail in status.details if status is not None else ():
+            if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad = error_details_pb2.BadRequest()
+                detail.Unpack(bad)
+                violations += [(v.field, v.description) for v in bad.field_violations]
+    cls = _ERRORS.get(code, RpcError)
+    return cls(code.name, message or "", violations)
+
+
+@dataclass
+class RemoteExecution:
+    """A handle on an execution of a remote engine.
+
+    Attributes:
+        id: The execution's id.
+        execution: Its state when the handle was made (call `Client.get` for fresh state).
+        entity: The SDK object it runs, when known: outputs then decode to its Python types.
+    """
+
+    id: identifier_pb2.ExecutionIdentifier
+    execution: es.Execution
+    entity: Any = None
+
+    @property
+    def name(self) -> str:
+        """The execution's name."""
+        return str(self.id.name)
+
+
+# What methods taking an execution accept: a handle, an `Execution`, an `ExecutionIdentifier` or
+# a name ("name" or "project/domain/name").
+ExecutionRef = RemoteExecution | es.Execution | identifier_pb2.ExecutionIdentifier | str
+
+
+class Client:
+    """A synchronous client of a plait engine (``plait serve``).
+
+    Every gRPC failure surfaces as an `RpcError` subclass (`NotFoundError`,
+    `InvalidArgumentError`, ...). Use as a context manager, or call `close`.
+
+    Args:
+        address: ``HOST:PORT`` of the engine.
+        token: Sent as ``authorization: Bearer <token>`` when the engine requires one.
+        tls: Connect with TLS (system root certificates).
+        timeout: Seconds each unary call may take.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        token: str | None = None,
+        tls: bool = False,
+        timeout: float = 30,
+        max_message_bytes: int = 64 << 20,
+    ) -> None:
+        options = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ]
+        self._channel = (
+            grpc.secure_channel(address, grpc.ssl_channel_credentials(), options=options)
+            if tls
+            else grpc.insecure_channel(address, options=options)
+        )
+        self.address = address
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._timeout = timeout
+        self.registry = rs_grpc.RegistryServiceStub(self._channel)
+        self.executions = es_grpc.ExecutionServiceStub(self._channel)
+
+    def close(self) -> None:
+        """Close the channel."""
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, rpc: Callable[..., T], request: Any, timeout: float | None = None) -> T:
+        try:
+            return rpc(request, timeout=timeout or self._timeout, metadata=self._metadata)
+        except grpc.RpcError as err:
+            raise map_rpc_error(err) from None
+
+    # -- registry ------------------------------------------------------------------------
+    def register(self, *entities: Any) -> list[identifier_pb2.Identifier]:
+        """Register tasks, workflows and launch plans with everything they reference.
+
+        Args:
+            *entities: ``@task``, ``@dynamic``, ``@workflow`` or `LaunchPlan` objects.
+
+        Returns:
+            The identifiers of every template sent (created or already identical).
+        """
+        tasks, workflows, lps = _serialize.closure(list(entities))
+        if not (tasks or workflows or lps):
+            return []
+        response = self.register_templates(
+            rs.RegisterRequest(tasks=tasks, workflows=workflows, launch_plans=lps)
+        )
+        return [*response.created, *response.unchanged]
+
+    def register_templates(self, request: rs.RegisterRequest) -> rs.RegisterResponse:
+        """Send a `RegisterRequest` as it is (templates built by hand or by another SDK)."""
+        return self._call(self.registry.Register, request)
+
+    def get_workflow(self, id: identifier_pb2.Identifier) -> workflow_pb2.WorkflowTemplate:
+        """A registered workflow (empty version: the newest)."""
+        return self._call(self.registry.GetWorkflow, rs.GetWorkflowRequest(id=id)).workflow
+
+    def get_launch_plan(self, id: identifier_pb2.Identifier) -> workflow_pb2.LaunchPlan:
+        """A registered launch plan (empty version: the newest)."""
+        request = rs.GetLaunchPlanRequest(id=id)
+        return self._call(self.registry.GetLaunchPlan, request).launch_plan
+
+    def _interface(self, execution: es.Execution) -> interface_pb2.TypedInterface:
+        return self.get_workflow(execution.workflow_id).interface
+
+    # -- executions ----------------------------------------------------------------------
+    def execute(
+        self,
+        entity_or_identifier: Any,
+        inputs: Mapping[str, object] | literals_pb2.LiteralMap | None = None,
+        *,
+        request_id: str | None = None,
+        name: str = "",
+        labels: Mapping[str, str] | None = None,
+    ) -> RemoteExecution:
+        """Start an execution.
+
+        Args:
+            entity_or_identifier: A ``@workflow``/`LaunchPlan` (registered first, with what it
+                references) or the `Identifier` of a registered workflow or launch plan.
+            inputs: Python values by input name, or a ready `LiteralMap`. With an identifier,
+                values are converted using the interface registered on the engine.
+            request_id: Idempotency key; a retried call with the same key returns the first
+                execution. Generated when omitted.
+            name: The execution's name; generated by the engine when empty.
+            labels: Free-form labels.
+
+        Returns:
+            A handle on the execution.
+        """
+        entity = None
+        if isinstance(entity_or_identifier, identifier_pb2.Identifier):
+            ident = entity_or_identifier
+        else:
+            entity = entity_or_identifier
+            bundle = _serialize.collect(entity)
+            self.register_templates(bundle.register_request())
+            ident = bundle.root
+        is_lp = ident.resource_type == identifier_pb2.RESOURCE_TYPE_LAUNCH_PLAN
+        if isinstance(inputs, literals_pb2.LiteralMap):
+            literal_inputs = inputs
+        elif entity is not None:
+            from plait._embedded import inputs_to_literals
+
+            literal_inputs = inputs_to_literals(entity, inputs or {})
+        else:
+            wf_id = self.get_launch_plan(ident).workflow_id if is_lp else ident
+            iface = self.get_workflow(wf_id).interface
+            literal_inputs = literals_from_values(iface.inputs, inputs or {})
+        request = es.CreateExecutionRequest(
+            request_id=request_id or uuid.uuid4().hex,
+            inputs=literal_inputs,
+            name=name,
+            labels=dict(labels or {}),
+        )
+        (request.launch_plan_id if is_lp else request.workflow_id).CopyFrom(ident)
+        response = self._call(self.executions.CreateExecution, request)
+        return RemoteExecution(response.execution.id, response.execution, entity)
+
+    @staticmethod
+    def _id(execution: ExecutionRef) -> identifier_pb2.ExecutionIdentifier:
+        if isinstance(execution, RemoteExecution | es.Execution):
+            return execution.id
+        if isinstance(execution, str):
+            project, domain, name = ["", "", *execution.split("/")][-3:]
+            return identifier_pb2.ExecutionIdentifier(project=project, domain=domain, name=name)
+        return execution
+
+    def get(self, execution: ExecutionRef) -> es.Execution:
+        """The current state of an execution (a handle, an id, or ``[project/domain/]name``)."""
+        request = es.GetExecutionRequest(id=self._id(execution))
+        return self._call(self.executions.GetExecution, request).execution
+
+    def watch(
+        self, execution: ExecutionRef, after_sequence: int = 0
+    ) -> Iterator[es.WatchExecutionResponse]:
+        """Stream the execution's events after `after_sequence` until it ends.
+
+        Resumable: pass the last ``events[-1].sequence`` seen to continue where a broken
+        stream stopped.
+        """
+        request = es.WatchExecutionRequest(id=self._id(execution), after_sequence=after_sequence)
+        try:
+            yield from self.executions.WatchExecution(request, metadata=self._metadata)
+        except grpc.RpcError as err:
+            raise map_rpc_error(err) from None
+
+    def wait(
+        self,
+        execution: ExecutionRef,
+        timeout: float | None = None,
+        *,
+        progress: Callable[[es.NodeCounts], None] | None = None,
+    ) -> object:
+        """Wait for the execution to end and return its outputs as Python values.
+
+        The watch stream is resumed from the last event seen when the engine becomes
+        unreachable for a while (a restart), until `timeout`.
+
+        Args:
+            execution: The execution.
+            timeout: Seconds to wait at most; None waits as long as it takes.
+            progress: Called with the node counts after each batch of events.
+
+        Raises:
+            ExecutionFailedError: It ended FAILED or ABORTED.
+            TimeoutError: It did not end within `timeout` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        seq = 0
+        request = es.WatchExecutionRequest(id=self._id(execution))
+        while True:
+            request.after_sequence = seq
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+            try:
+                for batch in self.executions.WatchExecution(
+                    request, timeout=left, metadata=self._metadata
+                ):
+                    if batch.events:
+                        seq = batch.events[-1].sequence
+                    if progress is not None:
+                        progress(batch.nodes)
+                break
+            except grpc.RpcError as err:
+                code = err.code() if isinstance(err, grpc.Call) else None
+                if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise TimeoutError(f"execution did not end in {timeout}s") from None
+                if code == grpc.StatusCode.UNAVAILABLE and (
+                    deadline is None or time.monotonic() < deadline
+                ):
+                    time.sleep(_RECONNECT_DELAY)
+                    continue
+                raise map_rpc_error(err) from None
+        return self.outputs(execution)
+
+    def outputs(self, execution: ExecutionRef) -> object:
+        """The outputs of a succeeded execution as Python values.
+
+        With a handle from `execute` on an SDK object, they come back as its function would
+        return them; otherwise one output is returned as is and several as a dict by name.
+
+        Raises:
+            ExecutionFailedError: The execution FAILED or was ABORTED.
+        """
+        state = self.get(execution)
+        phase = EP.ExecutionPhase.Name(state.phase).removeprefix("EXECUTION_PHASE_")
+        if state.phase in (EP.EXECUTION_PHASE_FAILED, EP.EXECUTION_PHASE_ABORTED):
+            raise ExecutionFailedError(state.id.name, phase, state.error)
+        if state.phase != EP.EXECUTION_PHASE_SUCCEEDED:
+            raise RpcError("FAILED_PRECONDITION", f"execution {state.id.name} is {phase}")
+        data = self.data(state.id)
+        entity = execution.entity if isinstance(execution, RemoteExecution) else None
+        if entity is not None:
+            return _serialize.outputs_to_python(entity, data.outputs)
+        names = [v.name for v in self._interface(state).outputs.variables]
+        values = {n: value_from_literal(data.outputs.literals[n]) for n in names}
+        if len(names) == 0:
+            return None
+        if len(names) == 1:
+            return values[names[0]]
+        return values
+
+    def data(self, execution: ExecutionRef) -> es.GetExecutionDataResponse:
+        """The execution's inputs and (once succeeded) outputs as literals."""
+        request = es.GetExecutionDataRequest(id=self._id(execution))
+        return self._call(self.executions.GetExecutionData, request)
+
+    def terminate(self, execution: ExecutionRef, reason: str = "") -> es.Execution:
+        """Abort a running execution (no-op when it has ended); returns its state."""
+        request = es.TerminateExecutionRequest(id=self._id(execution), reason=reason)
+        return self._call(self.executions.TerminateExecution, request).execution
+
+    def list_executions(
+        self,
+        project: str = "",
+        domain: str = "",
+        phases: Sequence[int] = (),
+        *,
+        limit: int | None = None,
+        page_size: int = 100,
+    ) -> list[es.Execution]:
+        """Executions, newest first, following pages up to `limit` results."""
+        out: list[es.Execution] = []
+        token = ""
+        while True:
+            request = es.ListExecutionsRequest(
+                project=project, domain=domain, page_size=page_size, page_token=token
+            )
+            request.phases.extend(phases)  # type: ignore[arg-type]
+            response = self._call(self.executions.ListExecutions, request)
+            out.extend(response.executions)
+            token = response.next_page_token
+            if not token or (limit is not None and len(out) >= limit):
+                return out[:limit] if limit is not None else out
+
+    def node_executions(
+        self, execution: ExecutionRef, parent_node_id: str = ""
+    ) -> list[es.NodeExecution]:
+        """Every node of an execution (or only the children of `parent_node_id`), by id."""
+        out: list[es.NodeExecution] = []
+        token = ""
+        while True:
+            request = es.ListNodeExecutionsRequest(
+                id=self._id(execution), parent_node_id=parent_node_id, page_size=1000,
+                page_token=token,
+            )  # fmt: skip
+            response = self._call(self.executions.ListNodeExecutions, request)
+            out.extend(response.node_executions)
+            token = response.next_page_token
+            if not token:
+                return out
+
+    def dynamic_spec(self, execution: ExecutionRef, node_id: str) -> es.GetDynamicSpecResponse:
+        """The compiled spec a dynamic node yielded, with its generator task."""
+        request = es.GetDynamicSpecRequest()
+        request.id.node_id = node_id
+        request.id.execution_id.CopyFrom(self._id(execution))
+        return self._call(self.executions.GetDynamicSpec, request)
+
+
+# -- values by LiteralType (when no Python type hints are at hand) ------------------------------
+
+
+def literals_from_values(
+    variables: interface_pb2.VariableMap, values: Mapping[str, object]
+) -> literals_pb2.LiteralMap:
+    """Python values to a `LiteralMap`, typed by a registered interface's variables.
+
+    Raises:
+        PlaitTypeError: An unknown input name, or a value that does not fit its type.
+    """
+    types = {v.name: v.type for v in variables.variables}
+    out = literals_pb2.LiteralMap()
+    for name, value in values.items():
+        if name not in types:
+            raise PlaitTypeError(f"unknown input {name!r}; inputs are {sorted(types)}")
+        out.literals[name].CopyFrom(literal_from_value(value, types[name], var=name))
+    return out
+
+
+def literal_from_value(value: object, lt: types_pb2.LiteralType, *, var: str = "value") -> Any:
+    """One Python value as a `Literal` of type `lt`.
+
+    Covers the simple types, lists, string-keyed dicts, enums (by value), optional and union
+    types (first variant that fits), blobs (by URI) and records (from a dict or dataclass).
+
+    Raises:
+        PlaitTypeError: The value does not fit the type.
+    """
+    lit = literals_pb2.Literal()
+    kind = lt.WhichOneof("type")
+
+    def bad() -> PlaitTypeError:
+        return PlaitTypeError(f"{var}: cannot convert {value!r} to the declared type ({kind})")
+
+    if kind == "simple":
+        p = lit.scalar.primitive
+        st = lt.simple
+        if st == _ST.SIMPLE_TYPE_NONE:
+            if value is not None:
+                raise bad()
+            lit.scalar.none_value.SetInParent()
+        elif (
+            st == _ST.SIMPLE_TYPE_INTEGER and isinstance(value, int) and not isinstance(value, bool)
+        ):
+            p.integer = value
+        elif (
+            st == _ST.SIMPLE_TYPE_FLOAT
+            and isinstance(value, int | float)
+            and not isinstance(value, bool)
+        ):
+            p.float_value = float(value)
+        elif st == _ST.SIMPLE_TYPE_STRING and isinstance(value, str):
+            p.string_value = value
+        elif st == _ST.SIMPLE_TYPE_BOOLEAN and isinstance(value, bool):
+            p.boolean = value
+        elif st == _ST.SIMPLE_TYPE_DATETIME and isinstance(value, datetime.datetime):
+            p.datetime.FromDatetime(value)
+        elif st == _ST.SIMPLE_TYPE_DURATION and isinstance(value, datetime.timedelta):
+            p.duration.FromTimedelta(value)
+        elif st == _ST.SIMPLE_TYPE_BINARY and isinstance(value, bytes):
+            lit.scalar.binary.value = value
+        elif st == _ST.SIMPLE_TYPE_STRUCT and isinstance(value, Mapping):
+            lit.scalar.generic.update(value)
+        else:
+            raise bad()
+    elif kind == "collection_type":
+        if not isinstance(value, list | tuple):
+            raise bad()
+        lit.collection.SetInParent()
+        for i, v in enumerate(value):
+            lit.collection.literals.add().CopyFrom(
+                literal_from_value(v, lt.collection_type, var=f"{var}[{i}]")
+            )
+    elif kind == "map_value_type":
+        if not isinstance(value, Mapping):
+            raise bad()
+        lit.map.SetInParent()
+        for k, v in value.items():
+            lit.map.literals[str(k)].CopyFrom(
+                literal_from_value(v, lt.map_value_type, var=f"{var}[{k!r}]")
+            )
+    elif kind == "enum_type":
+        text = value.value if isinstance(value, enum.Enum) else value
+        if text not in lt.enum_type.values:
+            raise bad()
+        lit.scalar.primitive.string_value = str(text)
+    elif kind == "union_type":
+        for variant in lt.union_type.variants:
+            try:
+                inner = literal_from_value(value, variant, var=var)
+            except PlaitTypeError:
+                continue
+            lit.scalar.union.value.CopyFrom(inner)
+            lit.scalar.union.type.CopyFrom(variant)
+            return lit
+        raise bad()
+    elif kind == "blob":
+        uri = getattr(value, "uri", None) or (value if isinstance(value, str) else None)
+        if uri is None:
+            raise bad()
+        lit.scalar.blob.type.CopyFrom(lt.blob)
+        lit.scalar.blob.uri = uri
+    elif kind == "record_type":
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        if not isinstance(value, Mapping):
+            raise bad()
+        lit.record.SetInParent()
+        for f in lt.record_type.fields:
+            if f.name not in value:
+                raise PlaitTypeError(f"{var}: field {f.name!r} is missing")
+            field = lit.record.fields.add(name=f.name)
+            field.value.CopyFrom(literal_from_value(value[f.name], f.type, var=f"{var}.{f.name}"))
+    else:
+        raise bad()
+    return lit
+
+
+def value_from_literal(lit: Any) -> object:
+    """A `Literal` as a plain Python value (records and structs as dicts, blobs as URIs)."""
+    kind = lit.WhichOneof("value")
+    if kind == "collection":
+        return [value_from_literal(x) for x in lit.collection.literals]
+    if kind == "map":
+        return {k: value_from_literal(v) for k, v in lit.map.literals.items()}
+    if kind == "record":
+        return {f.name: value_from_literal(f.value) for f in lit.record.fields}
+    if kind == "offloaded":
+        return lit.offloaded.uri
+    if kind != "scalar":
+        return None
+    s = lit.scalar
+    sk = s.WhichOneof("value")
+    if sk == "primitive":
+        pk = s.primitive.WhichOneof("value")
+        if pk == "datetime":
+            return s.primitive.datetime.ToDatetime(tzinfo=datetime.UTC)
+        if pk == "duration":
+            return s.primitive.duration.ToTimedelta()
+        return getattr(s.primitive, pk) if pk else None
+    if sk == "binary":
+        return s.binary.value
+    if sk == "blob":
+        return s.blob.uri
+    if sk == "generic":
+        return _struct(s.generic)
+    if sk == "union":
+        return value_from_literal(s.union.value)
+    return None
+
+
+def _struct(s: struct_pb2.Struct) -> dict[str, Any]:
+    from google.protobuf.json_format import MessageToDict
+
+    return MessageToDict(s)

@@ -1,0 +1,37 @@
+"""Shared fixtures of the integration tests: real engine processes on free ports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration._servers import EngineProcess, start_engine
+
+# Small enough that a test can exceed it cheaply, large enough for every normal request.
+SHARED_MAX_MESSAGE_BYTES = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineProcess]:
+    """One `plait serve` per test module (max message size 1 MiB), stopped with SIGTERM."""
+    proc = start_engine(
+        tmp_path_factory.mktemp("engine"),
+        "--max-message-bytes",
+        str(SHARED_MAX_MESSAGE_BYTES),
+    )
+    try:
+        yield proc
+    finally:
+        if proc.stop() != 0:
+            print(proc.output())
+
+
+@pytest.fixture
+def engine_factory(tmp_path: Path) -> Iterator[list[EngineProcess]]:
+    """Start extra engines with `start_engine(tmp_path, ...)`; append them here to reap them."""
+    started: list[EngineProcess] = []
+    yield started
+    for proc in started:
+        proc.kill()

@@ -1,0 +1,44 @@
+"""`plait serve` settings: defaults < TOML file < PLAIT_* environment < flags (no server)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from plait_engine.config import ConfigError, ServerConfig, load_config
+
+
+def test_precedence_file_env_flags(tmp_path: Path) -> None:
+    path = tmp_path / "plait.toml"
+    path.write_text(
+        'address = "0.0.0.0:9000"\nmax_nodes = 10\nmax_depth = 5\nlease_duration = 4.5\n'
+        'data_dir = "/srv/plait"\n'
+    )
+    env = {"PLAIT_MAX_NODES": "20", "PLAIT_MAX_DEPTH": "7", "PLAIT_CONFIG": "/ignored.toml"}
+    config = load_config(path, env=env, overrides={"max_depth": 9, "token": None})
+    assert config.address == "0.0.0.0:9000"  # file
+    assert config.lease_duration == 4.5 and config.data_dir == Path("/srv/plait")  # file
+    assert config.max_nodes == 20  # env beats file
+    assert config.max_depth == 9  # flag beats env
+    assert config.token is None and config.system_retries == ServerConfig().system_retries
+
+
+def test_config_file_from_environment(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("max_message_bytes = 1024\n")
+    assert load_config(env={"PLAIT_CONFIG": str(path)}).max_message_bytes == 1024
+    assert load_config(env={}).max_message_bytes == 64 << 20
+
+
+def test_unknown_key_and_bad_values_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("max_nodez = 3\n")
+    with pytest.raises(ConfigError, match="unknown key 'max_nodez'"):
+        load_config(path, env={})
+    path.write_text('max_nodes = "many"\n')
+    with pytest.raises(ConfigError, match="max_nodes must be a number"):
+        load_config(path, env={})
+    with pytest.raises(ConfigError, match="environment: max_depth"):
+        load_config(env={"PLAIT_MAX_DEPTH": "deep"})
+    with pytest.raises(ConfigError, match="tls_cert and tls_key"):
+        load_config(env={}, overrides={"tls_cert": "/c.pem"})

@@ -22,8 +22,11 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
+examples/node/node_modules/.package-lock.json: examples/node/package-lock.json
+	cd examples/node && npm ci --no-audit --no-fund --loglevel=error
+
 .PHONY: install
-install: $(VENV)/.installed ## Create .venv and install plait with its dev extras (editable).
+install: $(VENV)/.installed examples/node/node_modules/.package-lock.json ## Create .venv, install plait with its dev extras (editable) and the Node example's packages.
 
 .PHONY: demo
 demo: install ## Run the three seed examples on the embedded engine.
@@ -59,7 +62,7 @@ lint: install ## buf lint + format, ruff, mypy --strict.
 	$(BIN)/buf format --diff --exit-code
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy sdk/plait engine/plait_engine tests examples/*.py
+	$(BIN)/mypy sdk/plait engine/plait_engine tests examples/*.py benchmarks
 
 .PHONY: breaking
 breaking: install ## buf breaking against main (BREAKING_AGAINST=... to change).
@@ -73,8 +76,9 @@ pytest: install ## Only the test suite.
 test: lint check-gen breaking pytest ## Everything CI checks: lint, check-gen, buf breaking, the whole test suite.
 
 .PHONY: bench
-bench: install ## Benchmarks; print a table, never fail.
-	$(BIN)/python -m benchmarks
+bench: install ## Benchmarks against flytekit; print a table, never fail (QUICK=1: ~20 s).
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python -m benchmarks $(if $(QUICK),--quick)
 
 .PHONY: serve
 serve: install ## Start the engine's gRPC server on localhost:8089.

@@ -353,7 +353,8 @@ class Engine:
 
     def get_execution(self, project: str, domain: str, name: str) -> ExecutionRecord:
         """The stored state of an execution; `NotFound` when unknown."""
-        rec = self.store.get_execution(project or DEFAULT_PROJECT, domain or DEFAULT_DOMAIN, name)
+        project, domain = project or DEFAULT_PROJECT, domain or DEFAULT_DOMAIN
+        rec = self.store.get_execution(project, domain, name)
         if rec is None:
             raise NotFound(f"execution {project}/{domain}/{name} does not exist")
         return rec

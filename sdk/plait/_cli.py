@@ -365,6 +365,10 @@ def _remote_options(p: argparse.ArgumentParser, flag: str = "--engine") -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `plait` command."""
+    # Like `python -m`, make the working directory importable, so that a worker can import a
+    # task's module by the dotted name a client registered it under (`examples.merge_sort`).
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     parser = argparse.ArgumentParser(prog="plait", description="plait: dynamic workflows.")
     sub = parser.add_subparsers(dest="command", required=True)
     # No abbreviations: a workflow input --n must not be taken for --name.
@@ -466,6 +470,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_executions(args)
     except PlaitError as exc:
         print(f"plait: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        # The embedded engine's domain errors (an unknown execution to resume, a workflow
+        # that does not compile) are the user's to fix: say so without a traceback.
+        from plait_engine.errors import EngineError
+
+        if not isinstance(exc, EngineError):
+            raise
+        print(f"plait: {exc.message}", file=sys.stderr)
         return 1
     parser.error(f"unknown command {args.command}")
     return 2

@@ -99,7 +99,39 @@ def collect(entity: Entity) -> Bundle:
         The `Bundle`; compiling the workflows it needs on the way.
     """
     tasks, workflows, lps = closure([entity])
+    if isinstance(entity, Task):
+        # Executions run workflows: a task run on its own gets a one-node workflow of the
+        # same name and version.
+        wrapper = _task_workflow(entity)
+        return Bundle(tasks=tasks, workflows=[wrapper, *workflows], launch_plans=lps,
+                      root=wrapper.id)  # fmt: skip
     return Bundle(tasks=tasks, workflows=workflows, launch_plans=lps, root=entity.id)
+
+
+def _task_workflow(task: Task[Any, Any]) -> workflow_pb2.WorkflowTemplate:
+    t = task.template
+    wf = workflow_pb2.WorkflowTemplate(interface=t.interface)
+    wf.id.CopyFrom(t.id)
+    wf.id.resource_type = identifier_pb2.RESOURCE_TYPE_WORKFLOW
+    node = wf.nodes.add(id="n0")
+    node.task_node.task_id.CopyFrom(t.id)
+    for v in t.interface.inputs.variables:
+        b = node.inputs.add(var=v.name)
+        b.binding.promise.node_id = "start-node"
+        b.binding.promise.var = v.name
+    for v in t.interface.outputs.variables:
+        o = wf.outputs.add(var=v.name)
+        o.binding.promise.node_id = "n0"
+        o.binding.promise.var = v.name
+    pi = task.python_interface
+    for name, default in pi.defaults.items():
+        p = wf.defaults.parameters.add()
+        p.var.name = name
+        p.var.type.CopyFrom(
+            _types.literal_type(pi.inputs[name], where=f"{pi.where}, input {name!r}")
+        )
+        p.default.CopyFrom(_types.to_literal(default, pi.inputs[name], var=name))
+    return wf
 
 
 def python_interface(entity: Entity) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:

@@ -76,7 +76,10 @@ async def _embedded_async(wl: Workload, data_dir: Path) -> tuple[Any, Any, Any]:
 
     entity = getattr(workloads, wl.entity)
     config = EngineConfig(
-        data_dir=data_dir, task_runner=_runtime.execute, limits=Limits(max_nodes=_max_nodes(wl))
+        data_dir=data_dir,
+        task_runner=_runtime.execute,
+        task_runner_checks_outputs=True,
+        limits=Limits(max_nodes=_max_nodes(wl)),
     )
     engine = Engine(config, recover=False)
     await engine.start()

@@ -7,10 +7,11 @@ the scheduler directly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import secrets
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +50,8 @@ class EngineConfig:
     # Runs Python SDK tasks in-process (the embedded engine); None when workers serve them.
     task_runner: TaskRunner | None = None
     task_threads: int = 8
+    # Whether `task_runner` already checks outputs against the interface (the SDK's does).
+    task_runner_checks_outputs: bool = False
     process_slots: int | None = None
 
 
@@ -151,7 +154,9 @@ class Engine:
         self.process_executor = ProcessExecutor(self.blobs, config.process_slots)
         self.worker_executor: Executor | None = worker_executor
         if worker_executor is None and config.task_runner is not None:
-            self.worker_executor = InProcessExecutor(config.task_runner, config.task_threads)
+            self.worker_executor = InProcessExecutor(
+                config.task_runner, config.task_threads, trusted=config.task_runner_checks_outputs
+            )
         self.scheduler = Scheduler(
             self.store,
             self._executor_for,
@@ -388,13 +393,37 @@ class Engine:
             return
         self.scheduler.terminate(rec.eid, reason)
 
-    async def wait(self, rec: ExecutionRecord, timeout: float | None = None) -> ExecutionRecord:
-        """Wait until the execution is terminal and return its final record."""
-        async for _ in self.watch(rec, 0, timeout=timeout):
-            pass
-        final = self.store.get_execution_by_eid(rec.eid)
-        assert final is not None
-        return final
+    async def wait(
+        self,
+        rec: ExecutionRecord,
+        timeout: float | None = None,
+        *,
+        on_change: Callable[[], None] | None = None,
+    ) -> ExecutionRecord:
+        """Wait until the execution is terminal and return its final record.
+
+        `on_change` is called after each commit that touched the execution (for progress).
+        """
+        ev = self.scheduler.watch(rec.eid)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while True:
+                ev.clear()
+                current = self.store.get_execution_by_eid(rec.eid)
+                if current is None:
+                    raise NotFound(f"execution {rec.name} does not exist")
+                if on_change is not None:
+                    on_change()
+                if current.phase in TERMINAL:
+                    return current
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(f"execution {rec.name} did not finish in time")
+                # Also poll: another engine replica may be driving this execution.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ev.wait(), min(remaining or 1.0, 1.0))
+        finally:
+            self.scheduler.unwatch(rec.eid, ev)
 
     async def watch(
         self, rec: ExecutionRecord, after_seq: int, *, timeout: float | None = None

@@ -47,6 +47,9 @@ class Result:
     attempt: int
     outcome: Outcome
     worker_id: str = ""
+    # True when the executor already checked the outputs against the task's interface (the
+    # in-process SDK runner converts them from the declared hints); others are checked.
+    checked: bool = False
 
 
 ResultSink = Callable[[Sequence[Result]], None]
@@ -83,8 +86,11 @@ class InProcessExecutor:
     hand-off and one result batch per chunk rather than per task.
     """
 
-    def __init__(self, runner: TaskRunner, threads: int = 8, chunk: int = 64) -> None:
+    def __init__(
+        self, runner: TaskRunner, threads: int = 8, chunk: int = 64, *, trusted: bool = False
+    ) -> None:
         self._runner = runner
+        self._trusted = trusted
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=threads, thread_name_prefix="plait-task"
         )
@@ -118,7 +124,9 @@ class InProcessExecutor:
                 outcome = self._runner(d.task, d.inputs)
             except BaseException as exc:  # the runner itself broke: a platform failure
                 outcome = system_error("RunnerError", f"{type(exc).__name__}: {exc}")
-            results.append(Result(d.assignment_id, d.attempt, outcome, "in-process"))
+            results.append(
+                Result(d.assignment_id, d.attempt, outcome, "in-process", checked=self._trusted)
+            )
         if results and self._loop is not None and self._sink is not None:
             try:
                 self._loop.call_soon_threadsafe(self._sink, results)

@@ -49,7 +49,9 @@ ProgressFn = Callable[[dict[str, int]], None]
 def _engine_config(data_dir: Path) -> Any:
     from plait_engine.core import EngineConfig
 
-    return EngineConfig(data_dir=data_dir, task_runner=_runtime.execute)
+    return EngineConfig(
+        data_dir=data_dir, task_runner=_runtime.execute, task_runner_checks_outputs=True
+    )
 
 
 async def _run_async(
@@ -95,10 +97,10 @@ async def _run_async(
                 labels=dict(labels or {}),
             )
         started = time.monotonic()
-        async for _ in engine.watch(rec, 0):
-            if progress is not None:
-                progress(engine.counts(rec))
-        final = engine.get_execution(rec.project, rec.domain, rec.name)
+        final = await engine.wait(
+            rec,
+            on_change=None if progress is None else lambda: progress(engine.counts(rec)),
+        )
         counts = engine.counts(final)
         if progress is not None:
             progress(counts)

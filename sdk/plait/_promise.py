@@ -56,16 +56,18 @@ class Promise:
         self._path = path
 
     def _reference(self) -> literals_pb2.OutputReference:
-        return literals_pb2.OutputReference(
-            node_id=self._node_id,
-            var=self._var,
-            attr_path=[
-                literals_pb2.PromiseAttribute(index=p)
-                if isinstance(p, int)
-                else literals_pb2.PromiseAttribute(name=p)
-                for p in self._path
-            ],
-        )
+        ref = literals_pb2.OutputReference()
+        self._fill_reference(ref)
+        return ref
+
+    def _fill_reference(self, ref: literals_pb2.OutputReference) -> None:
+        ref.node_id = self._node_id
+        ref.var = self._var
+        for p in self._path:
+            if isinstance(p, int):
+                ref.attr_path.add().index = p
+            else:
+                ref.attr_path.add().name = p
 
     def _key(self) -> tuple[str, str, tuple[str | int, ...]]:
         return (self._node_id, self._var, self._path)
@@ -301,6 +303,32 @@ def _check_not_builder_object(value: object, where: str) -> None:
         )
 
 
+_SCALARS = (int, float, str, bool)
+
+
+def fill_binding(
+    target: literals_pb2.BindingData,
+    value: object,
+    hint: Any,
+    ltype: types_pb2.LiteralType,
+    *,
+    where: str,
+    builder: Builder,
+) -> None:
+    """Writes into `target` how `value` feeds `where` (the hot path of a large fan-out)."""
+    if type(value) in _SCALARS:
+        _types.fill_literal(target.literal, value, hint, var=where)
+        return
+    if isinstance(value, Promise) and value._builder is builder:
+        ok, variant = castable(value._type, ltype)
+        if ok:
+            value._fill_reference(target.promise)
+            if variant is not None:
+                target.union_variant.CopyFrom(variant)
+            return
+    target.CopyFrom(binding_data(value, hint, ltype, where=where, builder=builder))
+
+
 def binding_data(
     value: object, hint: Any, ltype: types_pb2.LiteralType, *, where: str, builder: Builder
 ) -> literals_pb2.BindingData:
@@ -417,24 +445,21 @@ def add_call(builder: Builder, entity: Entity, bound: dict[str, Any]) -> Any:
     """Adds the node for a call of `entity` with keyword arguments `bound`; returns promises."""
     iface = entity.python_interface
     node_id = builder.new_node_id()
-    bindings = []
+    # Built in place: a dynamic body may add tens of thousands of nodes.
+    node = workflow_pb2.Node(id=node_id)
+    node.metadata.name = entity.short_name
     for n, hint in iface.inputs.items():
         value = bound[n] if n in bound else iface.defaults[n]
-        bindings.append(
-            literals_pb2.Binding(
-                var=n,
-                binding=binding_data(
-                    value,
-                    hint,
-                    iface.input_types[n],
-                    where=f"input '{n}' of {iface.where} (node {node_id})",
-                    builder=builder,
-                ),
-            )
+        b = node.inputs.add()
+        b.var = n
+        fill_binding(
+            b.binding,
+            value,
+            hint,
+            iface.input_types[n],
+            where=f"input '{n}' of {iface.where} (node {node_id})",
+            builder=builder,
         )
-    node = workflow_pb2.Node(
-        id=node_id, metadata=workflow_pb2.NodeMetadata(name=entity.short_name), inputs=bindings
-    )
     entity._set_node_target(node)
     builder.add_ref(entity)
     builder.emit(node, iface)

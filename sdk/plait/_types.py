@@ -1052,6 +1052,16 @@ def literal_type(hint: object, *, where: str) -> types_pb2.LiteralType:
     return lt
 
 
+def fill_literal(target: literals_pb2.Literal, value: object, hint: object, *, var: str) -> None:
+    """Like `to_literal`, writing into an empty `target` (saves a copy on hot paths)."""
+    conv = _conv_for(hint, var)
+    try:
+        conv.fill(value, target)
+    except _MismatchError as e:
+        target.Clear()
+        raise PlaitTypeError(e.format(var)) from None
+
+
 def to_literal(value: object, hint: object, *, var: str) -> literals_pb2.Literal:
     """Convert a Python value to a Literal of the type `hint` declares.
 

@@ -62,6 +62,24 @@ class NodeRecord:
 
 
 @dataclass
+class NodeUpdate:
+    """A transition of a node whose row exists: everything but inputs and identity."""
+
+    eid: int
+    node_id: str
+    phase: int
+    attempt: int
+    user_failures: int
+    system_failures: int
+    outputs: bytes
+    error: bytes
+    cache_status: int
+    is_dynamic: bool
+    detail: str
+    updated_at: float
+
+
+@dataclass
 class CacheEntry:
     """Outputs stored under a cache key."""
 
@@ -77,7 +95,8 @@ class WriteBatch:
     """Everything one scheduler pass changes; `Store.apply` commits it atomically."""
 
     executions: list[ExecutionRecord] = field(default_factory=list)
-    nodes: list[NodeRecord] = field(default_factory=list)
+    nodes: list[NodeRecord] = field(default_factory=list)  # new rows (or whole rows)
+    node_updates: list[NodeUpdate] = field(default_factory=list)  # applied after `nodes`
     # (eid, seq, serialized ExecutionEvent)
     events: list[tuple[int, int, bytes]] = field(default_factory=list)
     # (eid, node_id, serialized closure DynamicJobSpec, depth)
@@ -90,6 +109,7 @@ class WriteBatch:
         return bool(
             self.executions
             or self.nodes
+            or self.node_updates
             or self.events
             or self.dynamic_specs
             or self.cache_entries

@@ -14,6 +14,7 @@ from plait_engine.store._base import (
     CacheEntry,
     ExecutionRecord,
     NodeRecord,
+    NodeUpdate,
     Store,
     TemplateKind,
     WriteBatch,
@@ -208,6 +209,23 @@ def _node_params(n: NodeRecord) -> tuple[object, ...]:
         n.detail,
         n.created_at,
         n.updated_at,
+    )
+
+
+def _update_params(u: NodeUpdate) -> tuple[object, ...]:
+    return (
+        u.phase,
+        u.attempt,
+        u.user_failures,
+        u.system_failures,
+        u.outputs,
+        u.error,
+        u.cache_status,
+        int(u.is_dynamic),
+        u.detail,
+        u.updated_at,
+        u.eid,
+        u.node_id,
     )
 
 
@@ -542,6 +560,13 @@ class SqliteStore(Store):
                         f"INSERT OR REPLACE INTO nodes ({_NODE_COLUMNS}) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [_node_params(n) for n in batch.nodes],
+                    )
+                if batch.node_updates:
+                    w.executemany(
+                        "UPDATE nodes SET phase = ?, attempt = ?, user_failures = ?, "
+                        "system_failures = ?, outputs = ?, error = ?, cache_status = ?, "
+                        "is_dynamic = ?, detail = ?, updated_at = ? WHERE eid = ? AND node_id = ?",
+                        [_update_params(u) for u in batch.node_updates],
                     )
                 if batch.dynamic_specs:
                     w.executemany(

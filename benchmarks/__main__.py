@@ -172,12 +172,12 @@ nodes: every node of the execution (task, dynamic, subworkflow and branch nodes)
   its events; nodes/s = nodes / wall. wall: embedded = `_embedded.run` (register, compile, run,
   engine start/stop), gRPC = `Client.execute` + `Client.wait`, flytekit = the workflow call;
   imports are excluded everywhere.
-s2s (schedule-to-start, task nodes, attempt 1): ready -> done, from ExecutionEvent.occurred_at.
-  ready = latest of the frame's start (execution RUNNING / generator DYNAMIC_RUNNING / parent's
-  RUNNING) and the upstream siblings' SUCCEEDED; done = the attempt's SUCCEEDED/DYNAMIC_RUNNING.
-  An UPPER BOUND: the engine records no worker start time, so it includes queueing for a slot,
-  the no-op run, the result's trip and the result tick's commit. In a wide fan-out it is
-  dominated by queueing behind N tasks; chain-200 (no queueing) shows per-hop latency.
+s2s (schedule-to-start, task nodes, attempt 1): the attempt's RUNNING event (the engine commits
+  the dispatch) -> NodeTransition.started_at (the worker, or the in-process executor, reports
+  when it started the attempt). It holds the commit, the hand-off to the executor, waiting for a
+  free slot, the trip to the worker and its pick-up. In a wide fan-out it is dominated by
+  waiting for a slot behind the other tasks; chain-200 (one task at a time) shows the per-hop
+  latency.
 disp: ready -> RUNNING event (the engine's own scheduling delay before dispatch).
 peak RSS: embedded = ru_maxrss of the fresh process running the engine (includes the SDK and
   the in-process tasks); gRPC = VmHWM of the `plait serve` process; flytekit = ru_maxrss.

@@ -14,10 +14,12 @@ tick that made the transition, just before the tick's group commit):
 - *done*: the first SUCCEEDED / DYNAMIC_RUNNING / FAILED / RETRYING event of that attempt
   (the result has been committed).
 
-The engine records no time at which a worker *started* an attempt, so the table's
-schedule-to-start is `done - ready`: an upper bound that also holds the (no-op) task's run
-time, the result's trip back and the commit of the result tick. `dispatch - ready` is the
-engine's own scheduling delay.
+- *start*: `NodeTransition.started_at` on the event that ends attempt 1: when the worker (or
+  the in-process executor) started running it, as the worker reported.
+
+Schedule-to-start is `start - dispatch`: the commit, the hand-off to the executor, waiting for a
+free worker slot, the trip to the worker and its pick-up. `dispatch - ready` is the engine's
+own scheduling delay; `done - ready` bounds a whole hop.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class _Node:
     dyn_running: float | None = None
     succeeded: float | None = None
     dispatch1: float | None = None
+    start1: float | None = None
     done1: float | None = None
     phase: int = 0
 
@@ -60,6 +63,7 @@ class RunFigures:
     ready_to_dispatch: list[float] = field(default_factory=list)
     dispatch_to_done: list[float] = field(default_factory=list)
     ready_to_done: list[float] = field(default_factory=list)
+    dispatch_to_start: list[float] = field(default_factory=list)
 
 
 def _path(prefix: str, local: str) -> str:
@@ -136,6 +140,8 @@ def analyze(data_dir: Path, execution: str | None = None) -> RunFigures:
                 n.dispatch1 = t
         elif tr.phase in _DONE and n.dispatch1 is not None and n.done1 is None:
             n.done1 = t
+            if tr.HasField("started_at"):
+                n.start1 = tr.started_at.ToNanoseconds() / 1e9
         if tr.phase == NP.NODE_PHASE_DYNAMIC_RUNNING and n.dyn_running is None:
             n.dyn_running = t
         if tr.phase == NP.NODE_PHASE_SUCCEEDED and n.succeeded is None:
@@ -167,6 +173,8 @@ def analyze(data_dir: Path, execution: str | None = None) -> RunFigures:
         figs.ready_to_dispatch.append(n.dispatch1 - ready)
         figs.dispatch_to_done.append(n.done1 - n.dispatch1)
         figs.ready_to_done.append(n.done1 - ready)
+        if n.start1 is not None:
+            figs.dispatch_to_start.append(n.start1 - n.dispatch1)
     return figs
 
 

@@ -48,11 +48,12 @@ def _figures(wl: Workload, data_dir: Path, execution: str | None) -> dict[str, A
     for name, values in (
         ("ready_to_dispatch", figs.ready_to_dispatch),
         ("dispatch_to_done", figs.dispatch_to_done),
-        ("s2s", figs.ready_to_done),
+        ("ready_to_done", figs.ready_to_done),
+        ("s2s", figs.dispatch_to_start),
     ):
         out[f"{name}_p50_s"] = percentile(values, 0.5)
         out[f"{name}_p99_s"] = percentile(values, 0.99)
-    out["latency_samples"] = len(figs.ready_to_done)
+    out["latency_samples"] = len(figs.dispatch_to_start)
     return out
 
 

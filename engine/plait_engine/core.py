@@ -109,7 +109,13 @@ class _StoreResolver:
         if key in self._tasks:
             return self._tasks[key]
         body = self._store.get_template(TemplateKind.TASK, key)
-        return None if body is None else tasks_pb2.TaskTemplate.FromString(body)
+        if body is None:
+            return None
+        task = tasks_pb2.TaskTemplate.FromString(body)
+        if id.version:
+            # Registered versions are immutable: safe to keep.
+            self._tasks[key] = task
+        return task
 
     def get_workflow(self, id: identifier_pb2.Identifier) -> workflow_pb2.WorkflowTemplate | None:
         key = self._key(id, TemplateKind.WORKFLOW)

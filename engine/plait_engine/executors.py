@@ -12,6 +12,7 @@ import concurrent.futures
 import os
 import shutil
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,7 @@ class Result:
     # True when the executor already checked the outputs against the task's interface (the
     # in-process SDK runner converts them from the declared hints); others are checked.
     checked: bool = False
+    started_at: float = 0.0  # unix time the attempt started on its worker; 0 when unknown
 
 
 ResultSink = Callable[[Sequence[Result]], None]
@@ -120,12 +122,20 @@ class InProcessExecutor:
                 if d.assignment_id in self._cancelled:
                     self._cancelled.discard(d.assignment_id)
                     continue
+            started = time.time()
             try:
                 outcome = self._runner(d.task, d.inputs)
             except BaseException as exc:  # the runner itself broke: a platform failure
                 outcome = system_error("RunnerError", f"{type(exc).__name__}: {exc}")
             results.append(
-                Result(d.assignment_id, d.attempt, outcome, "in-process", checked=self._trusted)
+                Result(
+                    d.assignment_id,
+                    d.attempt,
+                    outcome,
+                    "in-process",
+                    checked=self._trusted,
+                    started_at=started,
+                )
             )
         if results and self._loop is not None and self._sink is not None:
             try:

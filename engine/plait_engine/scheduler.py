@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from google.protobuf import timestamp_pb2
+from google.protobuf.message import Message
 from plaitidl.core.v1 import (
     condition_pb2,
     dynamic_job_pb2,
@@ -36,7 +37,7 @@ from plaitidl.core.v1 import (
 
 from plait_engine import compiler, type_check
 from plait_engine.blobstore import BlobStore
-from plait_engine.errors import InvalidArgument
+from plait_engine.errors import FieldViolation, InvalidArgument
 from plait_engine.executors import Dispatch, Executor, Result, system_error
 from plait_engine.literals import interface_signature, literal_map_hash
 from plait_engine.payloads import Payloads
@@ -210,6 +211,7 @@ class NodeExec:
         "persisted",
         "phase",
         "preset_inputs",
+        "started_at",
         "system_failures",
         "task",
         "task_key",
@@ -243,6 +245,7 @@ class NodeExec:
         self.created_at = 0.0
         self.worker = ""  # the worker that answered the last attempt
         self.persisted = False  # whether the store has this node's row (with its inputs)
+        self.started_at = 0.0  # when the last attempt started on its worker (0: unknown)
 
 
 class Run:
@@ -578,6 +581,8 @@ class Scheduler:
                 t.task_id.CopyFrom(n.task.id)
             if n.worker:
                 t.worker_id = n.worker
+            if n.started_at and phase != NP.NODE_PHASE_RUNNING:
+                t.started_at.FromNanoseconds(int(n.started_at * 1e9))
             self._event(run, ev)
 
     # -- starting and recovering runs ------------------------------------------------------
@@ -778,6 +783,8 @@ class Scheduler:
         self._assignments[n.assignment_id] = n
         if n.deadline is not None:
             heapq.heappush(self._deadlines, (n.deadline, n.assignment_id, n.attempt))
+        n.started_at = 0.0
+        n.worker = ""
         self._set_phase(n, NP.NODE_PHASE_RUNNING)
         self._to_dispatch.append(
             (
@@ -810,6 +817,7 @@ class Scheduler:
         del self._assignments[r.assignment_id]
         n.assignment_id = None
         n.worker = r.worker_id
+        n.started_at = r.started_at
         n.deadline = None
         outcome = r.outcome
         if isinstance(outcome, errors_pb2.ExecutionError):
@@ -869,6 +877,7 @@ class Scheduler:
         assert n.task is not None
         depth = n.frame.depth + 1
         try:
+            self._check_embedded(spec)
             closure = compiler.compile_dynamic(
                 spec,
                 n.task,
@@ -890,6 +899,32 @@ class Scheduler:
             )
             return
         self._start_dynamic(n, closure, depth, store_spec=True)
+
+    def _check_embedded(self, spec: dynamic_job_pb2.DynamicJobSpec) -> None:
+        """Registered versions are immutable: a spec may embed a registered template only with
+        the same content."""
+        if self.registry is None:
+            return
+        reg = self.registry
+        pairs: list[tuple[str, identifier_pb2.Identifier, Message, Message | None]] = [
+            *((f"tasks[{i}]", t.id, t, reg.get_task(t.id)) for i, t in enumerate(spec.tasks)
+              if t.id.version),
+            *((f"subworkflows[{i}]", w.id, w, reg.get_workflow(w.id))
+              for i, w in enumerate(spec.subworkflows) if w.id.version),
+            *((f"launch_plans[{i}]", lp.id, lp, reg.get_launch_plan(lp.id))
+              for i, lp in enumerate(spec.launch_plans) if lp.id.version),
+        ]  # fmt: skip
+        violations = [
+            FieldViolation(
+                field,
+                f"{compiler.id_key(id_)} is registered with different content; registered "
+                "versions are immutable: embed a new version",
+            )
+            for field, id_, embedded, registered in pairs
+            if registered is not None and not _same_content(embedded, registered)
+        ]
+        if violations:
+            raise InvalidArgument(violations[0].description, violations)
 
     def _start_dynamic(
         self, n: NodeExec, closure: dynamic_job_pb2.DynamicJobSpec, depth: int, *, store_spec: bool
@@ -1297,6 +1332,18 @@ class _FrameResolver:
         if found is None and self._registry is not None:
             found = self._registry.get_launch_plan(id)
         return found
+
+
+def _same_content(embedded: Message, registered: Message) -> bool:
+    """Equal but for the defaults registration fills into identifiers."""
+    clone = type(embedded)()
+    clone.CopyFrom(embedded)
+    clone.id.CopyFrom(registered.id)  # type: ignore[attr-defined]
+    if isinstance(clone, workflow_pb2.LaunchPlan):
+        wid = clone.workflow_id
+        wid.project = wid.project or "default"
+        wid.domain = wid.domain or "development"
+    return clone == registered
 
 
 def _merge_templates(base: Templates, closure: dynamic_job_pb2.DynamicJobSpec) -> Templates:

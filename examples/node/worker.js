@@ -213,7 +213,7 @@ class Worker {
       return;
     }
     const abort = new AbortController();
-    session.running.set(a.assignment_id, { attempt: a.attempt, abort });
+    session.running.set(a.assignment_id, { attempt: a.attempt, abort, startedAt: Date.now() });
     // The deadline (a Timestamp, unset = none) is enforced by the engine: past it, the engine
     // fails the attempt with a recoverable "Timeout" and sends a cancellation. Handlers get it
     // (and the abort signal) to stop early if they can.
@@ -245,8 +245,10 @@ class Worker {
    */
   finish(session, a, result, { tracked = true } = {}) {
     if (session.closed) return;
+    let startedAt = null;
     if (tracked) {
       if (!session.running.has(a.assignment_id)) return; // cancelled: no result needed
+      startedAt = session.running.get(a.assignment_id).startedAt;
       session.running.delete(a.assignment_id);
     }
     // 4. Exactly one of outputs / dynamic_job_spec / error, with assignment_id and attempt
@@ -255,6 +257,11 @@ class Worker {
     if (result.error) r.error = result.error;
     else if (result.dynamic_job_spec) r.dynamic_job_spec = result.dynamic_job_spec;
     else r.outputs = { literals: result.outputs };
+    // When the attempt started here: the engine turns it into schedule-to-start latency.
+    // int64 seconds travel as a string.
+    if (startedAt !== null) {
+      r.started_at = { seconds: String(Math.floor(startedAt / 1000)), nanos: (startedAt % 1000) * 1e6 };
+    }
     try {
       // A result that does not encode would make grpc-js cancel the whole stream (and every
       // lease with it): check it here and fail just this task instead.

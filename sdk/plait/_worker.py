@@ -86,8 +86,9 @@ def _wake_sentinel() -> None:
 _WAKE = _wake_sentinel
 
 
-def _to_result(a: ws.Assignment, outcome: _runtime.Result) -> ws.TaskResult:
+def _to_result(a: ws.Assignment, outcome: _runtime.Result, started_ns: int) -> ws.TaskResult:
     r = ws.TaskResult(assignment_id=a.assignment_id, attempt=a.attempt)
+    r.started_at.FromNanoseconds(started_ns)
     if isinstance(outcome, literals_pb2.LiteralMap):
         r.outputs.CopyFrom(outcome)
     elif isinstance(outcome, errors_pb2.ExecutionError):
@@ -235,6 +236,7 @@ class _Connection:
         if skip:
             self._out.put(_WAKE)
             return
+        started_ns = time.time_ns()
         template = self._templates.get(a.template_key)
         outcome: _runtime.Result
         if template is None:
@@ -255,7 +257,7 @@ class _Connection:
                     kind=_SYSTEM,
                     recoverable=True,
                 )
-        result = _to_result(a, outcome)
+        result = _to_result(a, outcome, started_ns)
         with self._lock:
             self._running.pop(aid, None)
             if aid in self._cancelled:

@@ -210,3 +210,25 @@ def test_large_literals_live_in_the_blob_store(tmp_path: Path) -> None:
         assert len(outputs.literals["o0"].collection.literals) == n
 
     with_engine(tmp_path, body)
+
+
+def test_attempt_start_times_are_recorded_for_schedule_to_start(tmp_path: Path) -> None:
+    from plaitidl.core.v1 import events_pb2
+
+    async def body(engine: Engine) -> None:
+        rec = start(engine, b.cached_wf, x=99)
+        final = await engine.wait(rec, timeout=30)
+        events = [
+            events_pb2.ExecutionEvent.FromString(e)
+            for _, e in engine.store.events(final.eid, 0, 100)
+        ]
+        node = [e for e in events if e.HasField("node") and e.node.node_id == "n0"]
+        running = next(e for e in node if e.node.phase == EP.NODE_PHASE_RUNNING)
+        done = next(e for e in node if e.node.phase == EP.NODE_PHASE_SUCCEEDED)
+        assert not running.node.HasField("started_at")  # unknown when dispatched
+        assert done.node.HasField("started_at") and done.node.worker_id == "in-process"
+        dispatched = running.occurred_at.ToNanoseconds()
+        started = done.node.started_at.ToNanoseconds()
+        assert dispatched - 50_000_000 <= started <= done.occurred_at.ToNanoseconds()
+
+    with_engine(tmp_path, body)

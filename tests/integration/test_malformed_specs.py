@@ -90,6 +90,14 @@ def _bad_spec(kind: str) -> dynamic_job_pb2.DynamicJobSpec:
     if kind == "too_many":
         nodes = [_node(f"n{i}", ECHO, _int(i)) for i in range(21)]
         return _spec(nodes, _promise("n0", "out"))
+    if kind == "override":
+        # Same identifier as the registered ECHO, other content.
+        impostor = tasks_pb2.TaskTemplate()
+        impostor.CopyFrom(ECHO)
+        impostor.worker.handler = "something_else"
+        spec = _spec([_node("a", ECHO, _int(1))], _promise("a", "out"))
+        spec.tasks[0].CopyFrom(impostor)
+        return spec
     if kind == "too_deep":
         # Calls itself forever: only the depth limit stops it.
         return _spec(
@@ -105,6 +113,7 @@ KINDS = {
     "mismatch": "expected int",
     "too_many": "20",
     "too_deep": "depth",
+    "override": "immutable",
 }
 
 

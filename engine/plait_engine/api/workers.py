@@ -313,7 +313,10 @@ class WorkerSessions:
             del self._holder[r.assignment_id]
             s.free += 1
             s.completed += 1
-            accepted.append(Result(r.assignment_id, r.attempt, _outcome(r), s.worker_id))
+            started = r.started_at.ToNanoseconds() / 1e9 if r.HasField("started_at") else 0.0
+            accepted.append(
+                Result(r.assignment_id, r.attempt, _outcome(r), s.worker_id, started_at=started)
+            )
         if accepted:
             self._completed_by_worker[s.worker_id] = self._completed_by_worker.get(
                 s.worker_id, 0

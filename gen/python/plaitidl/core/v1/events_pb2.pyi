@@ -93,6 +93,7 @@ class NodeTransition(_message.Message):
     PARENT_NODE_ID_FIELD_NUMBER: _builtins.int
     TASK_ID_FIELD_NUMBER: _builtins.int
     WORKER_ID_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     """The node id (path)."""
     phase: _execution_pb2.NodePhase.ValueType
@@ -104,7 +105,7 @@ class NodeTransition(_message.Message):
     parent_node_id: _builtins.str
     """The id of the node that contains this one ("" for top-level nodes)."""
     worker_id: _builtins.str
-    """The worker that runs the attempt, when known."""
+    """The worker that ran the attempt, when known (set on the event that ends the attempt)."""
     @_builtins.property
     def error(self) -> _errors_pb2.ExecutionError:
         """Set when the phase is FAILED or RETRYING."""
@@ -116,6 +117,13 @@ class NodeTransition(_message.Message):
     @_builtins.property
     def task_id(self) -> _identifier_pb2.Identifier:
         """The task run by the node, when it is a task node."""
+
+    @_builtins.property
+    def started_at(self) -> _timestamp_pb2.Timestamp:
+        """When the attempt started on its worker, when the worker reported it (set on the event
+        that ends the attempt). Minus the time of the attempt's RUNNING event (when the engine
+        committed the dispatch), it is the attempt's schedule-to-start latency.
+        """
 
     def __init__(
         self,
@@ -129,10 +137,11 @@ class NodeTransition(_message.Message):
         parent_node_id: _builtins.str = ...,
         task_id: _identifier_pb2.Identifier | None = ...,
         worker_id: _builtins.str = ...,
+        started_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["dynamic", b"dynamic", "error", b"error", "task_id", b"task_id"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dynamic", b"dynamic", "error", b"error", "started_at", b"started_at", "task_id", b"task_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cache_status", b"cache_status", "dynamic", b"dynamic", "error", b"error", "node_id", b"node_id", "parent_node_id", b"parent_node_id", "phase", b"phase", "task_id", b"task_id", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cache_status", b"cache_status", "dynamic", b"dynamic", "error", b"error", "node_id", b"node_id", "parent_node_id", b"parent_node_id", "phase", b"phase", "started_at", b"started_at", "task_id", b"task_id", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

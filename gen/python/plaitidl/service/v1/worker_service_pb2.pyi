@@ -102,6 +102,7 @@ class TaskResult(_message.Message):
     OUTPUTS_FIELD_NUMBER: _builtins.int
     DYNAMIC_JOB_SPEC_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
     assignment_id: _builtins.str
     """The assignment answered."""
     attempt: _builtins.int
@@ -118,6 +119,12 @@ class TaskResult(_message.Message):
     def error(self) -> _errors_pb2.ExecutionError:
         """The failure. Set `recoverable` for errors that another attempt may fix."""
 
+    @_builtins.property
+    def started_at(self) -> _timestamp_pb2.Timestamp:
+        """When the worker started running the attempt (optional). The engine records it on the
+        node's event, which gives schedule-to-start latency.
+        """
+
     def __init__(
         self,
         *,
@@ -126,10 +133,11 @@ class TaskResult(_message.Message):
         outputs: _literals_pb2.LiteralMap | None = ...,
         dynamic_job_spec: _dynamic_job_pb2.DynamicJobSpec | None = ...,
         error: _errors_pb2.ExecutionError | None = ...,
+        started_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["dynamic_job_spec", b"dynamic_job_spec", "error", b"error", "outputs", b"outputs", "result", b"result"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dynamic_job_spec", b"dynamic_job_spec", "error", b"error", "outputs", b"outputs", "result", b"result", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignment_id", b"assignment_id", "attempt", b"attempt", "dynamic_job_spec", b"dynamic_job_spec", "error", b"error", "outputs", b"outputs", "result", b"result"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignment_id", b"assignment_id", "attempt", b"attempt", "dynamic_job_spec", b"dynamic_job_spec", "error", b"error", "outputs", b"outputs", "result", b"result", "started_at", b"started_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["outputs", "dynamic_job_spec", "error"]  # noqa: Y015
     _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015

@@ -3,7 +3,7 @@
 
 from typing import Tuple  # noqa: UP035
 
-from flytekit import conditional, dynamic, task, workflow  # type: ignore[import-untyped]
+from flytekit import conditional, dynamic, task, workflow
 
 # -- (a) fan-out: a dynamic yields N independent no-op tasks ----------------------------------
 

@@ -232,3 +232,26 @@ def test_attempt_start_times_are_recorded_for_schedule_to_start(tmp_path: Path) 
         assert dispatched - 50_000_000 <= started <= done.occurred_at.ToNanoseconds()
 
     with_engine(tmp_path, body)
+
+
+def test_launch_plans_run_as_roots_and_as_nodes(tmp_path: Path) -> None:
+    assert value(b.triple, run(b.triple, tmp_path, x=5)) == 15
+    assert value(b.tenfold_by_default, run(b.tenfold_by_default, tmp_path, x=5)) == 50
+    assert value(b.tenfold_by_default, run(b.tenfold_by_default, tmp_path, x=5, factor=4)) == 20
+    # A launch-plan node inside a workflow: its fixed input applies.
+    assert value(b.via_launch_plan, run(b.via_launch_plan, tmp_path, x=7)) == 21
+
+
+def test_a_fixed_launch_plan_input_cannot_be_overridden(tmp_path: Path) -> None:
+    from plait_engine.errors import InvalidArgument
+
+    async def body(engine: Engine) -> None:
+        bundle = _serialize.collect(b.triple)
+        engine.register(bundle.tasks, bundle.workflows, bundle.launch_plans)
+        inputs = _embedded.inputs_to_literals(b.scaled, {"x": 1, "factor": 9})
+        with pytest.raises(InvalidArgument) as info:
+            engine.create_execution(launch_plan_id=bundle.root, inputs=inputs)
+        assert info.value.violations[0].field == "inputs.factor"
+        assert "fixed" in info.value.violations[0].description
+
+    with_engine(tmp_path, body)

@@ -7,7 +7,7 @@ import time
 from collections import Counter
 from datetime import timedelta
 
-from plait import NonRetryableError, conditional, dynamic, map_task, task, workflow
+from plait import LaunchPlan, NonRetryableError, conditional, dynamic, map_task, task, workflow
 
 # Side effects observed by the tests (tasks run in-process on the embedded engine).
 CALLS: Counter[str] = Counter()
@@ -146,3 +146,23 @@ def total(xs: list[int]) -> int:
 @workflow
 def big_wf(n: int) -> int:
     return total(xs=big_list(n=n))
+
+
+@task
+def scale(x: int, factor: int) -> int:
+    return x * factor
+
+
+@workflow
+def scaled(x: int, factor: int = 2) -> int:
+    return scale(x=x, factor=factor)
+
+
+# Launch plans: one fixes `factor`, one changes its default.
+triple = LaunchPlan(scaled, "behaviours.triple", fixed_inputs={"factor": 3})
+tenfold_by_default = LaunchPlan(scaled, "behaviours.tenfold", default_inputs={"factor": 10})
+
+
+@workflow
+def via_launch_plan(x: int) -> int:
+    return triple(x=x)

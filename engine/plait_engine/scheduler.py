@@ -577,12 +577,15 @@ class Scheduler:
                 t.error.CopyFrom(error)
             if dynamic is not None:
                 t.dynamic.CopyFrom(dynamic)
-            if n.task is not None:
+            if n.task is not None and (phase == NP.NODE_PHASE_RUNNING or old == 0):
+                # Once per attempt is enough to tell which task a node runs.
                 t.task_id.CopyFrom(n.task.id)
             if n.worker:
                 t.worker_id = n.worker
             if n.started_at and phase != NP.NODE_PHASE_RUNNING:
-                t.started_at.FromNanoseconds(int(n.started_at * 1e9))
+                whole = int(n.started_at)
+                t.started_at.seconds = whole
+                t.started_at.nanos = int((n.started_at - whole) * 1e9)
             self._event(run, ev)
 
     # -- starting and recovering runs ------------------------------------------------------
@@ -798,12 +801,15 @@ class Scheduler:
                     deadline=n.deadline,
                     execution=run.key,
                     node_id=n.path,
+                    # Only process targets write files.
                     blob_parts=(
                         "executions",
                         str(run.record.eid),
                         *_safe_parts(n.path),
                         f"attempt-{n.attempt}",
-                    ),
+                    )
+                    if n.task.HasField("process")
+                    else (),
                 ),
             )
         )
@@ -1357,11 +1363,14 @@ def _merge_templates(base: Templates, closure: dynamic_job_pb2.DynamicJobSpec) -
     return merged
 
 
+_ACTIVE = frozenset((NP.NODE_PHASE_RUNNING, NP.NODE_PHASE_DYNAMIC_RUNNING, NP.NODE_PHASE_RETRYING))
+
+
 def _count_transition(run: Run, old: int, new: int, cache_status: int) -> None:
     c = run.counts
-    if old in (NP.NODE_PHASE_RUNNING, NP.NODE_PHASE_DYNAMIC_RUNNING, NP.NODE_PHASE_RETRYING):
+    if old in _ACTIVE:
         c["running"] -= 1
-    if new in (NP.NODE_PHASE_RUNNING, NP.NODE_PHASE_DYNAMIC_RUNNING, NP.NODE_PHASE_RETRYING):
+    if new in _ACTIVE:
         c["running"] += 1
     if new == NP.NODE_PHASE_SUCCEEDED and old != new:
         c["succeeded"] += 1

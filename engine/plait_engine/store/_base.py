@@ -39,7 +39,7 @@ class ExecutionRecord:
     last_seq: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class NodeRecord:
     """The latest state of one node of one execution."""
 
@@ -61,7 +61,7 @@ class NodeRecord:
     updated_at: float = 0.0
 
 
-@dataclass
+@dataclass(slots=True)
 class NodeUpdate:
     """A transition of a node whose row exists: everything but inputs and identity."""
 
@@ -79,7 +79,7 @@ class NodeUpdate:
     updated_at: float
 
 
-@dataclass
+@dataclass(slots=True)
 class CacheEntry:
     """Outputs stored under a cache key."""
 

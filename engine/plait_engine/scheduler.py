@@ -51,6 +51,7 @@ from plait_engine.store import (
 )
 
 log = logging.getLogger("plait.scheduler")
+_INLINE_COMMIT_ROWS = 64  # batches up to this many rows commit on the loop thread
 _T = TypeVar("_T")
 
 START = "start-node"
@@ -382,10 +383,14 @@ class Scheduler:
             try:
                 self._pass()
                 batch = self._take_batch()
-                if batch:
+                if batch.size() > _INLINE_COMMIT_ROWS:
                     # sqlite releases the GIL while it writes: tasks and gRPC traffic go on
                     # meanwhile. Nothing of this pass is acted on before the commit returns.
                     await asyncio.to_thread(self.store.apply, batch)
+                elif batch:
+                    # A small commit is quicker than the hand-off to a thread: it is the
+                    # latency of every hop of a chain of tasks.
+                    self.store.apply(batch)
                 self._after_commit()
             except Exception:  # never let one bad pass kill the engine
                 log.exception("scheduler pass failed; rebuilding state from the store")

@@ -6,6 +6,7 @@ import abc
 import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
 class TemplateKind(enum.IntEnum):
@@ -39,9 +40,12 @@ class ExecutionRecord:
     last_seq: int = 0
 
 
-@dataclass(slots=True)
-class NodeRecord:
-    """The latest state of one node of one execution."""
+class NodeRecord(NamedTuple):
+    """The latest state of one node of one execution.
+
+    A tuple in the column order of the store's node rows: the scheduler writes thousands of
+    these per second, and a tuple goes to the database as it is.
+    """
 
     eid: int
     node_id: str
@@ -61,12 +65,12 @@ class NodeRecord:
     updated_at: float = 0.0
 
 
-@dataclass(slots=True)
-class NodeUpdate:
-    """A transition of a node whose row exists: everything but inputs and identity."""
+class NodeUpdate(NamedTuple):
+    """A transition of a node whose row exists: everything but inputs and identity.
 
-    eid: int
-    node_id: str
+    A tuple in the order of the store's UPDATE parameters (the key comes last).
+    """
+
     phase: int
     attempt: int
     user_failures: int
@@ -77,6 +81,8 @@ class NodeUpdate:
     is_dynamic: bool
     detail: str
     updated_at: float
+    eid: int
+    node_id: str
 
 
 @dataclass(slots=True)
@@ -104,6 +110,18 @@ class WriteBatch:
     cache_entries: list[CacheEntry] = field(default_factory=list)
     # cache keys whose serialization reservation is released
     released_reservations: list[str] = field(default_factory=list)
+
+    def size(self) -> int:
+        """Rows the batch writes (a measure of its commit time)."""
+        return (
+            len(self.executions)
+            + len(self.nodes)
+            + len(self.node_updates)
+            + len(self.events)
+            + len(self.dynamic_specs)
+            + len(self.cache_entries)
+            + len(self.released_reservations)
+        )
 
     def __bool__(self) -> bool:
         return bool(

@@ -14,7 +14,6 @@ from plait_engine.store._base import (
     CacheEntry,
     ExecutionRecord,
     NodeRecord,
-    NodeUpdate,
     Store,
     TemplateKind,
     WriteBatch,
@@ -188,44 +187,6 @@ def _node_from_row(row: Any) -> NodeRecord:
         detail=str(detail),
         created_at=float(created),
         updated_at=float(updated),
-    )
-
-
-def _node_params(n: NodeRecord) -> tuple[object, ...]:
-    return (
-        n.eid,
-        n.node_id,
-        n.phase,
-        n.attempt,
-        n.user_failures,
-        n.system_failures,
-        n.inputs,
-        n.outputs,
-        n.error,
-        n.cache_status,
-        n.parent_id,
-        n.task_key,
-        int(n.is_dynamic),
-        n.detail,
-        n.created_at,
-        n.updated_at,
-    )
-
-
-def _update_params(u: NodeUpdate) -> tuple[object, ...]:
-    return (
-        u.phase,
-        u.attempt,
-        u.user_failures,
-        u.system_failures,
-        u.outputs,
-        u.error,
-        u.cache_status,
-        int(u.is_dynamic),
-        u.detail,
-        u.updated_at,
-        u.eid,
-        u.node_id,
     )
 
 
@@ -559,14 +520,14 @@ class SqliteStore(Store):
                     w.executemany(
                         f"INSERT OR REPLACE INTO nodes ({_NODE_COLUMNS}) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        [_node_params(n) for n in batch.nodes],
+                        batch.nodes,
                     )
                 if batch.node_updates:
                     w.executemany(
                         "UPDATE nodes SET phase = ?, attempt = ?, user_failures = ?, "
                         "system_failures = ?, outputs = ?, error = ?, cache_status = ?, "
                         "is_dynamic = ?, detail = ?, updated_at = ? WHERE eid = ? AND node_id = ?",
-                        [_update_params(u) for u in batch.node_updates],
+                        batch.node_updates,
                     )
                 if batch.dynamic_specs:
                     w.executemany(

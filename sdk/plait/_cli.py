@@ -17,13 +17,19 @@ from plaitidl.core.v1 import execution_pb2, literals_pb2
 
 from plait import _embedded, _loader, _serialize, _types
 from plait._errors import ExecutionFailedError, PlaitError
+from plait._files import Directory, File
 from plait._serialize import Entity
 
 EP = execution_pb2
 
 
 def _format(value: object) -> str:
+    if isinstance(value, File | Directory):
+        return value.uri
+
     def default(o: object) -> object:
+        if isinstance(o, File | Directory):
+            return o.uri
         if isinstance(o, enum.Enum):
             return o.value
         if isinstance(o, datetime.datetime | datetime.timedelta):

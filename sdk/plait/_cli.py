@@ -9,7 +9,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,21 @@ def _input_parser(entity: Entity, prog: str) -> argparse.ArgumentParser:
     return p
 
 
+def _announcer(data_dir: str | None) -> Callable[[str], None]:
+    where = f" --data-dir {data_dir}" if data_dir else ""
+
+    def announce(execution: str) -> None:
+        # Printed first, so that an interrupted run can be resumed by name.
+        print(
+            f"execution {execution} started "
+            f"(resume it with: plait run{where} --resume {execution})",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return announce
+
+
 def _cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
     data_dir = Path(args.data_dir) if args.data_dir else None
     if args.resume:
@@ -110,6 +125,7 @@ def _cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
         progress=bar,
         name=args.name or "",
         labels=labels,
+        on_start=None if args.quiet or args.resume else _announcer(args.data_dir),
     )
     entity = result.entity
     if bar is not None:

@@ -63,6 +63,7 @@ async def _run_async(
     progress: ProgressFn | None,
     name: str = "",
     labels: Mapping[str, str] | None = None,
+    on_start: Callable[[str], None] | None = None,
 ) -> RunResult:
     from plait_engine.core import Engine
 
@@ -96,6 +97,8 @@ async def _run_async(
                 name=name,
                 labels=dict(labels or {}),
             )
+        if on_start is not None:
+            on_start(rec.name)
         started = time.monotonic()
         final = await engine.wait(
             rec,
@@ -126,8 +129,13 @@ def run(
     progress: ProgressFn | None = None,
     name: str = "",
     labels: Mapping[str, str] | None = None,
+    on_start: Callable[[str], None] | None = None,
 ) -> RunResult:
-    """Run a workflow (or launch plan) on an embedded engine until it ends."""
+    """Run a workflow (or launch plan) on an embedded engine until it ends.
+
+    `on_start` is called with the execution's name once it is stored (it can be resumed from
+    then on).
+    """
     return asyncio.run(
         _run_async(
             entity,
@@ -137,6 +145,7 @@ def run(
             progress=progress,
             name=name,
             labels=labels,
+            on_start=on_start,
         )
     )
 

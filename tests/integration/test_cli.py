@@ -6,6 +6,7 @@ import json
 import os
 import pty
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -172,14 +173,20 @@ def test_sigkill_in_the_middle_then_resume(tmp_path: Path) -> None:
             "slow_wf",
             "--n",
             str(n),
-            "--name",
-            "resume-me",
         ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+    # The run says first what it is called and how to resume it, as a user would read it.
+    assert proc.stderr is not None
+    announce = proc.stderr.readline().decode()
+    found = re.match(
+        r"execution (\S+) started \(resume it with: plait run --resume (\S+)\)", announce
+    )
+    assert found is not None and found.group(1) == found.group(2), announce
+    name = found.group(1)
     deadline = time.monotonic() + 60
     while sum(1 for _ in markers.iterdir()) < 30:
         assert proc.poll() is None, proc.communicate()
@@ -190,7 +197,7 @@ def test_sigkill_in_the_middle_then_resume(tmp_path: Path) -> None:
 
     store = SqliteStore(data / "plait.db")
     try:
-        rec = store.get_execution("default", "development", "resume-me")
+        rec = store.get_execution("default", "development", name)
         assert rec is not None and rec.phase == execution_pb2.EXECUTION_PHASE_RUNNING
         done = {
             r.node_id
@@ -203,7 +210,7 @@ def test_sigkill_in_the_middle_then_resume(tmp_path: Path) -> None:
     assert 0 < len(finished_tasks) < n, "the kill should land in the middle"
 
     resumed = subprocess.run(
-        [*PLAIT, "run", "--resume", "resume-me"],
+        [*PLAIT, "run", "--resume", name],
         cwd=ROOT,
         env=env,
         capture_output=True,

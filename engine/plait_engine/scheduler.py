@@ -780,7 +780,6 @@ class Scheduler:
             self._fail(
                 n,
                 system_error("NoExecutor", f"no executor can run task {n.task_key}"),
-                retry=False,
             )
             return
         n.attempt += 1
@@ -1229,14 +1228,12 @@ class Scheduler:
             out.literals[b.var].CopyFrom(_resolve_binding(frame, b.binding))
         return out
 
-    def _fail(self, n: NodeExec, err: errors_pb2.ExecutionError, *, retry: bool = False) -> None:
-        del retry
+    def _fail(self, n: NodeExec, err: errors_pb2.ExecutionError) -> None:
         if not err.node_id:
             err.node_id = n.path
         if n.cache_key is not None and n.task is not None and n.task.metadata.cache_serialize:
+            # Waiters look again on their next poll; one of them takes the reservation over.
             self._batch.released_reservations.append(n.cache_key)
-            for w in self._cache_waiters.pop(n.cache_key, []):
-                self._cache_waiters.setdefault(n.cache_key, []).append(w)
         self._set_phase(n, NP.NODE_PHASE_FAILED, error=err)
         frame = n.frame
         run = frame.run

@@ -255,3 +255,19 @@ def test_a_fixed_launch_plan_input_cannot_be_overridden(tmp_path: Path) -> None:
         assert "fixed" in info.value.violations[0].description
 
     with_engine(tmp_path, body)
+
+
+def test_a_waiter_takes_over_when_the_serialized_owner_fails(tmp_path: Path) -> None:
+    b.CALLS.clear()
+
+    async def body(engine: Engine) -> None:
+        recs = [start(engine, b.serialized_takeover_wf, x=5) for _ in range(2)]
+        finals = await asyncio.gather(*(engine.wait(r, timeout=30) for r in recs))
+        phases = sorted(f.phase for f in finals)
+        assert phases == [EP.EXECUTION_PHASE_SUCCEEDED, EP.EXECUTION_PHASE_FAILED]
+        ok = next(f for f in finals if f.phase == EP.EXECUTION_PHASE_SUCCEEDED)
+        assert engine.execution_outputs(ok).literals["o0"].scalar.primitive.integer == 10
+
+    with_engine(tmp_path, body)
+    # The owner ran once and failed; the waiter then computed: no third run.
+    assert b.CALLS["first_call_fails:5"] == 2

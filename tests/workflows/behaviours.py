@@ -166,3 +166,17 @@ tenfold_by_default = LaunchPlan(scaled, "behaviours.tenfold", default_inputs={"f
 @workflow
 def via_launch_plan(x: int) -> int:
     return triple(x=x)
+
+
+@task(cache=True, cache_version="1", cache_serialize=True)
+def first_call_fails(x: int) -> int:
+    call = _record(f"first_call_fails:{x}")
+    time.sleep(0.3)
+    if call == 1:
+        raise NonRetryableError("the first computation fails")
+    return x * 2
+
+
+@workflow
+def serialized_takeover_wf(x: int) -> int:
+    return first_call_fails(x=x)

@@ -64,7 +64,7 @@ lint: install ## buf lint + format, ruff, mypy --strict.
 	$(BIN)/buf format --diff --exit-code
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy sdk/plait engine/plait_engine tests examples/*.py benchmarks
+	$(BIN)/mypy sdk/plait engine/plait_engine tests examples/*.py examples/process/*.py benchmarks
 
 .PHONY: breaking
 breaking: install ## buf breaking against main (BREAKING_AGAINST=... to change).

@@ -22,6 +22,7 @@ from plait._errors import (
 from plait._files import Directory, File
 from plait._launch_plan import LaunchPlan
 from plait._map import map_task
+from plait._process import ProcessTask
 from plait._task import task
 from plait._workflow import workflow
 
@@ -35,6 +36,7 @@ __all__ = [
     "conditional",
     "map_task",
     "LaunchPlan",
+    "ProcessTask",
     "File",
     "Directory",
     "PlaitError",

@@ -152,9 +152,9 @@ def _print_outputs(entity: Entity | None, outputs: literals_pb2.LiteralMap) -> N
         return
     value = _serialize.outputs_to_python(entity, outputs)
     _, _, outs = _serialize.python_interface(entity)
-    if len(outs) == 1:
+    if len(outs) == 1 and not hasattr(value, "_fields"):
         print(_format(value))
-    else:
+    else:  # several outputs, or named ones (a NamedTuple): one `name: value` line each
         for name, v in zip(outs, value if isinstance(value, tuple) else (), strict=False):
             print(f"{name}: {_format(v)}")
 

@@ -11,6 +11,7 @@ def test_all_is_pinned() -> None:
         "conditional",
         "map_task",
         "LaunchPlan",
+        "ProcessTask",
         "File",
         "Directory",
         "PlaitError",

@@ -1,0 +1,123 @@
+"""The compiler never crashes on input: mutated templates compile or raise `InvalidArgument`."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+from plait import _loader, _serialize
+from plait_engine import compiler
+from plait_engine.errors import InvalidArgument
+from plaitidl.core.v1 import dynamic_job_pb2, identifier_pb2, tasks_pb2, workflow_pb2
+
+FD = FieldDescriptor
+ROOT = Path(__file__).resolve().parents[2]
+STRINGS = ["", "start-node", "a/b", "x" * 300, "n0", "ghost", "é", "o0"]
+
+
+def _is_map(f: Any) -> bool:
+    return bool(f.message_type is not None and f.message_type.GetOptions().map_entry)
+
+
+def _messages(m: Message, out: list[Message]) -> None:
+    out.append(m)
+    f: Any
+    for f, v in m.ListFields():
+        if f.type != FD.TYPE_MESSAGE:
+            continue
+        if _is_map(f):
+            for k in v:
+                if isinstance(v[k], Message):
+                    _messages(v[k], out)
+        elif f.is_repeated:
+            for x in v:
+                _messages(x, out)
+        else:
+            _messages(v, out)
+
+
+def _mutate(rng: random.Random, root: Message) -> None:
+    found: list[Message] = []
+    _messages(root, found)
+    target = rng.choice(found)
+    f: Any = rng.choice(target.DESCRIPTOR.fields)
+    try:
+        if rng.random() < 0.4:
+            target.ClearField(f.name)
+        elif f.is_repeated:
+            rep = getattr(target, f.name)
+            if f.type == FD.TYPE_MESSAGE and not _is_map(f) and rep:
+                if rng.random() < 0.5:
+                    rep.add().CopyFrom(rep[rng.randrange(len(rep))])
+                else:
+                    del rep[rng.randrange(len(rep))]
+        elif f.type == FD.TYPE_STRING:
+            setattr(target, f.name, rng.choice(STRINGS))
+        elif f.type in (FD.TYPE_INT64, FD.TYPE_UINT32, FD.TYPE_INT32, FD.TYPE_UINT64):
+            setattr(target, f.name, rng.choice([0, 1, 7, 2**31 - 1]))
+        elif f.type == FD.TYPE_ENUM:
+            setattr(target, f.name, rng.choice([v.number for v in f.enum_type.values]))
+        elif f.type == FD.TYPE_BOOL:
+            setattr(target, f.name, not getattr(target, f.name))
+        elif f.type == FD.TYPE_MESSAGE:
+            getattr(target, f.name).SetInParent()
+    except (TypeError, ValueError, AttributeError):
+        pass  # a mutation the proto itself refuses
+
+
+class _Resolver:
+    def __init__(
+        self, tasks: list[tasks_pb2.TaskTemplate], wfs: list[workflow_pb2.WorkflowTemplate]
+    ):
+        self.tasks = {compiler.id_key(t.id): t for t in tasks}
+        self.wfs = {compiler.id_key(w.id): w for w in wfs}
+
+    def get_task(self, id: identifier_pb2.Identifier) -> tasks_pb2.TaskTemplate | None:
+        return self.tasks.get(compiler.id_key(id))
+
+    def get_workflow(self, id: identifier_pb2.Identifier) -> workflow_pb2.WorkflowTemplate | None:
+        return self.wfs.get(compiler.id_key(id))
+
+    def get_launch_plan(self, id: identifier_pb2.Identifier) -> workflow_pb2.LaunchPlan | None:
+        return None
+
+
+def test_mutated_templates_compile_or_are_refused_cleanly() -> None:
+    rng = random.Random(20261122)
+    entities = [
+        getattr(_loader.load_path(str(ROOT / "examples" / f"{module}.py")), name)
+        for module, name in (
+            ("merge_sort", "merge_sort"),
+            ("dynamic_workflow", "dynamic_wf"),
+            ("generate_others", "fan_out"),
+        )
+    ]
+    bundles = [_serialize.collect(e) for e in entities]
+    outcomes = {"compiled": 0, "refused": 0}
+    for _ in range(600):
+        b = rng.choice(bundles)
+        tasks = [tasks_pb2.TaskTemplate.FromString(t.SerializeToString()) for t in b.tasks]
+        wfs = [workflow_pb2.WorkflowTemplate.FromString(w.SerializeToString()) for w in b.workflows]
+        messages: list[Message] = [*tasks, *wfs]
+        for _ in range(rng.randint(1, 3)):
+            _mutate(rng, rng.choice(messages))
+        resolver = _Resolver(tasks, wfs)
+        try:
+            for t in tasks:
+                compiler.validate_task(t)
+            for w in wfs:
+                compiler.compile_workflow(w, resolver)
+            # The same mutations on a yielded spec: the generator's own closure as a spec.
+            spec = dynamic_job_pb2.DynamicJobSpec(nodes=wfs[0].nodes, outputs=wfs[0].outputs)
+            gen = tasks_pb2.TaskTemplate(interface=wfs[0].interface)
+            gen.id.name, gen.id.version = "gen", "v1"
+            compiler.compile_dynamic(spec, gen, resolver)
+            outcomes["compiled"] += 1
+        except InvalidArgument as exc:
+            assert exc.message and exc.violations  # a clear error naming fields
+            outcomes["refused"] += 1
+    # Both outcomes happen: the mutations are neither all harmless nor all fatal.
+    assert outcomes["compiled"] > 20 and outcomes["refused"] > 100, outcomes

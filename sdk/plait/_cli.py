@@ -169,7 +169,7 @@ def _engine_address(args: argparse.Namespace, attr: str = "engine") -> str:
 def _client(args: argparse.Namespace, attr: str = "engine") -> Any:
     from plait._client import Client
 
-    return Client(_engine_address(args, attr), token=args.token, tls=args.tls)
+    return Client(_engine_address(args, attr), token=args.token, tls=args.tls, ca_cert=args.ca_cert)
 
 
 def _counts(nodes: Any) -> dict[str, int]:
@@ -284,6 +284,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
             queues=args.queue or None,
             token=args.token,
             worker_id=args.worker_id,
+            tls=args.tls,
+            ca_cert=args.ca_cert,
         )
     except KeyboardInterrupt:
         pass
@@ -382,7 +384,12 @@ def _remote_options(p: argparse.ArgumentParser, flag: str = "--engine") -> None:
         default=os.environ.get("PLAIT_TOKEN") or None,
         help="bearer token (default $PLAIT_TOKEN)",
     )
-    p.add_argument("--tls", action="store_true", help="connect with TLS")
+    p.add_argument("--tls", action="store_true", help="connect with TLS (system roots)")
+    p.add_argument(
+        "--ca-cert",
+        default=os.environ.get("PLAIT_CA_CERT") or None,
+        help="PEM file of the CA to trust; implies --tls (default $PLAIT_CA_CERT)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -29,6 +30,7 @@ from plaitidl.service.v1 import registry_service_pb2 as rs
 from plaitidl.service.v1 import registry_service_pb2_grpc as rs_grpc
 
 from plait import _serialize
+from plait._channels import open_channel
 from plait._errors import (
     AlreadyExistsError,
     ExecutionFailedError,
@@ -117,6 +119,7 @@ class Client:
         address: ``HOST:PORT`` of the engine.
         token: Sent as ``authorization: Bearer <token>`` when the engine requires one.
         tls: Connect with TLS (system root certificates).
+        ca_cert: A PEM file of the CA to trust (implies TLS), for a private certificate.
         timeout: Seconds each unary call may take.
     """
 
@@ -126,6 +129,7 @@ class Client:
         *,
         token: str | None = None,
         tls: bool = False,
+        ca_cert: str | Path | None = None,
         timeout: float = 30,
         max_message_bytes: int = 64 << 20,
     ) -> None:
@@ -133,11 +137,7 @@ class Client:
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
         ]
-        self._channel = (
-            grpc.secure_channel(address, grpc.ssl_channel_credentials(), options=options)
-            if tls
-            else grpc.insecure_channel(address, options=options)
-        )
+        self._channel = open_channel(address, tls=tls, ca_cert=ca_cert, options=options)
         self.address = address
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._timeout = timeout

@@ -36,6 +36,7 @@ from plaitidl.service.v1 import worker_service_pb2 as ws
 from plaitidl.service.v1 import worker_service_pb2_grpc as ws_grpc
 
 from plait import _loader, _runtime, _serialize
+from plait._channels import open_channel
 from plait._constants import DEFAULT_QUEUE, SDK_VERSION
 from plait._errors import PlaitError, PlaitValueError
 from plait._launch_plan import LaunchPlan
@@ -321,6 +322,8 @@ def run_worker(
     register: bool = True,
     stop: threading.Event | None = None,
     grace: float = 5.0,
+    tls: bool = False,
+    ca_cert: str | None = None,
 ) -> None:
     """Serve the tasks of some Python files or modules until stopped.
 
@@ -361,8 +364,10 @@ def run_worker(
     metadata = [("authorization", f"Bearer {token}")] if token else []
     stop = stop or threading.Event()
     previous = _install_signals(stop)
-    channel = grpc.insecure_channel(
+    channel = open_channel(
         address,
+        tls=tls,
+        ca_cert=ca_cert,
         options=[
             ("grpc.max_receive_message_length", _MAX_MESSAGE),
             ("grpc.max_send_message_length", _MAX_MESSAGE),

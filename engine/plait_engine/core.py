@@ -375,6 +375,8 @@ class Engine:
         run = self.scheduler.run_of(rec.eid)
         if run is not None:
             return dict(run.counts)
+        if rec.counts is not None:
+            return dict(rec.counts)
         counts = {"total": 0, "succeeded": 0, "running": 0, "failed": 0, "skipped": 0, "cached": 0}
         for n in self.store.node_records(rec.eid):
             counts["total"] += 1

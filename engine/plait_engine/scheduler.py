@@ -449,6 +449,11 @@ class Scheduler:
 
     def _take_batch(self) -> WriteBatch:
         batch, self._batch = self._batch, WriteBatch()
+        for run in self.runs.values():
+            if run.dirty and run.terminal:
+                # Final counts travel with the terminal transition: reading a finished
+                # execution never has to scan its nodes.
+                run.record.counts = dict(run.counts)
         # The execution row carries the last event sequence: persist it with the events, or a
         # restarted engine would number new events from a stale sequence.
         batch.executions.extend(run.record for run in self.runs.values() if run.dirty)

@@ -271,3 +271,17 @@ def test_a_waiter_takes_over_when_the_serialized_owner_fails(tmp_path: Path) -> 
     with_engine(tmp_path, body)
     # The owner ran once and failed; the waiter then computed: no third run.
     assert b.CALLS["first_call_fails:5"] == 2
+
+
+def test_a_finished_execution_keeps_its_node_counts(tmp_path: Path) -> None:
+    async def body(engine: Engine) -> None:
+        rec = start(engine, b.branch_wf, x=3)
+        final = await engine.wait(rec, timeout=30)
+        assert final.counts == {"total": 3, "succeeded": 2, "running": 0, "failed": 0,
+                                "skipped": 1, "cached": 0}  # fmt: skip
+        # Stored with the execution: a fresh read has them, and counting uses them.
+        stored = engine.store.get_execution_by_eid(final.eid)
+        assert stored is not None and stored.counts == final.counts
+        assert engine.counts(stored) == final.counts
+
+    with_engine(tmp_path, body)

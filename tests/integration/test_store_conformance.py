@@ -132,3 +132,36 @@ def test_schema_is_migrated_once_and_survives_reopen(tmp_path: Path) -> None:
     got = s2.get_execution_by_eid(rec.eid)
     assert got is not None and got.name == "e1"
     s2.close()
+
+
+def test_a_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
+    import sqlite3
+
+    from plait_engine.store.sqlite import MIGRATIONS
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    for statement in MIGRATIONS[0].split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    conn.execute("INSERT INTO schema_version (version) VALUES (1)")
+    conn.execute(
+        "INSERT INTO executions (project, domain, name, workflow_key, launch_plan_key, phase, "
+        "closure, workflow, inputs, outputs, error, created_at, updated_at, request_id, labels, "
+        "last_seq) VALUES ('p', 'd', 'old', 'k', '', 3, x'', x'', x'', x'', x'', 1, 1, NULL, "
+        "'{}', 4)"
+    )
+    conn.commit()
+    conn.close()
+    store = SqliteStore(path)
+    try:
+        assert store.schema_version() == len(MIGRATIONS) >= 2
+        old = store.get_execution("p", "d", "old")
+        assert old is not None and old.last_seq == 4 and old.counts is None
+        old.counts = {"total": 3, "succeeded": 3}
+        store.apply(WriteBatch(executions=[old]))
+        again = store.get_execution("p", "d", "old")
+        assert again is not None and again.counts == {"total": 3, "succeeded": 3}
+    finally:
+        store.close()

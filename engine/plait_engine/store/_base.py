@@ -38,6 +38,8 @@ class ExecutionRecord:
     request_id: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     last_seq: int = 0
+    # Node counts by phase, stored when the execution finishes (None before).
+    counts: dict[str, int] | None = None
 
 
 class NodeRecord(NamedTuple):

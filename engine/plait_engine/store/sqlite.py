@@ -98,11 +98,15 @@ MIGRATIONS: tuple[str, ...] = (
         expires_at REAL NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 2: the node counts of a finished execution, so that reading it never scans its nodes.
+    """
+    ALTER TABLE executions ADD COLUMN counts TEXT NOT NULL DEFAULT '';
+    """,
 )
 
 _EXEC_COLUMNS = (
     "eid, project, domain, name, workflow_key, launch_plan_key, phase, closure, workflow, "
-    "inputs, outputs, error, created_at, updated_at, request_id, labels, last_seq"
+    "inputs, outputs, error, created_at, updated_at, request_id, labels, last_seq, counts"
 )
 _NODE_COLUMNS = (
     "eid, node_id, phase, attempt, user_failures, system_failures, inputs, outputs, error, "
@@ -129,6 +133,7 @@ def _exec_from_row(row: Any) -> ExecutionRecord:
         request_id,
         labels,
         last_seq,
+        counts,
     ) = row
     return ExecutionRecord(
         eid=int(eid),
@@ -148,6 +153,7 @@ def _exec_from_row(row: Any) -> ExecutionRecord:
         request_id=str(request_id or ""),
         labels=json.loads(str(labels)),
         last_seq=int(last_seq),
+        counts=json.loads(counts) if counts else None,
     )
 
 
@@ -556,8 +562,16 @@ class SqliteStore(Store):
                 for e in batch.executions:
                     w.execute(
                         "UPDATE executions SET phase = ?, outputs = ?, error = ?, updated_at = ?, "
-                        "last_seq = ? WHERE eid = ?",
-                        (e.phase, e.outputs, e.error, e.updated_at, e.last_seq, e.eid),
+                        "last_seq = ?, counts = ? WHERE eid = ?",
+                        (
+                            e.phase,
+                            e.outputs,
+                            e.error,
+                            e.updated_at,
+                            e.last_seq,
+                            json.dumps(e.counts, sort_keys=True) if e.counts else "",
+                            e.eid,
+                        ),
                     )
                 w.execute("COMMIT")
             except BaseException:

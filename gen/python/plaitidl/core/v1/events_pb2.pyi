@@ -116,7 +116,9 @@ class NodeTransition(_message.Message):
 
     @_builtins.property
     def task_id(self) -> _identifier_pb2.Identifier:
-        """The task run by the node, when it is a task node."""
+        """The task run by the node, when it is a task node: set on the event that dispatches each
+        attempt (RUNNING) and on a node's first event.
+        """
 
     @_builtins.property
     def started_at(self) -> _timestamp_pb2.Timestamp:

@@ -61,9 +61,11 @@ class _NodePhaseEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_NodePhase.V
     NODE_PHASE_UNSPECIFIED: _NodePhase.ValueType  # 0
     """Never valid."""
     NODE_PHASE_QUEUED: _NodePhase.ValueType  # 1
-    """Ready to run, waiting for a slot or for a serialized cache owner."""
+    """Ready, waiting for another execution computing the same cached outputs (cache_serialize)."""
     NODE_PHASE_RUNNING: _NodePhase.ValueType  # 2
-    """An attempt is running."""
+    """An attempt is dispatched: waiting for a worker slot or running. The event that ends the
+    attempt carries when it started on its worker (`NodeTransition.started_at`).
+    """
     NODE_PHASE_DYNAMIC_RUNNING: _NodePhase.ValueType  # 3
     """The generator returned a spec; its sub-graph is running."""
     NODE_PHASE_SUCCEEDED: _NodePhase.ValueType  # 4
@@ -83,9 +85,11 @@ class NodePhase(_NodePhase, metaclass=_NodePhaseEnumTypeWrapper):
 NODE_PHASE_UNSPECIFIED: NodePhase.ValueType  # 0
 """Never valid."""
 NODE_PHASE_QUEUED: NodePhase.ValueType  # 1
-"""Ready to run, waiting for a slot or for a serialized cache owner."""
+"""Ready, waiting for another execution computing the same cached outputs (cache_serialize)."""
 NODE_PHASE_RUNNING: NodePhase.ValueType  # 2
-"""An attempt is running."""
+"""An attempt is dispatched: waiting for a worker slot or running. The event that ends the
+attempt carries when it started on its worker (`NodeTransition.started_at`).
+"""
 NODE_PHASE_DYNAMIC_RUNNING: NodePhase.ValueType  # 3
 """The generator returned a spec; its sub-graph is running."""
 NODE_PHASE_SUCCEEDED: NodePhase.ValueType  # 4

@@ -287,7 +287,7 @@ class EngineServer:
     def stats(self) -> WorkerStats:
         return self.on_loop(self.sessions.stats)
 
-    def wait_for(self, what: Callable[[WorkerStats], bool], timeout: float = 20) -> WorkerStats:
+    def wait_for(self, what: Callable[[WorkerStats], bool], timeout: float = 40) -> WorkerStats:
         end = time.monotonic() + timeout
         while True:
             st = self.stats()
@@ -431,7 +431,8 @@ def _slow_run(
     before = engine.stats()
     workers.start(f"{name}-1", [str(module_path)], slots=1)
     workers.start(f"{name}-2", [str(module_path)], slots=1)
-    engine.wait_for(lambda st: st.sessions >= before.sessions + 2)
+    # Wait for these two by id: sessions of earlier tests' workers may still be closing.
+    engine.wait_for(lambda st: {f"{name}-1", f"{name}-2"} <= set(st.workers))
     mod = _loader.load_path(str(module_path))
     rec = engine.start_execution(mod.wf, marker_dir=str(markers), seconds=1.5)
     final = engine.submit(engine.engine.wait(rec, timeout=30))
@@ -472,9 +473,8 @@ def test_sigterm_lets_the_running_task_finish(
     module_path.write_text(SLOW_MODULE.format(queue="graceful"))
     markers = tmp_path / "markers"
     markers.mkdir()
-    before = engine.stats()
     proc = workers.start("graceful-1", [str(module_path)], slots=1)
-    engine.wait_for(lambda st: st.sessions >= before.sessions + 1)
+    engine.wait_for(lambda st: "graceful-1" in st.workers)
     mod = _loader.load_path(str(module_path))
     rec = engine.start_execution(mod.wf, marker_dir=str(markers), seconds=1.0)
     end = time.monotonic() + 20

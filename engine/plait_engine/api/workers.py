@@ -113,6 +113,7 @@ class WorkerStats:
         assignment_messages: `AssignmentBatch` stream messages sent so far.
         assignments_sent: Assignments sent so far.
         completed_by_worker: Results accepted, per worker id (summed over its sessions).
+        workers: Worker ids of the connected sessions, sorted.
     """
 
     sessions: int
@@ -125,6 +126,7 @@ class WorkerStats:
     assignment_messages: int
     assignments_sent: int
     completed_by_worker: dict[str, int]
+    workers: tuple[str, ...] = ()
 
 
 def validate_hello(hello: ws.Hello) -> str | None:
@@ -480,6 +482,7 @@ class WorkerSessions:
             assignment_messages=self.assignment_messages,
             assignments_sent=self.assignments_sent,
             completed_by_worker=dict(self._completed_by_worker),
+            workers=tuple(sorted(s.worker_id for s in self._sessions.values())),
         )
 
     def sessions(self) -> list[WorkerSession]:

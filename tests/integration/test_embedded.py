@@ -285,3 +285,33 @@ def test_a_finished_execution_keeps_its_node_counts(tmp_path: Path) -> None:
         assert engine.counts(stored) == final.counts
 
     with_engine(tmp_path, body)
+
+
+def test_array_node_tolerates_failures_up_to_its_success_ratio(tmp_path: Path) -> None:
+    ok = run(b.tolerant_map, tmp_path, xs=[2, 3, 4, 6])
+    assert value(b.tolerant_map, ok) == [1, None, 2, 3]
+    too_many = run(b.tolerant_map, tmp_path, xs=[1, 3, 5, 6])
+    assert too_many.phase == "FAILED"
+    assert too_many.error.code == "NonRetryableError" and "is odd" in too_many.error.message
+    assert too_many.error.node_id.startswith("n0/")  # the element that broke the ratio
+
+
+def test_terminate_inside_a_dynamic_sub_graph_aborts_it(tmp_path: Path) -> None:
+    async def body(engine: Engine) -> None:
+        rec = start(engine, b.long_fan, n=40)
+        for _ in range(200):
+            await asyncio.sleep(0.05)
+            if engine.counts(rec)["running"] > 2:  # the generator and some of its children
+                break
+        engine.terminate(rec, "enough")
+        final = await engine.wait(rec, timeout=30)
+        assert final.phase == EP.EXECUTION_PHASE_ABORTED
+        phases = {n.node_id: n.phase for n in engine.store.node_records(final.eid)}
+        assert phases["n0"] == EP.NODE_PHASE_ABORTED
+        assert EP.NODE_PHASE_RUNNING not in phases.values()
+        children = [p for k, p in phases.items() if k.startswith("n0/")]
+        assert EP.NODE_PHASE_ABORTED in children
+        assert children.count(EP.NODE_PHASE_SUCCEEDED) < 40  # stopped before the fan-out ended
+        assert final.counts is not None and final.counts["running"] == 0
+
+    with_engine(tmp_path, body)

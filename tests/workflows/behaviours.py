@@ -180,3 +180,32 @@ def first_call_fails(x: int) -> int:
 @workflow
 def serialized_takeover_wf(x: int) -> int:
     return first_call_fails(x=x)
+
+
+@task
+def half(x: int) -> int:
+    if x % 2:
+        raise NonRetryableError(f"{x} is odd")
+    return x // 2
+
+
+@workflow
+def tolerant_map(xs: list[int]) -> list[int | None]:
+    halves: list[int | None] = map_task(half, min_success_ratio=0.5)(x=xs)
+    return halves
+
+
+@task
+def nap(i: int) -> int:
+    time.sleep(1)
+    return i
+
+
+@dynamic
+def sleepy_fan(n: int) -> list[int]:
+    return [nap(i=i) for i in range(n)]
+
+
+@workflow
+def long_fan(n: int) -> list[int]:
+    return sleepy_fan(n=n)

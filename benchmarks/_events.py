@@ -81,8 +81,7 @@ def _upstreams(spec: dynamic_job_pb2.DynamicJobSpec, prefix: str, out: dict[str,
 
 def analyze(data_dir: Path, execution: str | None = None) -> RunFigures:
     """Read the events of one execution (the newest when `execution` is None)."""
-    from plait_engine.blobstore import BlobStore
-    from plait_engine.payloads import Payloads
+    from plait_engine.blob import BlobStore, Payloads
 
     payloads = Payloads(BlobStore(data_dir / "blobs"))
     conn = sqlite3.connect(f"file:{data_dir / 'plait.db'}?mode=ro", uri=True)

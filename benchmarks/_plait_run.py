@@ -70,28 +70,24 @@ async def _embedded_async(wl: Workload, data_dir: Path) -> tuple[Any, Any, Any]:
     # `_embedded.run` with the node limit raised (EngineConfig's default is 10,000 per spec).
     from plait import _runtime, _serialize
     from plait._embedded import inputs_to_literals
-    from plait_engine.compiler import Limits
-    from plait_engine.core import Engine, EngineConfig
+    from plait_engine.app import build_engine
+    from plait_engine.config import EngineConfig
 
     from benchmarks import workloads
 
     entity = getattr(workloads, wl.entity)
-    config = EngineConfig(
-        data_dir=data_dir,
-        task_runner=_runtime.execute,
-        task_runner_checks_outputs=True,
-        limits=Limits(max_nodes=_max_nodes(wl)),
-    )
-    engine = Engine(config, recover=False)
+    config = EngineConfig(data_dir=data_dir, max_nodes=_max_nodes(wl))
+    engine = build_engine(config, task_runner=_runtime.execute, runner_checks_outputs=True)
     await engine.start()
     try:
         bundle = _serialize.collect(entity)
-        engine.register(bundle.tasks, bundle.workflows, bundle.launch_plans)
-        rec = engine.create_execution(
+        await engine.registry.register(bundle.tasks, bundle.workflows, bundle.launch_plans)
+        rec = await engine.executions.create(
             workflow_id=bundle.root, inputs=inputs_to_literals(entity, wl.inputs)
         )
-        final = await engine.wait(rec)
-        return entity, final, engine.execution_outputs(final)
+        final = await engine.executions.wait(rec)
+        _, outputs = await engine.executions.data(final)
+        return entity, final, outputs
     finally:
         await engine.stop()
 

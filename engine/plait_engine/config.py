@@ -1,6 +1,7 @@
-"""The engine server's configuration.
+"""The engine's configuration: every limit and setting, in one place.
 
-Values come from, lowest to highest precedence: the defaults of `ServerConfig`, a TOML file
+`plait serve` reads it from, lowest to highest precedence: the defaults of `EngineConfig`, a TOML
+file
 (``--config FILE`` or ``$PLAIT_CONFIG``), ``PLAIT_*`` environment variables (``PLAIT_ADDRESS``,
 ``PLAIT_DATA_DIR``, ``PLAIT_MAX_NODES``, ...) and command-line flags.
 """
@@ -15,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from plait_engine.compiler import Limits
+
 
 class ConfigError(ValueError):
     """A configuration source holds an unknown key or a value of the wrong type."""
@@ -27,19 +30,24 @@ def _default_data_dir() -> Path:
 
 
 @dataclass
-class ServerConfig:
-    """Everything `plait serve` needs.
+class EngineConfig:
+    """Everything an engine needs.
 
     Attributes:
-        address: ``HOST:PORT`` to listen on; port 0 picks a free port.
+        address: ``HOST:PORT`` the gRPC server listens on; port 0 picks a free port.
         data_dir: Engine state (SQLite database, blobs, ``engine.addr``).
         max_nodes: Nodes per workflow or dynamic spec.
         max_depth: Nesting depth of dynamic specs.
         max_literal_bytes: Serialized size of one inline literal.
         max_message_bytes: Largest gRPC message received or sent.
         heartbeat_interval: Seconds between worker heartbeats.
-        lease_duration: Seconds an assignment stays leased without a heartbeat.
+        lease_duration: Seconds a worker session stays alive without a message.
+        execution_lease: Seconds an engine replica owns an execution without renewing; another
+            replica adopts it after that.
         system_retries: Attempts allowed for system errors (lost worker, crash) per node.
+        default_timeout: Seconds an attempt may run when its task sets no timeout (0: none).
+        sqlite_synchronous: SQLite's ``synchronous`` level: NORMAL survives a crash of the
+            engine process, FULL also an OS crash or power loss (an fsync per commit).
         token: When set, every RPC but health checks must send ``authorization: Bearer <token>``.
         tls_cert: PEM certificate chain; with `tls_key`, the server speaks TLS only.
         tls_key: PEM private key.
@@ -53,13 +61,24 @@ class ServerConfig:
     max_message_bytes: int = 64 << 20
     heartbeat_interval: float = 2.0
     lease_duration: float = 10.0
+    execution_lease: float = 10.0
     system_retries: int = 3
+    default_timeout: float = 24 * 3600.0
+    sqlite_synchronous: str = "NORMAL"
     token: str | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
 
+    def limits(self) -> Limits:
+        """What the compiler accepts."""
+        return Limits(
+            max_nodes=self.max_nodes,
+            max_depth=self.max_depth,
+            max_literal_bytes=self.max_literal_bytes,
+        )
 
-_FIELDS = {f.name: f for f in dataclasses.fields(ServerConfig)}
+
+_FIELDS = {f.name: f for f in dataclasses.fields(EngineConfig)}
 _KINDS: dict[str, type] = {
     "address": str,
     "data_dir": Path,
@@ -69,7 +88,10 @@ _KINDS: dict[str, type] = {
     "max_message_bytes": int,
     "heartbeat_interval": float,
     "lease_duration": float,
+    "execution_lease": float,
     "system_retries": int,
+    "default_timeout": float,
+    "sqlite_synchronous": str,
     "token": str,
     "tls_cert": Path,
     "tls_key": Path,
@@ -109,12 +131,12 @@ def load_config(
     *,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, object] | None = None,
-) -> ServerConfig:
-    """Build a `ServerConfig` from defaults, a TOML file, the environment and flags.
+) -> EngineConfig:
+    """Build a `EngineConfig` from defaults, a TOML file, the environment and flags.
 
     Args:
         config_file: A TOML file of top-level ``key = value`` pairs named like the fields of
-            `ServerConfig`; ``None`` falls back to ``$PLAIT_CONFIG`` (no file when unset).
+            `EngineConfig`; ``None`` falls back to ``$PLAIT_CONFIG`` (no file when unset).
         env: The environment (default `os.environ`); ``PLAIT_<FIELD>`` variables are read.
         overrides: Values from flags; ``None`` values are ignored (flag not given).
 
@@ -143,9 +165,12 @@ def load_config(
         "environment",
     )
     _apply(values, {k: v for k, v in (overrides or {}).items() if v is not None}, "flags")
-    config = ServerConfig(**values)
+    config = EngineConfig(**values)
     if (config.tls_cert is None) != (config.tls_key is None):
         raise ConfigError("tls_cert and tls_key must be given together")
     if config.max_message_bytes <= 0:
         raise ConfigError("max_message_bytes must be positive")
+    config.sqlite_synchronous = config.sqlite_synchronous.upper()
+    if config.sqlite_synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+        raise ConfigError("sqlite_synchronous must be one of OFF, NORMAL, FULL, EXTRA")
     return config

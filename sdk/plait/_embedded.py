@@ -46,11 +46,14 @@ class RunResult:
 ProgressFn = Callable[[dict[str, int]], None]
 
 
-def _engine_config(data_dir: Path) -> Any:
-    from plait_engine.core import EngineConfig
+def _engine(data_dir: Path) -> Any:
+    from plait_engine.app import build_engine
+    from plait_engine.config import EngineConfig
 
-    return EngineConfig(
-        data_dir=data_dir, task_runner=_runtime.execute, task_runner_checks_outputs=True
+    return build_engine(
+        EngineConfig(data_dir=data_dir),
+        task_runner=_runtime.execute,
+        runner_checks_outputs=True,
     )
 
 
@@ -65,32 +68,28 @@ async def _run_async(
     labels: Mapping[str, str] | None = None,
     on_start: Callable[[str], None] | None = None,
 ) -> RunResult:
-    from plait_engine.core import Engine
-
     from plait import _loader
 
-    engine = Engine(_engine_config(data_dir), recover=False)
+    engine = _engine(data_dir)
+    executions = engine.executions
     await engine.start()
     try:
         if resume:
-            rec = engine.get_execution("", "", resume)
+            rec = await executions.get("", "", resume)
             source = rec.labels.get("plait.source")
             if source and entity is None:
                 # Tasks run in this process: their code must be importable before resuming.
                 module = _loader.load_path(source)
                 found = getattr(module, rec.labels.get("plait.entity", ""), None)
                 entity = found if _is_entity(found) else None
-            if rec.phase not in (EP.EXECUTION_PHASE_QUEUED, EP.EXECUTION_PHASE_RUNNING):
-                pass  # already finished: report it as it is
-            else:
-                engine.scheduler.submit_execution(rec)
+            rec = await executions.resume(rec)  # a finished one is reported as it is
         else:
             if entity is None:
                 raise PlaitError("nothing to run: give a workflow, launch plan or task")
             bundle = _serialize.collect(entity)
-            engine.register(bundle.tasks, bundle.workflows, bundle.launch_plans)
+            await engine.registry.register(bundle.tasks, bundle.workflows, bundle.launch_plans)
             is_lp = bundle.root.resource_type == identifier_pb2.RESOURCE_TYPE_LAUNCH_PLAN
-            rec = engine.create_execution(
+            rec = await executions.create(
                 workflow_id=None if is_lp else bundle.root,
                 launch_plan_id=bundle.root if is_lp else None,
                 inputs=inputs,
@@ -100,17 +99,18 @@ async def _run_async(
         if on_start is not None:
             on_start(rec.name)
         started = time.monotonic()
-        final = await engine.wait(
+        final = await executions.wait(
             rec,
-            on_change=None if progress is None else lambda: progress(engine.counts(rec)),
+            on_change=None if progress is None else lambda r: progress(executions.counts(r)),
         )
-        counts = engine.counts(final)
+        counts = executions.counts(final)
         if progress is not None:
             progress(counts)
+        _, outputs = await executions.data(final)
         return RunResult(
             execution=final.name,
-            phase=EP.ExecutionPhase.Name(final.phase).removeprefix("EXECUTION_PHASE_"),  # type: ignore[arg-type]
-            outputs=engine.execution_outputs(final),
+            phase=EP.ExecutionPhase.Name(final.phase).removeprefix("EXECUTION_PHASE_"),
+            outputs=outputs,
             error=errors_pb2.ExecutionError.FromString(final.error),
             counts=counts,
             seconds=time.monotonic() - started,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from plait_engine.config import ConfigError, ServerConfig, load_config
+from plait_engine.config import ConfigError, EngineConfig, load_config
 
 
 def test_precedence_file_env_flags(tmp_path: Path) -> None:
@@ -20,7 +20,7 @@ def test_precedence_file_env_flags(tmp_path: Path) -> None:
     assert config.lease_duration == 4.5 and config.data_dir == Path("/srv/plait")  # file
     assert config.max_nodes == 20  # env beats file
     assert config.max_depth == 9  # flag beats env
-    assert config.token is None and config.system_retries == ServerConfig().system_retries
+    assert config.token is None and config.system_retries == EngineConfig().system_retries
 
 
 def test_config_file_from_environment(tmp_path: Path) -> None:

@@ -12,9 +12,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from plait_engine.store import SqliteStore
+from plait_engine.store import ExecutionFilter
 from plaitidl.core.v1 import execution_pb2
+
+from tests.integration._engine import read_store
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAIT = [sys.executable, "-m", "plait._cli"]
@@ -64,15 +67,15 @@ def test_merge_sort_of_1000_random_ints(tmp_path: Path) -> None:
         data_dir=tmp_path,
     )
     assert json.loads(out.stdout) == sorted(numbers)
+
     # Recursion: eight levels of dynamic specs below the top one for 1,000 numbers and 5.
-    store = SqliteStore(tmp_path / "plait.db")
-    try:
-        (rec,) = store.list_executions("default", "development", [], 10, 0)
-        depths = [d for _, d in store.dynamic_specs(rec.eid).values()]
-        assert max(depths) >= 8
-        assert len(depths) == 255  # one generator per internal node of the recursion tree
-    finally:
-        store.close()
+    async def specs(store: Any) -> list[Any]:
+        (rec,) = await store.list_executions(ExecutionFilter(), 10)
+        return list(await store.dynamic_specs(rec.eid))
+
+    depths = [s.depth for s in read_store(tmp_path / "plait.db", specs)]
+    assert max(depths) >= 8
+    assert len(depths) == 255  # one generator per internal node of the recursion tree
 
 
 def test_fan_out_of_1000_returns_outputs_in_order(tmp_path: Path) -> None:
@@ -195,17 +198,13 @@ def test_sigkill_in_the_middle_then_resume(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait()
 
-    store = SqliteStore(data / "plait.db")
-    try:
-        rec = store.get_execution("default", "development", name)
-        assert rec is not None and rec.phase == execution_pb2.EXECUTION_PHASE_RUNNING
-        done = {
-            r.node_id
-            for r in store.node_records(rec.eid)
-            if r.phase == execution_pb2.NODE_PHASE_SUCCEEDED
-        }
-    finally:
-        store.close()
+    async def state(store: Any) -> tuple[Any, list[Any]]:
+        rec = await store.get_execution("default", "development", name)
+        return rec, (await store.node_records(rec.eid) if rec is not None else [])
+
+    rec, rows = read_store(data / "plait.db", state)
+    assert rec is not None and rec.phase == execution_pb2.EXECUTION_PHASE_RUNNING
+    done = {r.node_id for r in rows if r.phase == execution_pb2.NODE_PHASE_SUCCEEDED}
     finished_tasks = {int(p.rsplit("/n", 1)[1]) for p in done if p.startswith("n0/n")}
     assert 0 < len(finished_tasks) < n, "the kill should land in the middle"
 

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from plait import _embedded, _runtime, _serialize
-from plait_engine.core import Engine, EngineConfig
-from plait_engine.store import ExecutionRecord
+from plait import _embedded, _serialize
+from plait_engine.app import Engine
+from plait_engine.store import ExecutionFilter, ExecutionRecord
 from plaitidl.core.v1 import errors_pb2, execution_pb2, literals_pb2
 
+from tests.integration._engine import outputs, start, with_engine
 from tests.workflows import behaviours as b
 
 EP = execution_pb2
@@ -27,28 +27,8 @@ def value(entity: Any, result: _embedded.RunResult) -> object:
     return _serialize.outputs_to_python(entity, result.outputs)
 
 
-def with_engine(tmp_path: Path, body: Callable[[Engine], Awaitable[None]]) -> None:
-    async def main() -> None:
-        engine = Engine(EngineConfig(data_dir=tmp_path / "data", task_runner=_runtime.execute))
-        await engine.start()
-        try:
-            await body(engine)
-        finally:
-            await engine.stop()
-
-    asyncio.run(main())
-
-
-def start(engine: Engine, entity: Any, **inputs: object) -> ExecutionRecord:
-    bundle = _serialize.collect(entity)
-    engine.register(bundle.tasks, bundle.workflows, bundle.launch_plans)
-    return engine.create_execution(
-        workflow_id=bundle.root, inputs=_embedded.inputs_to_literals(entity, inputs)
-    )
-
-
-def node_attempts(engine: Engine, rec: ExecutionRecord) -> dict[str, tuple[int, int]]:
-    return {n.node_id: (n.phase, n.attempt) for n in engine.store.node_records(rec.eid)}
+async def node_attempts(engine: Engine, rec: ExecutionRecord) -> dict[str, tuple[int, int]]:
+    return {n.node_id: (n.phase, n.attempt) for n in await engine.store.node_records(rec.eid)}
 
 
 def test_cache_hit_skips_the_body_and_a_new_version_runs_it(tmp_path: Path) -> None:
@@ -78,18 +58,14 @@ def test_cache_serialize_runs_the_body_once_for_concurrent_runs(tmp_path: Path) 
     b.CALLS.clear()
 
     async def body(engine: Engine) -> None:
-        recs = [start(engine, b.serialized_wf, x=41) for _ in range(3)]
-        finals = await asyncio.gather(*(engine.wait(r, timeout=30) for r in recs))
+        recs = [await start(engine, b.serialized_wf, x=41) for _ in range(3)]
+        finals = await asyncio.gather(*(engine.executions.wait(r, timeout=30) for r in recs))
         for f in finals:
             assert f.phase == EP.EXECUTION_PHASE_SUCCEEDED
-            out = literals_pb2.LiteralMap.FromString(f.outputs)
+            out = await outputs(engine, f)
             assert out.literals["o0"].scalar.primitive.integer == 42
-        statuses = sorted(
-            n.cache_status
-            for f in finals
-            for n in engine.store.node_records(f.eid)
-            if n.node_id == "n0"
-        )
+        rows = [n for f in finals for n in await engine.store.node_records(f.eid)]
+        statuses = sorted(n.cache_status for n in rows if n.node_id == "n0")
         assert statuses.count(EP.CACHE_STATUS_HIT) == 2
         assert statuses.count(EP.CACHE_STATUS_POPULATED) == 1
 
@@ -101,14 +77,14 @@ def test_recoverable_failures_are_retried_until_success(tmp_path: Path) -> None:
     b.CALLS.clear()
 
     async def body(engine: Engine) -> None:
-        rec = start(engine, b.flaky_wf, key="a")
-        final = await engine.wait(rec, timeout=30)
+        rec = await start(engine, b.flaky_wf, key="a")
+        final = await engine.executions.wait(rec, timeout=30)
         assert final.phase == EP.EXECUTION_PHASE_SUCCEEDED
-        out = literals_pb2.LiteralMap.FromString(final.outputs)
+        out = await outputs(engine, final)
         assert out.literals["o0"].scalar.primitive.string_value == "ok after 3"
-        assert node_attempts(engine, final)["n0"] == (EP.NODE_PHASE_SUCCEEDED, 3)
+        assert (await node_attempts(engine, final))["n0"] == (EP.NODE_PHASE_SUCCEEDED, 3)
         # Each failed attempt left a RETRYING event carrying the task's message.
-        events = [e for batch in [engine.store.events(final.eid, 0, 100)] for _, e in batch]
+        events = [e for batch in [await engine.store.events(final.eid, 0, 100)] for _, e in batch]
         assert sum(b"transient failure" in e for e in events) == 2
 
     with_engine(tmp_path, body)
@@ -138,16 +114,19 @@ def test_timeout_is_a_retryable_error_per_attempt(tmp_path: Path) -> None:
 
 def test_branch_runs_one_case_and_skips_the_others(tmp_path: Path) -> None:
     async def body(engine: Engine) -> None:
-        pos = start(engine, b.branch_wf, x=5)
-        neg = start(engine, b.branch_wf, x=-5)
-        fp, fn = await engine.wait(pos, timeout=30), await engine.wait(neg, timeout=30)
+        pos = await start(engine, b.branch_wf, x=5)
+        neg = await start(engine, b.branch_wf, x=-5)
+        fp, fn = (
+            await engine.executions.wait(pos, timeout=30),
+            await engine.executions.wait(neg, timeout=30),
+        )
         for final, expected in ((fp, 25), (fn, 5)):
-            out = literals_pb2.LiteralMap.FromString(final.outputs)
+            out = await outputs(engine, final)
             assert out.literals["o0"].scalar.primitive.integer == expected
-        phases = {k: p for k, (p, _) in node_attempts(engine, fp).items()}
+        phases = {k: p for k, (p, _) in (await node_attempts(engine, fp)).items()}
         assert phases["n0/n0-case0"] == EP.NODE_PHASE_SUCCEEDED
         assert phases["n0/n0-else"] == EP.NODE_PHASE_SKIPPED
-        phases = {k: p for k, (p, _) in node_attempts(engine, fn).items()}
+        phases = {k: p for k, (p, _) in (await node_attempts(engine, fn)).items()}
         assert phases["n0/n0-case0"] == EP.NODE_PHASE_SKIPPED
         assert phases["n0/n0-else"] == EP.NODE_PHASE_SUCCEEDED
 
@@ -161,17 +140,17 @@ def test_map_task_runs_an_array_node(tmp_path: Path) -> None:
 
 def test_terminate_aborts_a_running_execution(tmp_path: Path) -> None:
     async def body(engine: Engine) -> None:
-        rec = start(engine, b.stuck_wf, x=1)
+        rec = await start(engine, b.stuck_wf, x=1)
         for _ in range(100):
             await asyncio.sleep(0.02)
-            if engine.counts(rec)["running"]:
+            if engine.executions.counts(rec)["running"]:
                 break
-        engine.terminate(rec, "user asked")
-        final = await engine.wait(rec, timeout=10)
+        await engine.executions.terminate(rec, "user asked")
+        final = await engine.executions.wait(rec, timeout=10)
         assert final.phase == EP.EXECUTION_PHASE_ABORTED
         err = errors_pb2.ExecutionError.FromString(final.error)
         assert err.code == "Terminated" and err.message == "user asked"
-        assert node_attempts(engine, final)["n0"][0] == EP.NODE_PHASE_ABORTED
+        assert (await node_attempts(engine, final))["n0"][0] == EP.NODE_PHASE_ABORTED
 
     with_engine(tmp_path, body)
 
@@ -181,13 +160,13 @@ def test_wrong_inputs_are_refused_before_anything_is_stored(tmp_path: Path) -> N
 
     async def body(engine: Engine) -> None:
         bundle = _serialize.collect(b.cached_wf)
-        engine.register(bundle.tasks, bundle.workflows, bundle.launch_plans)
+        await engine.registry.register(bundle.tasks, bundle.workflows, bundle.launch_plans)
         bad = literals_pb2.LiteralMap()
         bad.literals["x"].scalar.primitive.string_value = "seven"
         with pytest.raises(InvalidArgument) as info:
-            engine.create_execution(workflow_id=bundle.root, inputs=bad)
+            await engine.executions.create(workflow_id=bundle.root, inputs=bad)
         assert info.value.violations[0].field == "inputs.x"
-        assert engine.store.list_executions("default", "development", [], 10, 0) == []
+        assert await engine.store.list_executions(ExecutionFilter(), 10) == []
 
     with_engine(tmp_path, body)
 
@@ -196,18 +175,18 @@ def test_large_literals_live_in_the_blob_store(tmp_path: Path) -> None:
     n = 200_000
 
     async def body(engine: Engine) -> None:
-        rec = start(engine, b.big_wf, n=n)
-        final = await engine.wait(rec, timeout=60)
+        rec = await start(engine, b.big_wf, n=n)
+        final = await engine.executions.wait(rec, timeout=60)
         assert final.phase == EP.EXECUTION_PHASE_SUCCEEDED
-        out = engine.execution_outputs(final)
+        out = await outputs(engine, final)
         assert out.literals["o0"].scalar.primitive.integer == n * (n - 1) // 2
-        row = engine.store.get_node(final.eid, "n0")
+        row = await engine.store.get_node(final.eid, "n0")
         assert row is not None and engine.payloads.is_pointer(row.outputs)
         assert len(row.outputs) < 1000  # the store keeps a pointer, not the list
         blob_files = list((tmp_path / "data" / "blobs" / "payloads").rglob("*"))
         assert any(p.is_file() and p.stat().st_size > 200_000 for p in blob_files)
-        _, outputs = engine.node_data(final, "n0")
-        assert len(outputs.literals["o0"].collection.literals) == n
+        data = await engine.executions.node_data(final, "n0")
+        assert len(data.outputs.literals["o0"].collection.literals) == n
 
     with_engine(tmp_path, body)
 
@@ -216,11 +195,11 @@ def test_attempt_start_times_are_recorded_for_schedule_to_start(tmp_path: Path) 
     from plaitidl.core.v1 import events_pb2
 
     async def body(engine: Engine) -> None:
-        rec = start(engine, b.cached_wf, x=99)
-        final = await engine.wait(rec, timeout=30)
+        rec = await start(engine, b.cached_wf, x=99)
+        final = await engine.executions.wait(rec, timeout=30)
         events = [
             events_pb2.ExecutionEvent.FromString(e)
-            for _, e in engine.store.events(final.eid, 0, 100)
+            for _, e in await engine.store.events(final.eid, 0, 100)
         ]
         node = [e for e in events if e.HasField("node") and e.node.node_id == "n0"]
         running = next(e for e in node if e.node.phase == EP.NODE_PHASE_RUNNING)
@@ -247,10 +226,10 @@ def test_a_fixed_launch_plan_input_cannot_be_overridden(tmp_path: Path) -> None:
 
     async def body(engine: Engine) -> None:
         bundle = _serialize.collect(b.triple)
-        engine.register(bundle.tasks, bundle.workflows, bundle.launch_plans)
+        await engine.registry.register(bundle.tasks, bundle.workflows, bundle.launch_plans)
         inputs = _embedded.inputs_to_literals(b.scaled, {"x": 1, "factor": 9})
         with pytest.raises(InvalidArgument) as info:
-            engine.create_execution(launch_plan_id=bundle.root, inputs=inputs)
+            await engine.executions.create(launch_plan_id=bundle.root, inputs=inputs)
         assert info.value.violations[0].field == "inputs.factor"
         assert "fixed" in info.value.violations[0].description
 
@@ -261,12 +240,12 @@ def test_a_waiter_takes_over_when_the_serialized_owner_fails(tmp_path: Path) -> 
     b.CALLS.clear()
 
     async def body(engine: Engine) -> None:
-        recs = [start(engine, b.serialized_takeover_wf, x=5) for _ in range(2)]
-        finals = await asyncio.gather(*(engine.wait(r, timeout=30) for r in recs))
+        recs = [await start(engine, b.serialized_takeover_wf, x=5) for _ in range(2)]
+        finals = await asyncio.gather(*(engine.executions.wait(r, timeout=30) for r in recs))
         phases = sorted(f.phase for f in finals)
         assert phases == [EP.EXECUTION_PHASE_SUCCEEDED, EP.EXECUTION_PHASE_FAILED]
         ok = next(f for f in finals if f.phase == EP.EXECUTION_PHASE_SUCCEEDED)
-        assert engine.execution_outputs(ok).literals["o0"].scalar.primitive.integer == 10
+        assert (await outputs(engine, ok)).literals["o0"].scalar.primitive.integer == 10
 
     with_engine(tmp_path, body)
     # The owner ran once and failed; the waiter then computed: no third run.
@@ -275,14 +254,14 @@ def test_a_waiter_takes_over_when_the_serialized_owner_fails(tmp_path: Path) -> 
 
 def test_a_finished_execution_keeps_its_node_counts(tmp_path: Path) -> None:
     async def body(engine: Engine) -> None:
-        rec = start(engine, b.branch_wf, x=3)
-        final = await engine.wait(rec, timeout=30)
+        rec = await start(engine, b.branch_wf, x=3)
+        final = await engine.executions.wait(rec, timeout=30)
         assert final.counts == {"total": 3, "succeeded": 2, "running": 0, "failed": 0,
                                 "skipped": 1, "cached": 0}  # fmt: skip
         # Stored with the execution: a fresh read has them, and counting uses them.
-        stored = engine.store.get_execution_by_eid(final.eid)
+        stored = await engine.store.get_execution_by_eid(final.eid)
         assert stored is not None and stored.counts == final.counts
-        assert engine.counts(stored) == final.counts
+        assert engine.executions.counts(stored) == final.counts
 
     with_engine(tmp_path, body)
 
@@ -298,15 +277,17 @@ def test_array_node_tolerates_failures_up_to_its_success_ratio(tmp_path: Path) -
 
 def test_terminate_inside_a_dynamic_sub_graph_aborts_it(tmp_path: Path) -> None:
     async def body(engine: Engine) -> None:
-        rec = start(engine, b.long_fan, n=40)
+        rec = await start(engine, b.long_fan, n=40)
         for _ in range(200):
             await asyncio.sleep(0.05)
-            if engine.counts(rec)["running"] > 2:  # the generator and some of its children
+            if (
+                engine.executions.counts(rec)["running"] > 2
+            ):  # the generator and some of its children
                 break
-        engine.terminate(rec, "enough")
-        final = await engine.wait(rec, timeout=30)
+        await engine.executions.terminate(rec, "enough")
+        final = await engine.executions.wait(rec, timeout=30)
         assert final.phase == EP.EXECUTION_PHASE_ABORTED
-        phases = {n.node_id: n.phase for n in engine.store.node_records(final.eid)}
+        phases = {n.node_id: n.phase for n in await engine.store.node_records(final.eid)}
         assert phases["n0"] == EP.NODE_PHASE_ABORTED
         assert EP.NODE_PHASE_RUNNING not in phases.values()
         children = [p for k, p in phases.items() if k.startswith("n0/")]

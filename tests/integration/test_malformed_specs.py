@@ -7,8 +7,8 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from plait_engine import compiler
-from plait_engine.core import Engine, EngineConfig
+from plait_engine.app import build_engine
+from plait_engine.config import EngineConfig
 from plait_engine.executors import Outcome
 from plaitidl.core.v1 import (
     dynamic_job_pb2,
@@ -141,22 +141,20 @@ def test_malformed_spec_fails_its_node_and_nothing_else(tmp_path: Path, kind: st
     good = _task("good", "echo")
 
     async def main() -> None:
-        config = EngineConfig(
-            data_dir=tmp_path / "data",
-            task_runner=runner,
-            limits=compiler.Limits(max_nodes=20, max_depth=4),
-        )
-        engine = Engine(config)
+        config = EngineConfig(data_dir=tmp_path / "data", max_nodes=20, max_depth=4)
+        engine = build_engine(config, task_runner=runner)
         await engine.start()
         try:
             bad_wf, good_wf = _workflow(gen), _workflow(good)
-            engine.register(tasks=[gen, good, DEEP, ECHO], workflows=[bad_wf, good_wf])
+            await engine.registry.register(
+                tasks=[gen, good, DEEP, ECHO], workflows=[bad_wf, good_wf]
+            )
             inputs = literals_pb2.LiteralMap()
             inputs.literals["n"].scalar.primitive.integer = 3
-            bad = engine.create_execution(workflow_id=bad_wf.id, inputs=inputs)
-            ok = engine.create_execution(workflow_id=good_wf.id, inputs=inputs)
-            final_bad = await engine.wait(bad, timeout=30)
-            final_ok = await engine.wait(ok, timeout=30)
+            bad = await engine.executions.create(workflow_id=bad_wf.id, inputs=inputs)
+            ok = await engine.executions.create(workflow_id=good_wf.id, inputs=inputs)
+            final_bad = await engine.executions.wait(bad, timeout=30)
+            final_ok = await engine.executions.wait(ok, timeout=30)
             assert final_bad.phase == EP.EXECUTION_PHASE_FAILED
             err = errors_pb2.ExecutionError.FromString(final_bad.error)
             assert err.code == "InvalidDynamicSpec"
@@ -166,14 +164,16 @@ def test_malformed_spec_fails_its_node_and_nothing_else(tmp_path: Path, kind: st
             failed_node = "gen/again/again/again/again" if kind == "too_deep" else "gen"
             assert err.node_id == failed_node
             assert f"node {failed_node!r}" in err.message
-            node = engine.store.get_node(final_bad.eid, failed_node)
+            node = await engine.store.get_node(final_bad.eid, failed_node)
             assert node is not None and node.attempt == 1  # not retried despite retries=3
             assert node.phase == EP.NODE_PHASE_FAILED
             # The other execution was not disturbed.
             assert final_ok.phase == EP.EXECUTION_PHASE_SUCCEEDED
             # And the engine still takes new work.
-            again = engine.create_execution(workflow_id=good_wf.id, inputs=inputs)
-            assert (await engine.wait(again, timeout=30)).phase == EP.EXECUTION_PHASE_SUCCEEDED
+            again = await engine.executions.create(workflow_id=good_wf.id, inputs=inputs)
+            assert (
+                await engine.executions.wait(again, timeout=30)
+            ).phase == EP.EXECUTION_PHASE_SUCCEEDED
         finally:
             await engine.stop()
 

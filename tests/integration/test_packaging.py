@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 IMPORTS = (
     "import plaitidl.core.v1.dynamic_job_pb2, plaitidl.service.v1.worker_service_pb2_grpc; "
-    "import plait, plait_engine.core; print(sorted(plait.__all__)[:2])"
+    "import plait, plait_engine.app; print(sorted(plait.__all__)[:2])"
 )
 
 

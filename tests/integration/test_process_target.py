@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from plait_engine.core import Engine, EngineConfig
+from plait_engine.app import Engine, build_engine
+from plait_engine.config import EngineConfig
 from plaitidl.core.v1 import (
     errors_pb2,
     execution_pb2,
@@ -75,14 +76,14 @@ def _single_node_workflow(task: tasks_pb2.TaskTemplate) -> workflow_pb2.Workflow
 
 
 async def _run(tmp_path: Path, task: tasks_pb2.TaskTemplate, n: int) -> tuple[Engine, object]:
-    engine = Engine(EngineConfig(data_dir=tmp_path / "data"))
+    engine = build_engine(EngineConfig(data_dir=tmp_path / "data"))
     await engine.start()
     wf = _single_node_workflow(task)
-    engine.register(tasks=[task], workflows=[wf])
+    await engine.registry.register(tasks=[task], workflows=[wf])
     inputs = literals_pb2.LiteralMap()
     inputs.literals["n"].scalar.primitive.integer = n
-    rec = engine.create_execution(workflow_id=wf.id, inputs=inputs)
-    final = await engine.wait(rec, timeout=60)
+    rec = await engine.executions.create(workflow_id=wf.id, inputs=inputs)
+    final = await engine.executions.wait(rec, timeout=60)
     return engine, final
 
 
@@ -97,17 +98,18 @@ def test_bash_generator_yields_a_spec_that_runs(tmp_path: Path) -> None:
         engine, final = await _run(tmp_path, task, 12)
         try:
             assert final.phase == execution_pb2.EXECUTION_PHASE_SUCCEEDED, final.error  # type: ignore[attr-defined]
-            out = literals_pb2.LiteralMap.FromString(final.outputs)  # type: ignore[attr-defined]
+            _, out = await engine.executions.data(final)  # type: ignore[arg-type]
             values = [
                 lit.scalar.primitive.integer for lit in out.literals["out"].collection.literals
             ]
             assert values == list(range(12))
-            nodes = {n.node_id: n for n in engine.store.node_records(final.eid)}  # type: ignore[attr-defined]
+            nodes = {n.node_id: n for n in await engine.store.node_records(final.eid)}  # type: ignore[attr-defined]
             assert nodes["gen"].is_dynamic
             assert nodes["gen"].phase == execution_pb2.NODE_PHASE_SUCCEEDED
             # The sub-graph's node ids derive from the generator's.
             assert {f"gen/n{i}" for i in range(12)} <= set(nodes)
-            assert engine.store.dynamic_specs(final.eid)["gen"][1] == 1  # type: ignore[attr-defined]
+            specs = await engine.store.dynamic_specs(final.eid)  # type: ignore[attr-defined]
+            assert [(s.node_id, s.depth) for s in specs] == [("gen", 1)]
         finally:
             await engine.stop()
 
@@ -144,7 +146,7 @@ def test_process_crash_is_a_system_error_retried_then_failed(tmp_path: Path) -> 
             err = errors_pb2.ExecutionError.FromString(final.error)  # type: ignore[attr-defined]
             assert err.kind == errors_pb2.ExecutionError.KIND_SYSTEM
             assert "exited with 3" in err.message and "boom" in err.message
-            node = engine.store.get_node(final.eid, "gen")  # type: ignore[attr-defined]
+            node = await engine.store.get_node(final.eid, "gen")  # type: ignore[attr-defined]
             assert node is not None and node.attempt == 4  # 1 + the default 3 system retries
         finally:
             await engine.stop()

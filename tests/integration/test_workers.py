@@ -27,10 +27,11 @@ import pytest
 from plait import _embedded, _loader, _serialize
 from plait._errors import PlaitValueError
 from plait._worker import WorkerError, run_worker
-from plait_engine.api.registry import RegistryServicer
-from plait_engine.api.workers import WorkerServicer, WorkerSessions, WorkerStats
-from plait_engine.core import Engine, EngineConfig
+from plait_engine.api.server import build_server
+from plait_engine.app import build_engine
+from plait_engine.config import EngineConfig
 from plait_engine.executors import Dispatch, Result
+from plait_engine.executors.workers import WorkerSessions, WorkerStats
 from plait_engine.store import ExecutionRecord
 from plaitidl.core.v1 import (
     errors_pb2,
@@ -39,7 +40,6 @@ from plaitidl.core.v1 import (
     literals_pb2,
     tasks_pb2,
 )
-from plaitidl.service.v1 import registry_service_pb2_grpc as rs_grpc
 from plaitidl.service.v1 import worker_service_pb2 as ws
 from plaitidl.service.v1 import worker_service_pb2_grpc as ws_grpc
 
@@ -253,8 +253,10 @@ class EngineServer:
     """An engine and its gRPC server on a loop in a background thread."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.sessions = WorkerSessions(heartbeat_interval=0.2, lease_duration=1.0)
-        self.engine = Engine(EngineConfig(data_dir=data_dir), worker_executor=self.sessions)
+        config = EngineConfig(data_dir=data_dir, heartbeat_interval=0.2, lease_duration=1.0)
+        self.engine = build_engine(config)
+        assert self.engine.workers is not None
+        self.sessions = self.engine.workers
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
@@ -262,9 +264,7 @@ class EngineServer:
 
     async def _start(self) -> str:
         await self.engine.start()
-        self.server = grpc.aio.server()
-        ws_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(self.sessions), self.server)
-        rs_grpc.add_RegistryServiceServicer_to_server(RegistryServicer(self.engine), self.server)
+        self.server, _ = build_server(self.engine)
         port = self.server.add_insecure_port("127.0.0.1:0")
         await self.server.start()
         return f"127.0.0.1:{port}"
@@ -299,10 +299,20 @@ class EngineServer:
     def start_execution(self, entity: Any, **kwargs: Any) -> ExecutionRecord:
         root = _serialize.collect(entity).root
         inputs = _embedded.inputs_to_literals(entity, kwargs)
-        return self.on_loop(lambda: self.engine.create_execution(workflow_id=root, inputs=inputs))
+        return self.call(self.engine.executions.create(workflow_id=root, inputs=inputs))
 
     def wait(self, rec: ExecutionRecord, timeout: float = 30) -> ExecutionRecord:
-        return self.call(self.engine.wait(rec, timeout=timeout), timeout + 5)
+        return self.call(self.engine.executions.wait(rec, timeout=timeout), timeout + 5)
+
+    def outputs(self, entity: Any, rec: ExecutionRecord) -> object:
+        assert rec.phase == execution_pb2.EXECUTION_PHASE_SUCCEEDED, (
+            errors_pb2.ExecutionError.FromString(rec.error)
+        )
+        _, out = self.call(self.engine.executions.data(rec))
+        return _serialize.outputs_to_python(entity, out)
+
+    def nodes(self, rec: ExecutionRecord) -> list[Any]:
+        return self.call(self.engine.store.node_records(rec.eid))
 
     def close(self) -> None:
         async def stop() -> None:
@@ -362,13 +372,6 @@ def workers(engine: EngineServer, tmp_path: Path) -> Iterator[Workers]:
     w.close()
 
 
-def _outputs(entity: Any, rec: ExecutionRecord) -> object:
-    assert rec.phase == execution_pb2.EXECUTION_PHASE_SUCCEEDED, (
-        errors_pb2.ExecutionError.FromString(rec.error)
-    )
-    return _serialize.outputs_to_python(entity, literals_pb2.LiteralMap.FromString(rec.outputs))
-
-
 def test_seed_examples_on_two_workers(engine: EngineServer, workers: Workers) -> None:
     paths = [str(EXAMPLES / f) for f in ("dynamic_workflow.py", "merge_sort.py",
                                           "generate_others.py")]  # fmt: skip
@@ -387,7 +390,7 @@ def test_seed_examples_on_two_workers(engine: EngineServer, workers: Workers) ->
     for entity, kwargs, expected in cases:
         before = engine.stats().completed_by_worker
         rec = engine.start_execution(entity, **kwargs)
-        assert _outputs(entity, engine.wait(rec)) == expected
+        assert engine.outputs(entity, engine.wait(rec)) == expected
         after = engine.stats().completed_by_worker
         for w in ("ex-1", "ex-2"):
             assert after.get(w, 0) > before.get(w, 0), f"{w} got no work: {after}"
@@ -435,7 +438,7 @@ def _slow_run(
     engine.wait_for(lambda st: {f"{name}-1", f"{name}-2"} <= set(st.workers))
     mod = _loader.load_path(str(module_path))
     rec = engine.start_execution(mod.wf, marker_dir=str(markers), seconds=1.5)
-    final = engine.submit(engine.engine.wait(rec, timeout=30))
+    final = engine.submit(engine.engine.executions.wait(rec, timeout=30))
     end = time.monotonic() + 20
     while not list(markers.iterdir()):
         assert time.monotonic() < end, "the task never started"
@@ -443,10 +446,10 @@ def _slow_run(
     victim = int(next(markers.iterdir()).name.split("-")[0])
     os.kill(victim, sig)
     done = final.result(35)
-    assert _outputs(mod.wf, done) != victim  # the other worker answered attempt 2
-    survivor = workers.by_pid(int(str(_outputs(mod.wf, done))))
+    assert engine.outputs(mod.wf, done) != victim  # the other worker answered attempt 2
+    survivor = workers.by_pid(int(str(engine.outputs(mod.wf, done))))
     assert survivor != workers.by_pid(victim)
-    (node,) = [n for n in engine.engine.store.node_records(rec.eid) if n.task_key]
+    (node,) = [n for n in engine.nodes(rec) if n.task_key]
     assert node.attempt == 2 and node.system_failures == 1
     assert engine.stats().lost >= before.lost + 1
 
@@ -482,9 +485,9 @@ def test_sigterm_lets_the_running_task_finish(
         assert time.monotonic() < end, "the task never started"
         time.sleep(0.02)
     proc.send_signal(signal.SIGTERM)
-    assert _outputs(mod.wf, engine.wait(rec)) == proc.pid  # its result was sent before exit
+    assert engine.outputs(mod.wf, engine.wait(rec)) == proc.pid  # its result was sent before exit
     assert proc.wait(10) == 0
-    (node,) = [n for n in engine.engine.store.node_records(rec.eid) if n.task_key]
+    (node,) = [n for n in engine.nodes(rec) if n.task_key]
     assert node.attempt == 1 and node.system_failures == 0
 
 

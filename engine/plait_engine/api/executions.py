@@ -1,47 +1,32 @@
-"""`ExecutionService` over `Engine`: records mapped to protos, watch streams, paging."""
+"""`ExecutionService` over the execution use cases: records mapped to protos, watch streams,
+paging."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc.aio
 from google.protobuf import timestamp_pb2
-from plaitidl.core.v1 import (
-    dynamic_job_pb2,
-    errors_pb2,
-    identifier_pb2,
-    tasks_pb2,
-)
+from plaitidl.core.v1 import errors_pb2, identifier_pb2
 from plaitidl.service.v1 import execution_service_pb2 as es
 from plaitidl.service.v1 import execution_service_pb2_grpc as es_grpc
 
-from plait_engine.api.registry import next_token, page, require
-from plait_engine.compiler import id_key
-from plait_engine.core import TERMINAL, Engine
-from plait_engine.errors import NotFound
-from plait_engine.store import ExecutionRecord, NodeRecord
+from plait_engine import ids
+from plait_engine.api.requests import (
+    decode_int_token,
+    decode_token,
+    encode_token,
+    page_size,
+    require,
+)
+from plait_engine.service import ExecutionsService
+from plait_engine.store import ExecutionFilter, ExecutionRecord, NodeRecord
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 # How long TerminateExecution waits for the abort to commit before answering.
 _TERMINATE_WAIT = 5.0
-
-
-def key_to_id(key: str, resource_type: int = 0) -> identifier_pb2.Identifier | None:
-    """The identifier of a ``project/domain/name/version`` key (names may hold slashes)."""
-    if not key:
-        return None
-    project, domain, rest = key.split("/", 2)
-    name, _, version = rest.rpartition("/")
-    return identifier_pb2.Identifier(
-        resource_type=resource_type,  # type: ignore[arg-type]
-        project=project,
-        domain=domain,
-        name=name,
-        version=version,
-    )
 
 
 def _ts(seconds: float) -> timestamp_pb2.Timestamp:
@@ -51,25 +36,25 @@ def _ts(seconds: float) -> timestamp_pb2.Timestamp:
 
 
 def node_counts(counts: dict[str, int]) -> es.NodeCounts:
-    """`Engine.counts` as a proto."""
+    """Node counts as a proto."""
     return es.NodeCounts(**{k: counts.get(k, 0) for k in es.NodeCounts.DESCRIPTOR.fields_by_name})
 
 
-def execution_proto(engine: Engine, rec: ExecutionRecord) -> es.Execution:
+def execution_proto(rec: ExecutionRecord, counts: dict[str, int]) -> es.Execution:
     """An execution record as the API shows it."""
     out = es.Execution(
         phase=rec.phase,  # type: ignore[arg-type]
         created_at=_ts(rec.created_at),
         updated_at=_ts(rec.updated_at),
-        nodes=node_counts(engine.counts(rec)),
+        nodes=node_counts(counts),
         labels=rec.labels,
         last_sequence=rec.last_seq,
     )
     out.id.project, out.id.domain, out.id.name = rec.project, rec.domain, rec.name
-    wf = key_to_id(rec.workflow_key, identifier_pb2.RESOURCE_TYPE_WORKFLOW)
+    wf = ids.key_to_id(rec.workflow_key, identifier_pb2.RESOURCE_TYPE_WORKFLOW)
     if wf is not None:
         out.workflow_id.CopyFrom(wf)
-    lp = key_to_id(rec.launch_plan_key, identifier_pb2.RESOURCE_TYPE_LAUNCH_PLAN)
+    lp = ids.key_to_id(rec.launch_plan_key, identifier_pb2.RESOURCE_TYPE_LAUNCH_PLAN)
     if lp is not None:
         out.launch_plan_id.CopyFrom(lp)
     if rec.error:
@@ -92,7 +77,7 @@ def node_proto(rec: NodeRecord, eid: identifier_pb2.ExecutionIdentifier) -> es.N
     out.id.execution_id.CopyFrom(eid)
     if rec.error:
         out.error.CopyFrom(errors_pb2.ExecutionError.FromString(rec.error))
-    task = key_to_id(rec.task_key, identifier_pb2.RESOURCE_TYPE_TASK)
+    task = ids.key_to_id(rec.task_key, identifier_pb2.RESOURCE_TYPE_TASK)
     if task is not None:
         out.task_id.CopyFrom(task)
     return out
@@ -102,28 +87,27 @@ class ExecutionServicer(es_grpc.ExecutionServiceServicer):
     """Starts, observes and stops executions.
 
     Args:
-        engine: The engine that runs them.
+        executions: The execution use cases.
     """
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self, executions: ExecutionsService) -> None:
+        self._x = executions
 
-    def _execution(self, request: Any, field: str = "id") -> ExecutionRecord:
+    async def _execution(self, request: Any, field: str = "id") -> ExecutionRecord:
         require(request.HasField(field), field, "an execution id")
         eid: identifier_pb2.ExecutionIdentifier = getattr(request, field)
         require(eid.name, f"{field}.name", "an execution name")
-        return self._engine.get_execution(eid.project, eid.domain, eid.name)
+        return await self._x.get(eid.project, eid.domain, eid.name)
 
-    def _node(self, request: Any) -> tuple[ExecutionRecord, NodeRecord]:
+    async def _node_request(self, request: Any) -> tuple[ExecutionRecord, str]:
         require(request.HasField("id"), "id", "a node execution id")
         require(request.id.node_id, "id.node_id", "a node id")
         require(request.id.HasField("execution_id"), "id.execution_id", "an execution id")
         require(request.id.execution_id.name, "id.execution_id.name", "an execution name")
-        rec = self._execution(request.id, "execution_id")
-        node = self._engine.store.get_node(rec.eid, request.id.node_id)
-        if node is None:
-            raise NotFound(f"execution {rec.name} has no node {request.id.node_id!r}")
-        return rec, node
+        return await self._execution(request.id, "execution_id"), request.id.node_id
+
+    def _proto(self, rec: ExecutionRecord) -> es.Execution:
+        return execution_proto(rec, self._x.counts(rec))
 
     async def CreateExecution(  # noqa: N802
         self, request: es.CreateExecutionRequest, context: Context
@@ -133,7 +117,7 @@ class ExecutionServicer(es_grpc.ExecutionServiceServicer):
         require(target, "target", "a workflow_id or a launch_plan_id")
         ident = request.workflow_id if target == "workflow_id" else request.launch_plan_id
         require(ident.name, f"{target}.name", "a name")
-        rec = self._engine.create_execution(
+        rec = await self._x.create(
             workflow_id=ident if target == "workflow_id" else None,
             launch_plan_id=ident if target == "launch_plan_id" else None,
             inputs=request.inputs,
@@ -143,117 +127,93 @@ class ExecutionServicer(es_grpc.ExecutionServiceServicer):
             name=request.name,
             labels=dict(request.labels),
         )
-        return es.CreateExecutionResponse(execution=execution_proto(self._engine, rec))
+        return es.CreateExecutionResponse(execution=self._proto(rec))
 
     async def GetExecution(  # noqa: N802
         self, request: es.GetExecutionRequest, context: Context
     ) -> es.GetExecutionResponse:
         """See `ExecutionService.GetExecution`."""
-        rec = self._execution(request)
-        return es.GetExecutionResponse(execution=execution_proto(self._engine, rec))
+        return es.GetExecutionResponse(execution=self._proto(await self._execution(request)))
 
     async def ListExecutions(  # noqa: N802
         self, request: es.ListExecutionsRequest, context: Context
     ) -> es.ListExecutionsResponse:
         """See `ExecutionService.ListExecutions`."""
-        limit, offset = page(request.page_size, request.page_token)
-        rows = self._engine.store.list_executions(
-            request.project or "default",
-            request.domain or "development",
-            [int(p) for p in request.phases],
-            limit + 1,
-            offset,
+        limit = page_size(request.page_size)
+        before = decode_int_token("x", request.page_token)
+        where = ExecutionFilter(
+            project=request.project or ids.DEFAULT_PROJECT,
+            domain=request.domain or ids.DEFAULT_DOMAIN,
+            phases=tuple(int(p) for p in request.phases),
         )
+        rows = await self._x.list_executions(where, limit + 1, before)
+        token = encode_token("x", str(rows[limit - 1].eid)) if len(rows) > limit else ""
         return es.ListExecutionsResponse(
-            executions=[execution_proto(self._engine, r) for r in rows[:limit]],
-            next_page_token=next_token(offset, limit, len(rows)),
+            executions=[self._proto(r) for r in rows[:limit]], next_page_token=token
         )
 
     async def TerminateExecution(  # noqa: N802
         self, request: es.TerminateExecutionRequest, context: Context
     ) -> es.TerminateExecutionResponse:
         """See `ExecutionService.TerminateExecution`."""
-        rec = self._execution(request)
-        if rec.phase not in TERMINAL:
-            self._engine.terminate(rec, request.reason or "terminated by a client")
-
-            async def settle() -> None:
-                async for _ in self._engine.watch(rec, rec.last_seq):
-                    pass
-
-            # The abort commits on the scheduler's next pass: answer with the final state
-            # when it comes quickly, and with the state at hand otherwise.
+        rec = await self._execution(request)
+        if not rec.terminal:
+            rec = await self._x.terminate(rec, request.reason or "terminated by a client")
             try:
-                await asyncio.wait_for(settle(), _TERMINATE_WAIT)
+                # The abort commits on the owner's next pass: answer with the final state when
+                # it comes quickly, and with the state at hand otherwise.
+                rec = await self._x.wait(rec, _TERMINATE_WAIT)
             except TimeoutError:
-                pass
-            rec = self._engine.get_execution(rec.project, rec.domain, rec.name)
-        return es.TerminateExecutionResponse(execution=execution_proto(self._engine, rec))
+                rec = await self._x.by_eid(rec.eid)
+        return es.TerminateExecutionResponse(execution=self._proto(rec))
 
     async def WatchExecution(  # noqa: N802
         self, request: es.WatchExecutionRequest, context: Context
     ) -> AsyncIterator[es.WatchExecutionResponse]:
         """See `ExecutionService.WatchExecution`."""
-        rec = self._execution(request)
-        async for batch in self._engine.watch(rec, request.after_sequence):
+        rec = await self._execution(request)
+        async for batch in self._x.watch(rec, request.after_sequence):
+            current = await self._x.by_eid(rec.eid)
             yield es.WatchExecutionResponse(
-                events=batch, nodes=node_counts(self._engine.counts(rec))
+                events=batch, nodes=node_counts(self._x.counts(current))
             )
 
     async def GetExecutionData(  # noqa: N802
         self, request: es.GetExecutionDataRequest, context: Context
     ) -> es.GetExecutionDataResponse:
         """See `ExecutionService.GetExecutionData`."""
-        rec = self._execution(request)
-        return es.GetExecutionDataResponse(
-            inputs=self._engine.execution_inputs(rec),
-            outputs=self._engine.execution_outputs(rec),
-        )
+        inputs, outputs = await self._x.data(await self._execution(request))
+        return es.GetExecutionDataResponse(inputs=inputs, outputs=outputs)
 
     async def ListNodeExecutions(  # noqa: N802
         self, request: es.ListNodeExecutionsRequest, context: Context
     ) -> es.ListNodeExecutionsResponse:
         """See `ExecutionService.ListNodeExecutions`."""
-        rec = self._execution(request)
-        limit, offset = page(request.page_size, request.page_token)
-        rows = self._engine.store.list_nodes(
-            rec.eid, request.parent_node_id or None, limit + 1, offset
-        )
+        rec = await self._execution(request)
+        limit = page_size(request.page_size)
+        after = decode_token("n", request.page_token)
+        rows = await self._x.nodes(rec, request.parent_node_id or None, limit + 1, after)
+        token = encode_token("n", rows[limit - 1].node_id) if len(rows) > limit else ""
         return es.ListNodeExecutionsResponse(
             node_executions=[node_proto(n, request.id) for n in rows[:limit]],
-            next_page_token=next_token(offset, limit, len(rows)),
+            next_page_token=token,
         )
 
     async def GetNodeExecutionData(  # noqa: N802
         self, request: es.GetNodeExecutionDataRequest, context: Context
     ) -> es.GetNodeExecutionDataResponse:
         """See `ExecutionService.GetNodeExecutionData`."""
-        rec, node = self._node(request)
-        inputs, outputs = self._engine.node_data(rec, node.node_id)
-        return es.GetNodeExecutionDataResponse(inputs=inputs, outputs=outputs)
+        rec, node_id = await self._node_request(request)
+        data = await self._x.node_data(rec, node_id)
+        return es.GetNodeExecutionDataResponse(inputs=data.inputs, outputs=data.outputs)
 
     async def GetDynamicSpec(  # noqa: N802
         self, request: es.GetDynamicSpecRequest, context: Context
     ) -> es.GetDynamicSpecResponse:
         """See `ExecutionService.GetDynamicSpec`."""
-        rec, node = self._node(request)
-        specs = self._engine.store.dynamic_specs(rec.eid)
-        if node.node_id not in specs:
-            raise NotFound(f"node {node.node_id!r} of execution {rec.name} yielded no spec")
-        unpack = self._engine.payloads.unpack
-        spec = dynamic_job_pb2.DynamicJobSpec.FromString(unpack(specs[node.node_id][0]))
+        rec, node_id = await self._node_request(request)
+        spec, generator = await self._x.dynamic_spec(rec, node_id)
         out = es.GetDynamicSpecResponse(spec=spec, subworkflows=spec.subworkflows)
-        generator = _find_task(
-            node.task_key, [unpack(rec.closure), *(unpack(body) for body, _ in specs.values())]
-        )
         if generator is not None:
             out.generator.CopyFrom(generator)
         return out
-
-
-def _find_task(key: str, closures: list[bytes]) -> tasks_pb2.TaskTemplate | None:
-    for body in closures:
-        for task in dynamic_job_pb2.DynamicJobSpec.FromString(body).tasks:
-            if id_key(task.id) == key:
-                return task
-    return None

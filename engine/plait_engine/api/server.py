@@ -20,12 +20,12 @@ from plaitidl.service.v1 import (
     worker_service_pb2_grpc,
 )
 
-from plait_engine import compiler
 from plait_engine.api.executions import ExecutionServicer
 from plait_engine.api.interceptors import ErrorInterceptor, TokenAuthInterceptor
 from plait_engine.api.registry import RegistryServicer
-from plait_engine.config import ServerConfig
-from plait_engine.core import Engine, EngineConfig
+from plait_engine.api.workers import WorkerServicer
+from plait_engine.app import Engine, build_engine
+from plait_engine.config import EngineConfig
 
 log = logging.getLogger("plait_engine.server")
 
@@ -41,7 +41,7 @@ SHUTDOWN_GRACE = 3.0
 ReadyFn = Callable[[str], None]
 
 
-def _bind(server: grpc.aio.Server, config: ServerConfig) -> int:
+def _bind(server: grpc.aio.Server, config: EngineConfig) -> int:
     if config.tls_cert is not None and config.tls_key is not None:
         creds = grpc.ssl_server_credentials(
             [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())]
@@ -50,34 +50,9 @@ def _bind(server: grpc.aio.Server, config: ServerConfig) -> int:
     return server.add_insecure_port(config.address)
 
 
-async def serve(config: ServerConfig, ready: ReadyFn | None = None) -> None:
-    """Run the engine and its gRPC services until SIGTERM or SIGINT.
-
-    Args:
-        config: The server's configuration.
-        ready: Called with the bound ``HOST:PORT`` once the server accepts calls (the default
-            prints the ``plait engine serving on ...`` line).
-
-    Raises:
-        RuntimeError: The address could not be bound.
-    """
-    from plait_engine.api.workers import WorkerServicer, WorkerSessions
-
-    sessions = WorkerSessions(
-        heartbeat_interval=config.heartbeat_interval, lease_duration=config.lease_duration
-    )
-    engine = Engine(
-        EngineConfig(
-            data_dir=config.data_dir,
-            limits=compiler.Limits(
-                max_nodes=config.max_nodes,
-                max_depth=config.max_depth,
-                max_literal_bytes=config.max_literal_bytes,
-            ),
-            system_retries=config.system_retries,
-        ),
-        worker_executor=sessions,
-    )
+def build_server(engine: Engine) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:  # type: ignore[name-defined]
+    """The gRPC server of an engine: its services, health, reflection and interceptors."""
+    config = engine.config
     interceptors: list[grpc.aio.ServerInterceptor] = []  # type: ignore[type-arg]
     if config.token:
         interceptors.append(TokenAuthInterceptor(config.token))
@@ -90,17 +65,36 @@ async def serve(config: ServerConfig, ready: ReadyFn | None = None) -> None:
         ],
     )
     registry_service_pb2_grpc.add_RegistryServiceServicer_to_server(
-        RegistryServicer(engine), server
+        RegistryServicer(engine.registry), server
     )
     execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(
-        ExecutionServicer(engine), server
+        ExecutionServicer(engine.executions), server
     )
-    worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(sessions), server)
+    if engine.workers is not None:
+        worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(
+            WorkerServicer(engine.workers), server
+        )
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
+    return server, health_servicer
+
+
+async def serve(config: EngineConfig, ready: ReadyFn | None = None) -> None:
+    """Run the engine and its gRPC services until SIGTERM or SIGINT.
+
+    Args:
+        config: The engine's configuration.
+        ready: Called with the bound ``HOST:PORT`` once the server accepts calls (the default
+            prints the ``plait engine serving on ...`` line).
+
+    Raises:
+        RuntimeError: The address could not be bound.
+    """
+    engine = build_engine(config)
+    server, health_servicer = build_server(engine)
     port = _bind(server, config)
     if port == 0:
         raise RuntimeError(f"cannot listen on {config.address}")

@@ -1,27 +1,45 @@
-"""The store: the engine's source of truth, behind one interface.
+"""The store: the engine's source of truth, behind one async contract.
 
-The scheduler reads and writes state only through `Store`. Every implementation must pass the
-shared conformance suite in ``tests/integration/test_store_conformance.py``.
+Nothing above the service layer touches it. Every backend passes the conformance suite in
+``tests/integration/test_store_conformance.py``.
 """
 
-from plait_engine.store._base import (
+from plait_engine.store.contract import Store, TemplateItem
+from plait_engine.store.errors import Conflict, NotFound, OwnershipLost, StoreError
+from plait_engine.store.records import (
+    ApplyResult,
     CacheEntry,
+    DynamicSpecRecord,
+    ExecutionFilter,
+    ExecutionPayload,
     ExecutionRecord,
+    ExecutionWrites,
     NodeRecord,
     NodeUpdate,
-    Store,
+    Reservation,
     TemplateKind,
     WriteBatch,
+    zero_counts,
 )
-from plait_engine.store.sqlite import SqliteStore
 
 __all__ = [
+    "ApplyResult",
     "CacheEntry",
+    "Conflict",
+    "DynamicSpecRecord",
+    "ExecutionFilter",
+    "ExecutionPayload",
     "ExecutionRecord",
+    "ExecutionWrites",
     "NodeRecord",
     "NodeUpdate",
-    "SqliteStore",
+    "NotFound",
+    "OwnershipLost",
+    "Reservation",
     "Store",
+    "StoreError",
+    "TemplateItem",
     "TemplateKind",
     "WriteBatch",
+    "zero_counts",
 ]

@@ -1,585 +1,642 @@
-"""SQLite implementation of `Store`: WAL mode, versioned migrations, one writer."""
+"""The SQLite backend of the store contract: one file, WAL, versioned migrations.
+
+Blocking calls run on threads of the store's own: one writer thread holds the only writing
+connection (SQLite has one writer at a time anyway), and a reader thread has its own
+connection, so API reads never wait for a scheduler commit (WAL) and the event loop never waits
+on the disk.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import functools
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
-from plait_engine.errors import AlreadyExists
-from plait_engine.store._base import (
+from plaitidl.core.v1 import execution_pb2
+
+from plait_engine import ids
+from plait_engine.store.contract import Store, TemplateItem
+from plait_engine.store.errors import Conflict, OwnershipLost
+from plait_engine.store.records import (
+    ApplyResult,
     CacheEntry,
+    DynamicSpecRecord,
+    ExecutionFilter,
+    ExecutionPayload,
     ExecutionRecord,
     NodeRecord,
-    Store,
     TemplateKind,
     WriteBatch,
+    sequenced,
+    zero_counts,
 )
+from plait_engine.store.sqlite_schema import MIGRATIONS
 
-# Each entry upgrades the schema by one version; never edit a released entry, append a new one.
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE templates (
-        kind INTEGER NOT NULL,
-        key TEXT NOT NULL,
-        digest TEXT NOT NULL,
-        body BLOB NOT NULL,
-        created_seq INTEGER NOT NULL,
-        PRIMARY KEY (kind, key)
-    );
-    CREATE TABLE executions (
-        eid INTEGER PRIMARY KEY AUTOINCREMENT,
-        project TEXT NOT NULL,
-        domain TEXT NOT NULL,
-        name TEXT NOT NULL,
-        workflow_key TEXT NOT NULL,
-        launch_plan_key TEXT NOT NULL,
-        phase INTEGER NOT NULL,
-        closure BLOB NOT NULL,
-        workflow BLOB NOT NULL,
-        inputs BLOB NOT NULL,
-        outputs BLOB NOT NULL,
-        error BLOB NOT NULL,
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL,
-        request_id TEXT,
-        labels TEXT NOT NULL,
-        last_seq INTEGER NOT NULL,
-        UNIQUE (project, domain, name)
-    );
-    CREATE UNIQUE INDEX executions_request_id ON executions (request_id)
-        WHERE request_id IS NOT NULL;
-    CREATE INDEX executions_phase ON executions (phase);
-    CREATE TABLE nodes (
-        eid INTEGER NOT NULL,
-        node_id TEXT NOT NULL,
-        phase INTEGER NOT NULL,
-        attempt INTEGER NOT NULL,
-        user_failures INTEGER NOT NULL,
-        system_failures INTEGER NOT NULL,
-        inputs BLOB NOT NULL,
-        outputs BLOB NOT NULL,
-        error BLOB NOT NULL,
-        cache_status INTEGER NOT NULL,
-        parent_id TEXT NOT NULL,
-        task_key TEXT NOT NULL,
-        is_dynamic INTEGER NOT NULL,
-        detail TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL,
-        PRIMARY KEY (eid, node_id)
-    ) WITHOUT ROWID;
-    CREATE TABLE dynamic_specs (
-        eid INTEGER NOT NULL,
-        node_id TEXT NOT NULL,
-        closure BLOB NOT NULL,
-        depth INTEGER NOT NULL,
-        PRIMARY KEY (eid, node_id)
-    ) WITHOUT ROWID;
-    CREATE TABLE events (
-        eid INTEGER NOT NULL,
-        seq INTEGER NOT NULL,
-        body BLOB NOT NULL,
-        PRIMARY KEY (eid, seq)
-    ) WITHOUT ROWID;
-    CREATE TABLE cache (
-        key TEXT PRIMARY KEY,
-        outputs BLOB NOT NULL,
-        eid INTEGER NOT NULL,
-        node_id TEXT NOT NULL,
-        created_at REAL NOT NULL
-    ) WITHOUT ROWID;
-    CREATE TABLE cache_reservations (
-        key TEXT PRIMARY KEY,
-        owner TEXT NOT NULL,
-        expires_at REAL NOT NULL
-    ) WITHOUT ROWID;
-    """,
-    # 2: the node counts of a finished execution, so that reading it never scans its nodes.
-    """
-    ALTER TABLE executions ADD COLUMN counts TEXT NOT NULL DEFAULT '';
-    """,
-)
+_T = TypeVar("_T")
+Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
 _EXEC_COLUMNS = (
-    "eid, project, domain, name, workflow_key, launch_plan_key, phase, closure, workflow, "
-    "inputs, outputs, error, created_at, updated_at, request_id, labels, last_seq, counts"
+    "eid, project, domain, name, workflow_key, launch_plan_key, phase, error, created_at, "
+    "updated_at, request_id, labels, last_seq, counts, owner, epoch, lease_expires_at, "
+    "terminate_reason"
 )
 _NODE_COLUMNS = (
     "eid, node_id, phase, attempt, user_failures, system_failures, inputs, outputs, error, "
     "cache_status, parent_id, task_key, is_dynamic, detail, created_at, updated_at"
 )
+_UNFINISHED = ", ".join(str(p) for p in sorted(ids.UNFINISHED_EXECUTION_PHASES))
+_TERMINAL = ", ".join(str(p) for p in sorted(ids.TERMINAL_EXECUTION_PHASES))
+_OPEN = ", ".join(str(p) for p in sorted(ids.UNFINISHED_NODE_PHASES))
+_ABORTED = execution_pb2.NODE_PHASE_ABORTED
 
 
-def _exec_from_row(row: Any) -> ExecutionRecord:
-    (
-        eid,
-        project,
-        domain,
-        name,
-        wkey,
-        lkey,
-        phase,
-        closure,
-        workflow,
-        inputs,
-        outputs,
-        error,
-        created,
-        updated,
-        request_id,
-        labels,
-        last_seq,
-        counts,
-    ) = row
+def _exec(row: Sequence[Any]) -> ExecutionRecord:
+    counts = zero_counts()
+    if row[13]:
+        counts.update(json.loads(row[13]))
     return ExecutionRecord(
-        eid=int(eid),
-        project=str(project),
-        domain=str(domain),
-        name=str(name),
-        workflow_key=str(wkey),
-        launch_plan_key=str(lkey),
-        phase=int(phase),
-        closure=bytes(closure),
-        workflow=bytes(workflow),
-        inputs=bytes(inputs),
-        outputs=bytes(outputs),
-        error=bytes(error),
-        created_at=float(created),
-        updated_at=float(updated),
-        request_id=str(request_id or ""),
-        labels=json.loads(str(labels)),
-        last_seq=int(last_seq),
-        counts=json.loads(counts) if counts else None,
+        eid=int(row[0]),
+        project=str(row[1]),
+        domain=str(row[2]),
+        name=str(row[3]),
+        workflow_key=str(row[4]),
+        launch_plan_key=str(row[5]),
+        phase=int(row[6]),
+        error=bytes(row[7]),
+        created_at=float(row[8]),
+        updated_at=float(row[9]),
+        request_id=str(row[10] or ""),
+        labels=json.loads(str(row[11])),
+        last_seq=int(row[12]),
+        counts=counts,
+        owner=str(row[14]),
+        epoch=int(row[15]),
+        lease_expires_at=float(row[16]),
+        terminate_reason=str(row[17]),
     )
 
 
-def _node_from_row(row: Any) -> NodeRecord:
-    (
-        eid,
-        node_id,
-        phase,
-        attempt,
-        uf,
-        sf,
-        inputs,
-        outputs,
-        error,
-        cache_status,
-        parent_id,
-        task_key,
-        is_dynamic,
-        detail,
-        created,
-        updated,
-    ) = row
+def _node(row: Sequence[Any]) -> NodeRecord:
     return NodeRecord(
-        eid=int(eid),
-        node_id=str(node_id),
-        phase=int(phase),
-        attempt=int(attempt),
-        user_failures=int(uf),
-        system_failures=int(sf),
-        inputs=bytes(inputs),
-        outputs=bytes(outputs),
-        error=bytes(error),
-        cache_status=int(cache_status),
-        parent_id=str(parent_id),
-        task_key=str(task_key),
-        is_dynamic=bool(is_dynamic),
-        detail=str(detail),
-        created_at=float(created),
-        updated_at=float(updated),
+        eid=int(row[0]),
+        node_id=str(row[1]),
+        phase=int(row[2]),
+        attempt=int(row[3]),
+        user_failures=int(row[4]),
+        system_failures=int(row[5]),
+        inputs=bytes(row[6]),
+        outputs=bytes(row[7]),
+        error=bytes(row[8]),
+        cache_status=int(row[9]),
+        parent_id=str(row[10]),
+        task_key=str(row[11]),
+        is_dynamic=bool(row[12]),
+        detail=str(row[13]),
+        created_at=float(row[14]),
+        updated_at=float(row[15]),
     )
+
+
+def _node_row(n: NodeRecord) -> tuple[Any, ...]:
+    return (
+        n.eid, n.node_id, n.phase, n.attempt, n.user_failures, n.system_failures, n.inputs,
+        n.outputs, n.error, n.cache_status, n.parent_id, n.task_key, n.is_dynamic, n.detail,
+        n.created_at, n.updated_at,
+    )  # fmt: skip
+
+
+def _counts_text(counts: Mapping[str, int]) -> str:
+    return json.dumps(dict(counts), sort_keys=True)
+
+
+class _Db:
+    """The blocking half: connections and SQL. Used only from the store's threads."""
+
+    def __init__(self, path: str, synchronous: Synchronous) -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self.local = threading.local()
+        self.all: list[sqlite3.Connection] = []
+        self.lock = threading.Lock()
+
+    def conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode survives a crash of the process (SIGKILL); FULL also survives
+            # an OS crash or power loss, at the cost of an fsync per commit.
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            conn.execute("PRAGMA busy_timeout=10000")
+            with self.lock:
+                self.all.append(conn)
+            self.local.conn = conn
+        return conn
+
+    def write(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run `fn` in one write transaction (BEGIN IMMEDIATE ... COMMIT)."""
+        c = self.conn()
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            out = fn(c)
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        c.execute("COMMIT")
+        return out
+
+    def migrate(self) -> None:
+        c = self.conn()
+        c.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        current = int(c.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0)
+        for version, script in enumerate(MIGRATIONS, start=1):
+            if version > current:
+
+                def step(c: sqlite3.Connection, script: str = script, v: int = version) -> None:
+                    for statement in script.split(";"):
+                        if statement.strip():
+                            c.execute(statement)
+                    c.execute("INSERT INTO schema_version (version) VALUES (?)", (v,))
+
+                self.write(step)
+
+    def close(self) -> None:
+        with self.lock:
+            for conn in self.all:
+                conn.close()
+            self.all.clear()
 
 
 class SqliteStore(Store):
-    """A `Store` in one SQLite file.
+    """The store in one SQLite file.
 
-    One connection writes (serialized by a lock); each thread that reads gets its own
-    connection, so API reads never wait for a scheduler commit (WAL).
+    Args:
+        path: The database file (created with its folder when missing).
+        synchronous: SQLite's ``synchronous`` level: NORMAL (default) keeps every commit across
+            a crash of the engine process; FULL also across an OS crash or power loss.
     """
 
-    def __init__(self, path: str | Path) -> None:
-        self._path = str(path)
-        if self._path != ":memory:":
-            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._writer = self._connect()
-        self._migrate()
+    def __init__(self, path: str | Path, *, synchronous: Synchronous = "NORMAL") -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = _Db(self.path, synchronous)
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, "plait-sqlite-w")
+        self._reader = concurrent.futures.ThreadPoolExecutor(1, "plait-sqlite-r")
+        self._writer.submit(self._db.migrate).result()
 
-    # -- connections ---------------------------------------------------------------------
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode is durable across process crashes (a SIGKILL of the engine); only
-        # an OS crash may lose the last commits.
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA busy_timeout=10000")
-        self._all.append(conn)
-        return conn
+    async def _w(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, functools.partial(self._db.write, fn))
 
-    def _reader(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            with self._lock:
-                conn = self._connect()
-            self._local.conn = conn
-        return conn
+    async def _r(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+        def read() -> list[Any]:
+            return self._db.conn().execute(sql, tuple(params)).fetchall()
 
-    def _migrate(self) -> None:
-        with self._lock:
-            w = self._writer
-            w.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = w.execute("SELECT max(version) FROM schema_version").fetchone()
-            current = int(row[0] or 0)
-            for version, script in enumerate(MIGRATIONS, start=1):
-                if version <= current:
-                    continue
-                w.execute("BEGIN IMMEDIATE")
-                try:
-                    for statement in script.split(";"):
-                        if statement.strip():
-                            w.execute(statement)
-                    w.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
-                    w.execute("COMMIT")
-                except BaseException:
-                    w.execute("ROLLBACK")
-                    raise
+        return await asyncio.get_running_loop().run_in_executor(self._reader, read)
 
-    def schema_version(self) -> int:
-        """The schema version the file is at."""
-        row = self._reader().execute("SELECT max(version) FROM schema_version").fetchone()
+    async def _one(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        rows = await self._r(sql, params)
+        return rows[0] if rows else None
+
+    async def schema_version(self) -> int:
+        """The schema version of the file."""
+        row = await self._one("SELECT max(version) FROM schema_version")
         return int(row[0] or 0)
 
-    # -- templates -----------------------------------------------------------------------
-    def put_templates(self, items: Sequence[tuple[TemplateKind, str, str, bytes]]) -> list[bool]:
-        created: list[bool] = []
-        with self._lock:
-            w = self._writer
-            w.execute("BEGIN IMMEDIATE")
-            try:
-                seq_row = w.execute("SELECT coalesce(max(created_seq), 0) FROM templates")
-                seq = int(seq_row.fetchone()[0])
-                for kind, key, digest, body in items:
-                    row = w.execute(
-                        "SELECT digest FROM templates WHERE kind = ? AND key = ?", (int(kind), key)
-                    ).fetchone()
-                    if row is None:
-                        seq += 1
-                        w.execute(
-                            "INSERT INTO templates (kind, key, digest, body, created_seq) "
-                            "VALUES (?, ?, ?, ?, ?)",
-                            (int(kind), key, digest, body, seq),
-                        )
-                        created.append(True)
-                    elif row[0] == digest:
-                        created.append(False)
-                    else:
-                        raise AlreadyExists(
-                            f"{kind.name.lower()} {key!r} is already registered with different "
-                            "content; registered versions are immutable: register a new version"
-                        )
-                w.execute("COMMIT")
-            except BaseException:
-                w.execute("ROLLBACK")
-                raise
-        return created
+    # -- templates ---------------------------------------------------------------------
+    async def put_templates(self, items: Sequence[TemplateItem]) -> list[bool]:
+        def put(c: sqlite3.Connection) -> list[bool]:
+            created: list[bool] = []
+            seq = int(
+                c.execute("SELECT coalesce(max(created_seq), 0) FROM templates").fetchone()[0]
+            )
+            for kind, key, digest, body in items:
+                row = c.execute(
+                    "SELECT digest FROM templates WHERE kind = ? AND key = ?", (int(kind), key)
+                ).fetchone()
+                if row is None:
+                    seq += 1
+                    c.execute(
+                        "INSERT INTO templates (kind, key, digest, body, created_seq) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        (int(kind), key, digest, body, seq),
+                    )
+                    created.append(True)
+                elif row[0] == digest:
+                    created.append(False)
+                else:
+                    raise Conflict(f"{kind.name.lower()} {key!r} holds different content")
+            return created
 
-    def get_template(self, kind: TemplateKind, key: str) -> bytes | None:
-        row = (
-            self._reader()
-            .execute("SELECT body FROM templates WHERE kind = ? AND key = ?", (int(kind), key))
-            .fetchone()
+        return await self._w(put)
+
+    async def get_template(self, kind: TemplateKind, key: str) -> bytes | None:
+        row = await self._one(
+            "SELECT body FROM templates WHERE kind = ? AND key = ?", (int(kind), key)
         )
         return None if row is None else bytes(row[0])
 
-    def latest_template_key(self, kind: TemplateKind, prefix: str) -> str | None:
-        row = (
-            self._reader()
-            .execute(
-                "SELECT key FROM templates WHERE kind = ? AND substr(key, 1, ?) = ? "
-                "ORDER BY created_seq DESC LIMIT 1",
-                (int(kind), len(prefix), prefix),
-            )
-            .fetchone()
+    async def latest_template_key(self, kind: TemplateKind, prefix: str) -> str | None:
+        row = await self._one(
+            "SELECT key FROM templates WHERE kind = ? AND substr(key, 1, ?) = ? "
+            "ORDER BY created_seq DESC LIMIT 1",
+            (int(kind), len(prefix), prefix),
         )
         return None if row is None else str(row[0])
 
-    def list_templates(
+    async def list_templates(
         self, kind: TemplateKind, prefix: str, limit: int, offset: int
     ) -> list[bytes]:
-        rows = (
-            self._reader()
-            .execute(
-                "SELECT body FROM templates WHERE kind = ? AND substr(key, 1, ?) = ? "
-                "ORDER BY created_seq DESC LIMIT ? OFFSET ?",
-                (int(kind), len(prefix), prefix, limit, offset),
-            )
-            .fetchall()
+        rows = await self._r(
+            "SELECT body FROM templates WHERE kind = ? AND substr(key, 1, ?) = ? "
+            "ORDER BY created_seq DESC LIMIT ? OFFSET ?",
+            (int(kind), len(prefix), prefix, limit, offset),
         )
         return [bytes(r[0]) for r in rows]
 
-    # -- executions ----------------------------------------------------------------------
-    def create_execution(self, record: ExecutionRecord, first_event: bytes) -> ExecutionRecord:
-        with self._lock:
-            w = self._writer
-            w.execute("BEGIN IMMEDIATE")
-            try:
-                if record.request_id:
-                    row = w.execute(
-                        f"SELECT {_EXEC_COLUMNS} FROM executions WHERE request_id = ?",
-                        (record.request_id,),
-                    ).fetchone()
-                    if row is not None:
-                        w.execute("COMMIT")
-                        return _exec_from_row(row)
-                taken = w.execute(
-                    "SELECT 1 FROM executions WHERE project = ? AND domain = ? AND name = ?",
-                    (record.project, record.domain, record.name),
+    # -- executions --------------------------------------------------------------------
+    async def create_execution(
+        self, record: ExecutionRecord, payload: ExecutionPayload, first_event: bytes
+    ) -> tuple[ExecutionRecord, bool]:
+        def create(c: sqlite3.Connection) -> tuple[ExecutionRecord, bool]:
+            if record.request_id:
+                row = c.execute(
+                    f"SELECT {_EXEC_COLUMNS} FROM executions WHERE request_id = ?",
+                    (record.request_id,),
                 ).fetchone()
-                if taken is not None:
-                    raise AlreadyExists(
-                        f"execution {record.project}/{record.domain}/{record.name} already exists"
-                    )
-                cur = w.execute(
-                    "INSERT INTO executions (project, domain, name, workflow_key, launch_plan_key, "
-                    "phase, closure, workflow, inputs, outputs, error, created_at, updated_at, "
-                    "request_id, labels, last_seq) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        record.project,
-                        record.domain,
-                        record.name,
-                        record.workflow_key,
-                        record.launch_plan_key,
-                        record.phase,
-                        record.closure,
-                        record.workflow,
-                        record.inputs,
-                        record.outputs,
-                        record.error,
-                        record.created_at,
-                        record.updated_at,
-                        record.request_id or None,
-                        json.dumps(record.labels, sort_keys=True),
-                        1,
-                    ),
-                )
-                eid = int(cur.lastrowid or 0)
-                w.execute(
-                    "INSERT INTO events (eid, seq, body) VALUES (?, 1, ?)", (eid, first_event)
-                )
-                w.execute("COMMIT")
-            except BaseException:
-                w.execute("ROLLBACK")
-                raise
-        record.eid = eid
-        record.last_seq = 1
-        return record
-
-    def get_execution(self, project: str, domain: str, name: str) -> ExecutionRecord | None:
-        row = (
-            self._reader()
-            .execute(
-                f"SELECT {_EXEC_COLUMNS} FROM executions "
-                "WHERE project = ? AND domain = ? AND name = ?",
-                (project, domain, name),
+                if row is not None:
+                    return _exec(row), False
+            taken = c.execute(
+                "SELECT 1 FROM executions WHERE project = ? AND domain = ? AND name = ?",
+                (record.project, record.domain, record.name),
+            ).fetchone()
+            if taken is not None:
+                raise Conflict(f"execution {record.key} already exists")
+            cur = c.execute(
+                "INSERT INTO executions (project, domain, name, workflow_key, launch_plan_key, "
+                "phase, closure, workflow, inputs, outputs, error, created_at, updated_at, "
+                "request_id, labels, last_seq, counts, owner, epoch, lease_expires_at, "
+                "terminate_reason) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)",
+                (
+                    record.project, record.domain, record.name, record.workflow_key,
+                    record.launch_plan_key, record.phase, payload.closure, payload.workflow,
+                    payload.inputs, payload.outputs, record.error, record.created_at,
+                    record.updated_at, record.request_id or None,
+                    json.dumps(record.labels, sort_keys=True), _counts_text(record.counts),
+                    record.owner, record.epoch, record.lease_expires_at, record.terminate_reason,
+                ),
+            )  # fmt: skip
+            eid = int(cur.lastrowid or 0)
+            c.execute(
+                "INSERT INTO events (eid, seq, body) VALUES (?, 1, ?)",
+                (eid, sequenced(first_event, 1)),
             )
-            .fetchone()
-        )
-        return None if row is None else _exec_from_row(row)
+            row = c.execute(f"SELECT {_EXEC_COLUMNS} FROM executions WHERE eid = ?", (eid,))
+            return _exec(row.fetchone()), True
 
-    def get_execution_by_eid(self, eid: int) -> ExecutionRecord | None:
-        row = (
-            self._reader()
-            .execute(f"SELECT {_EXEC_COLUMNS} FROM executions WHERE eid = ?", (eid,))
-            .fetchone()
-        )
-        return None if row is None else _exec_from_row(row)
+        return await self._w(create)
 
-    def list_executions(
-        self, project: str, domain: str, phases: Iterable[int], limit: int, offset: int
+    async def get_execution(self, project: str, domain: str, name: str) -> ExecutionRecord | None:
+        row = await self._one(
+            f"SELECT {_EXEC_COLUMNS} FROM executions WHERE project = ? AND domain = ? AND name = ?",
+            (project, domain, name),
+        )
+        return None if row is None else _exec(row)
+
+    async def get_execution_by_eid(self, eid: int) -> ExecutionRecord | None:
+        row = await self._one(f"SELECT {_EXEC_COLUMNS} FROM executions WHERE eid = ?", (eid,))
+        return None if row is None else _exec(row)
+
+    async def get_payload(self, eid: int) -> ExecutionPayload | None:
+        row = await self._one(
+            "SELECT closure, workflow, inputs, outputs FROM executions WHERE eid = ?", (eid,)
+        )
+        if row is None:
+            return None
+        return ExecutionPayload(bytes(row[0]), bytes(row[1]), bytes(row[2]), bytes(row[3]))
+
+    async def list_executions(
+        self, where: ExecutionFilter, limit: int, before_eid: int = 0
     ) -> list[ExecutionRecord]:
-        wanted = list(phases)
-        sql = f"SELECT {_EXEC_COLUMNS} FROM executions WHERE project = ? AND domain = ?"
-        params: list[object] = [project, domain]
-        if wanted:
-            sql += f" AND phase IN ({','.join('?' * len(wanted))})"
-            params.extend(wanted)
-        sql += " ORDER BY eid DESC LIMIT ? OFFSET ?"
-        params.extend([limit, offset])
-        return [_exec_from_row(r) for r in self._reader().execute(sql, params).fetchall()]
+        sql = [f"SELECT {_EXEC_COLUMNS} FROM executions WHERE 1 = 1"]
+        params: list[object] = []
+        for column, value in (("project", where.project), ("domain", where.domain)):
+            if value:
+                sql.append(f"AND {column} = ?")
+                params.append(value)
+        if where.phases:
+            sql.append(f"AND phase IN ({','.join('?' * len(where.phases))})")
+            params.extend(where.phases)
+        if where.workflow:
+            sql.append("AND substr(workflow_key, 1, ?) = ?")
+            params += [len(where.workflow), where.workflow]
+        for k, v in where.labels:
+            sql.append("AND json_extract(labels, ?) = ?")
+            params += ['$."' + k.replace('"', '""') + '"', v]
+        if where.finished_before:
+            sql.append(f"AND phase IN ({_TERMINAL}) AND updated_at < ?")
+            params.append(where.finished_before)
+        if before_eid:
+            sql.append("AND eid < ?")
+            params.append(before_eid)
+        sql.append("ORDER BY eid DESC LIMIT ?")
+        params.append(limit)
+        return [_exec(r) for r in await self._r(" ".join(sql), params)]
 
-    def unfinished_executions(self) -> list[ExecutionRecord]:
-        rows = (
-            self._reader()
-            .execute(f"SELECT {_EXEC_COLUMNS} FROM executions WHERE phase IN (1, 2) ORDER BY eid")
-            .fetchall()
+    async def claimable(self, now: float, limit: int) -> list[ExecutionRecord]:
+        rows = await self._r(
+            f"SELECT {_EXEC_COLUMNS} FROM executions WHERE phase IN ({_UNFINISHED}) "
+            "AND (owner = '' OR lease_expires_at < ?) ORDER BY eid LIMIT ?",
+            (now, limit),
         )
-        return [_exec_from_row(r) for r in rows]
+        return [_exec(r) for r in rows]
+
+    async def unfinished(self, limit: int, after_eid: int = 0) -> list[ExecutionRecord]:
+        rows = await self._r(
+            f"SELECT {_EXEC_COLUMNS} FROM executions WHERE phase IN ({_UNFINISHED}) "
+            "AND eid > ? ORDER BY eid LIMIT ?",
+            (after_eid, limit),
+        )
+        return [_exec(r) for r in rows]
+
+    async def claim(
+        self, eid: int, owner: str, now: float, until: float, *, expected_epoch: int | None = None
+    ) -> ExecutionRecord | None:
+        def claim(c: sqlite3.Connection) -> ExecutionRecord | None:
+            cond = "(owner = '' OR lease_expires_at < ? OR owner = ?)"
+            params: list[object] = [owner, until, eid, now, owner]
+            if expected_epoch is not None:
+                cond = f"({cond} OR epoch = ?)"
+                params.append(expected_epoch)
+            cur = c.execute(
+                "UPDATE executions SET owner = ?, epoch = epoch + 1, lease_expires_at = ? "
+                f"WHERE eid = ? AND phase IN ({_UNFINISHED}) AND {cond}",
+                params,
+            )
+            if cur.rowcount != 1:
+                return None
+            row = c.execute(f"SELECT {_EXEC_COLUMNS} FROM executions WHERE eid = ?", (eid,))
+            return _exec(row.fetchone())
+
+        return await self._w(claim)
+
+    async def renew(self, owner: str, epochs: Mapping[int, int], until: float) -> set[int]:
+        items = list(epochs.items())
+
+        def renew(c: sqlite3.Connection) -> set[int]:
+            lost: set[int] = set()
+            for eid, epoch in items:
+                cur = c.execute(
+                    "UPDATE executions SET lease_expires_at = ? WHERE eid = ? AND owner = ? "
+                    f"AND epoch = ? AND phase IN ({_UNFINISHED})",
+                    (until, eid, owner, epoch),
+                )
+                if cur.rowcount != 1:
+                    lost.add(eid)
+            return lost
+
+        return await self._w(renew) if items else set()
+
+    async def release(self, owner: str, epochs: Mapping[int, int]) -> None:
+        rows = [(eid, owner, epoch) for eid, epoch in epochs.items()]
+
+        def release(c: sqlite3.Connection) -> None:
+            c.executemany(
+                "UPDATE executions SET lease_expires_at = 0 WHERE eid = ? AND owner = ? "
+                "AND epoch = ?",
+                rows,
+            )
+
+        if rows:
+            await self._w(release)
+
+    async def request_termination(self, eid: int, reason: str) -> ExecutionRecord | None:
+        def request(c: sqlite3.Connection) -> ExecutionRecord | None:
+            c.execute(
+                "UPDATE executions SET terminate_reason = ? WHERE eid = ? "
+                f"AND phase IN ({_UNFINISHED}) AND terminate_reason = ''",
+                (reason or "terminated by request", eid),
+            )
+            row = c.execute(f"SELECT {_EXEC_COLUMNS} FROM executions WHERE eid = ?", (eid,))
+            found = row.fetchone()
+            return None if found is None else _exec(found)
+
+        return await self._w(request)
+
+    async def delete_execution(self, eid: int) -> bool:
+        def delete(c: sqlite3.Connection) -> bool:
+            row = c.execute("SELECT phase FROM executions WHERE eid = ?", (eid,)).fetchone()
+            if row is None:
+                return False
+            if int(row[0]) not in ids.TERMINAL_EXECUTION_PHASES:
+                raise Conflict(f"execution {eid} has not finished")
+            for table in ("nodes", "events", "dynamic_specs", "executions"):
+                c.execute(f"DELETE FROM {table} WHERE eid = ?", (eid,))
+            return True
+
+        return await self._w(delete)
 
     # -- nodes, specs, events ------------------------------------------------------------
-    def node_records(self, eid: int) -> list[NodeRecord]:
-        rows = (
-            self._reader()
-            .execute(f"SELECT {_NODE_COLUMNS} FROM nodes WHERE eid = ?", (eid,))
-            .fetchall()
-        )
-        return [_node_from_row(r) for r in rows]
+    async def node_records(self, eid: int) -> list[NodeRecord]:
+        rows = await self._r(f"SELECT {_NODE_COLUMNS} FROM nodes WHERE eid = ?", (eid,))
+        return [_node(r) for r in rows]
 
-    def get_node(self, eid: int, node_id: str) -> NodeRecord | None:
-        row = (
-            self._reader()
-            .execute(
-                f"SELECT {_NODE_COLUMNS} FROM nodes WHERE eid = ? AND node_id = ?", (eid, node_id)
-            )
-            .fetchone()
+    async def get_node(self, eid: int, node_id: str) -> NodeRecord | None:
+        row = await self._one(
+            f"SELECT {_NODE_COLUMNS} FROM nodes WHERE eid = ? AND node_id = ?", (eid, node_id)
         )
-        return None if row is None else _node_from_row(row)
+        return None if row is None else _node(row)
 
-    def list_nodes(
-        self, eid: int, parent_id: str | None, limit: int, offset: int
+    async def list_nodes(
+        self, eid: int, parent_id: str | None, limit: int, after_node_id: str = ""
     ) -> list[NodeRecord]:
-        sql = f"SELECT {_NODE_COLUMNS} FROM nodes WHERE eid = ?"
-        params: list[object] = [eid]
+        sql = f"SELECT {_NODE_COLUMNS} FROM nodes WHERE eid = ? AND node_id > ?"
+        params: list[object] = [eid, after_node_id]
         if parent_id is not None:
             sql += " AND parent_id = ?"
             params.append(parent_id)
-        sql += " ORDER BY node_id LIMIT ? OFFSET ?"
-        params.extend([limit, offset])
-        return [_node_from_row(r) for r in self._reader().execute(sql, params).fetchall()]
+        sql += " ORDER BY node_id LIMIT ?"
+        params.append(limit)
+        return [_node(r) for r in await self._r(sql, params)]
 
-    def dynamic_specs(self, eid: int) -> dict[str, tuple[bytes, int]]:
-        rows = (
-            self._reader()
-            .execute("SELECT node_id, closure, depth FROM dynamic_specs WHERE eid = ?", (eid,))
-            .fetchall()
+    async def dynamic_specs(self, eid: int) -> list[DynamicSpecRecord]:
+        rows = await self._r(
+            "SELECT node_id, closure, depth FROM dynamic_specs WHERE eid = ?", (eid,)
         )
-        return {str(r[0]): (bytes(r[1]), int(r[2])) for r in rows}
+        return [DynamicSpecRecord(str(r[0]), bytes(r[1]), int(r[2])) for r in rows]
 
-    def events(self, eid: int, after_seq: int, limit: int) -> list[tuple[int, bytes]]:
-        rows = (
-            self._reader()
-            .execute(
-                "SELECT seq, body FROM events WHERE eid = ? AND seq > ? ORDER BY seq LIMIT ?",
-                (eid, after_seq, limit),
-            )
-            .fetchall()
+    async def get_dynamic_spec(self, eid: int, node_id: str) -> DynamicSpecRecord | None:
+        row = await self._one(
+            "SELECT node_id, closure, depth FROM dynamic_specs WHERE eid = ? AND node_id = ?",
+            (eid, node_id),
+        )
+        return None if row is None else DynamicSpecRecord(str(row[0]), bytes(row[1]), int(row[2]))
+
+    async def events(self, eid: int, after_seq: int, limit: int) -> list[tuple[int, bytes]]:
+        rows = await self._r(
+            "SELECT seq, body FROM events WHERE eid = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (eid, after_seq, limit),
         )
         return [(int(r[0]), bytes(r[1])) for r in rows]
 
-    # -- cache ---------------------------------------------------------------------------
-    def cache_get_many(self, keys: Sequence[str]) -> dict[str, CacheEntry]:
+    # -- cache -------------------------------------------------------------------------
+    async def cache_get_many(self, keys: Sequence[str]) -> dict[str, CacheEntry]:
         found: dict[str, CacheEntry] = {}
-        conn = self._reader()
         for start in range(0, len(keys), 500):
             chunk = list(keys[start : start + 500])
-            rows = conn.execute(
+            rows = await self._r(
                 "SELECT key, outputs, eid, node_id, created_at FROM cache "
                 f"WHERE key IN ({','.join('?' * len(chunk))})",
                 chunk,
-            ).fetchall()
+            )
             for key, outputs, eid, node_id, created in rows:
                 found[str(key)] = CacheEntry(
                     str(key), bytes(outputs), int(eid), str(node_id), float(created)
                 )
         return found
 
-    def cache_reserve(self, key: str, owner: str, now: float, ttl: float) -> str:
-        with self._lock:
-            w = self._writer
-            w.execute("BEGIN IMMEDIATE")
-            try:
-                row = w.execute(
-                    "SELECT owner, expires_at FROM cache_reservations WHERE key = ?", (key,)
-                ).fetchone()
-                if row is None or row[0] == owner or float(row[1]) < now:
-                    w.execute(
-                        "INSERT OR REPLACE INTO cache_reservations (key, owner, expires_at) "
-                        "VALUES (?, ?, ?)",
-                        (key, owner, now + ttl),
-                    )
-                    holder = owner
-                else:
-                    holder = str(row[0])
-                w.execute("COMMIT")
-            except BaseException:
-                w.execute("ROLLBACK")
-                raise
-        return holder
-
-    # -- writes --------------------------------------------------------------------------
-    def apply(self, batch: WriteBatch) -> None:
+    # -- writes ------------------------------------------------------------------------
+    async def apply(self, batch: WriteBatch, now: float) -> ApplyResult:
         if not batch:
-            return
-        with self._lock:
-            w = self._writer
-            w.execute("BEGIN IMMEDIATE")
-            try:
-                if batch.nodes:
-                    w.executemany(
-                        f"INSERT OR REPLACE INTO nodes ({_NODE_COLUMNS}) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        batch.nodes,
-                    )
-                if batch.node_updates:
-                    w.executemany(
-                        "UPDATE nodes SET phase = ?, attempt = ?, user_failures = ?, "
-                        "system_failures = ?, outputs = ?, error = ?, cache_status = ?, "
-                        "is_dynamic = ?, detail = ?, updated_at = ? WHERE eid = ? AND node_id = ?",
-                        batch.node_updates,
-                    )
-                if batch.dynamic_specs:
-                    w.executemany(
-                        "INSERT OR IGNORE INTO dynamic_specs (eid, node_id, closure, depth) "
-                        "VALUES (?, ?, ?, ?)",
-                        batch.dynamic_specs,
-                    )
-                if batch.events:
-                    w.executemany(
-                        "INSERT INTO events (eid, seq, body) VALUES (?, ?, ?)", batch.events
-                    )
-                if batch.cache_entries:
-                    w.executemany(
-                        "INSERT OR IGNORE INTO cache (key, outputs, eid, node_id, created_at) "
-                        "VALUES (?, ?, ?, ?, ?)",
-                        [
-                            (c.key, c.outputs, c.eid, c.node_id, c.created_at)
-                            for c in batch.cache_entries
-                        ],
-                    )
-                if batch.released_reservations:
-                    w.executemany(
-                        "DELETE FROM cache_reservations WHERE key = ?",
-                        [(k,) for k in batch.released_reservations],
-                    )
-                for e in batch.executions:
-                    w.execute(
-                        "UPDATE executions SET phase = ?, outputs = ?, error = ?, updated_at = ?, "
-                        "last_seq = ?, counts = ? WHERE eid = ?",
-                        (
-                            e.phase,
-                            e.outputs,
-                            e.error,
-                            e.updated_at,
-                            e.last_seq,
-                            json.dumps(e.counts, sort_keys=True) if e.counts else "",
-                            e.eid,
-                        ),
-                    )
-                w.execute("COMMIT")
-            except BaseException:
-                w.execute("ROLLBACK")
-                raise
+            return ApplyResult()
+        return await self._w(functools.partial(_apply, batch, now))
 
-    def close(self) -> None:
-        with self._lock:
-            for conn in self._all:
-                conn.close()
-            self._all.clear()
+    async def close(self) -> None:
+        self._writer.submit(self._db.close).result()
+        self._writer.shutdown(wait=True)
+        self._reader.shutdown(wait=True)
+        self._db.close()
+
+
+def _fence(c: sqlite3.Connection, batch: WriteBatch, result: ApplyResult) -> dict[int, int]:
+    """The last event sequence of every execution of the batch still to write; raises
+    `OwnershipLost` when an epoch is stale. Executions that already carry their writes' token
+    are left out (their sequence goes into `result`)."""
+    last: dict[int, int] = {}
+    lost: list[int] = []
+    for eid, w in batch.executions.items():
+        row = c.execute(
+            "SELECT epoch, last_seq, last_batch FROM executions WHERE eid = ?", (eid,)
+        ).fetchone()
+        if row is None or int(row[0]) != w.epoch:
+            lost.append(eid)
+        elif w.token and row[2] == w.token:
+            result.last_seq[eid] = int(row[1])
+        else:
+            last[eid] = int(row[1])
+    if lost:
+        raise OwnershipLost(lost)
+    return last
+
+
+def _apply(batch: WriteBatch, now: float, c: sqlite3.Connection) -> ApplyResult:
+    result = ApplyResult()
+    last = _fence(c, batch, result)
+    nodes: list[tuple[Any, ...]] = []
+    updates: list[tuple[Any, ...]] = []
+    events: list[tuple[int, int, bytes]] = []
+    specs: list[tuple[int, str, bytes, int]] = []
+    for eid, w in batch.executions.items():
+        if eid not in last:
+            continue
+        nodes.extend(_node_row(n) for n in w.nodes)
+        updates.extend(
+            (u.phase, u.attempt, u.user_failures, u.system_failures, u.outputs, u.error,
+             u.cache_status, u.is_dynamic, u.detail, u.updated_at, eid, u.node_id)
+            for u in w.node_updates
+        )  # fmt: skip
+        seq = last[eid]
+        for body in w.events:
+            seq += 1
+            events.append((eid, seq, sequenced(body, seq)))
+        result.last_seq[eid] = seq
+        specs.extend((eid, s.node_id, s.closure, s.depth) for s in w.dynamic_specs)
+    if nodes:
+        c.executemany(
+            f"INSERT OR REPLACE INTO nodes ({_NODE_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            nodes,
+        )
+    if updates:
+        c.executemany(
+            "UPDATE nodes SET phase = ?, attempt = ?, user_failures = ?, system_failures = ?, "
+            "outputs = ?, error = ?, cache_status = ?, is_dynamic = ?, detail = ?, "
+            "updated_at = ? WHERE eid = ? AND node_id = ?",
+            updates,
+        )
+    if specs:
+        c.executemany(
+            "INSERT OR IGNORE INTO dynamic_specs (eid, node_id, closure, depth) "
+            "VALUES (?, ?, ?, ?)",
+            specs,
+        )
+    if events:
+        c.executemany("INSERT INTO events (eid, seq, body) VALUES (?, ?, ?)", events)
+    _apply_executions(c, batch, last, result)
+    _apply_cache(c, batch, now, result)
+    return result
+
+
+def _apply_executions(
+    c: sqlite3.Connection, batch: WriteBatch, todo: Mapping[int, int], result: ApplyResult
+) -> None:
+    for eid, w in batch.executions.items():
+        if eid not in todo:
+            continue
+        sets = ["last_seq = ?", "updated_at = max(updated_at, ?)", "last_batch = ?"]
+        params: list[object] = [result.last_seq[eid], w.updated_at, w.token]
+        if w.phase is not None:
+            sets.append("phase = ?")
+            params.append(w.phase)
+            if w.phase in ids.TERMINAL_EXECUTION_PHASES:
+                sets.append("owner = '', lease_expires_at = 0")
+                # Whatever of it is still unfinished ends with it.
+                c.execute(
+                    f"UPDATE nodes SET phase = {_ABORTED} WHERE eid = ? AND phase IN ({_OPEN})",
+                    (eid,),
+                )
+        if w.outputs is not None:
+            sets.append("outputs = ?")
+            params.append(w.outputs)
+        if w.error is not None:
+            sets.append("error = ?")
+            params.append(w.error)
+        if w.counts is not None:
+            sets.append("counts = ?")
+            params.append(_counts_text(w.counts))
+        params.append(eid)
+        c.execute(f"UPDATE executions SET {', '.join(sets)} WHERE eid = ?", params)
+
+
+def _apply_cache(c: sqlite3.Connection, batch: WriteBatch, now: float, result: ApplyResult) -> None:
+    if batch.cache_entries:
+        c.executemany(
+            "INSERT OR IGNORE INTO cache (key, outputs, eid, node_id, created_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(e.key, e.outputs, e.eid, e.node_id, e.created_at) for e in batch.cache_entries],
+        )
+    if batch.released:
+        c.executemany(
+            "DELETE FROM cache_reservations WHERE key = ?", [(k,) for k in batch.released]
+        )
+    for r in batch.reservations:
+        row = c.execute(
+            "SELECT owner, expires_at FROM cache_reservations WHERE key = ?", (r.key,)
+        ).fetchone()
+        if row is None or row[0] == r.holder or float(row[1]) < now:
+            c.execute(
+                "INSERT OR REPLACE INTO cache_reservations (key, owner, expires_at) "
+                "VALUES (?, ?, ?)",
+                (r.key, r.holder, r.expires_at),
+            )
+            result.holders[r.key] = r.holder
+        else:
+            result.holders[r.key] = str(row[0])

@@ -59,6 +59,14 @@ class BlobStore:
         """Read the bytes behind a URI of this store."""
         return self.path_of_uri(uri).read_bytes()
 
+    def delete(self, *parts: str) -> None:
+        """Remove a key and everything under it (nothing when it does not exist)."""
+        p = self.path(*parts)
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+
     def folder(self, *parts: str) -> Path:
         """Create (empty) and return a folder under a key."""
         p = self.path(*parts)

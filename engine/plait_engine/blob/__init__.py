@@ -1,0 +1,6 @@
+"""Blobs: large payloads, process-target files and offloaded literals, under one root."""
+
+from plait_engine.blob.local import BlobStore
+from plait_engine.blob.payloads import Payloads, PendingBlob
+
+__all__ = ["BlobStore", "Payloads", "PendingBlob"]

@@ -1,0 +1,263 @@
+"""The journal: every transition becomes records and events in the pass's write batch.
+
+Nothing else writes to the batch of executions: a transition of a node or an execution goes
+through here, which keeps its record, its event and the node counts consistent.
+"""
+
+from __future__ import annotations
+
+import time
+
+from google.protobuf import timestamp_pb2
+from plaitidl.core.v1 import errors_pb2, events_pb2, execution_pb2, literals_pb2
+
+from plait_engine import ids
+from plait_engine.blob import Payloads, PendingBlob
+from plait_engine.scheduler.state import NodeExec, Run
+from plait_engine.store import (
+    CacheEntry,
+    DynamicSpecRecord,
+    ExecutionWrites,
+    NodeRecord,
+    NodeUpdate,
+    Reservation,
+    WriteBatch,
+)
+
+_EP = execution_pb2
+_ACTIVE = ids.ACTIVE_NODE_PHASES
+
+
+def count(run: Run, old: int, new: int, cache_status: int) -> None:
+    """Move a node between the run's counts."""
+    c = run.counts
+    if old in _ACTIVE:
+        c["running"] -= 1
+    if new in _ACTIVE:
+        c["running"] += 1
+    if old == new:
+        return
+    if new == _EP.NODE_PHASE_SUCCEEDED:
+        c["succeeded"] += 1
+        if cache_status == _EP.CACHE_STATUS_HIT:
+            c["cached"] += 1
+    elif new == _EP.NODE_PHASE_FAILED:
+        c["failed"] += 1
+    elif new == _EP.NODE_PHASE_SKIPPED:
+        c["skipped"] += 1
+
+
+def safe_parts(path: str) -> list[str]:
+    """A node path as blob key parts (node ids are path-safe; array instances are numbers)."""
+    return [p.replace(":", "_") or "_" for p in path.split("/")]
+
+
+class Journal:
+    """Collects one pass's writes.
+
+    Args:
+        payloads: Packs large payloads into blobs (written just before the commit).
+        owner: This replica's id (part of every commit's token).
+    """
+
+    def __init__(self, payloads: Payloads, owner: str) -> None:
+        self.payloads = payloads
+        self._owner = owner
+        self._passes = 0
+        self.batch = WriteBatch()
+        self.blobs: list[PendingBlob] = []
+        self._ts: timestamp_pb2.Timestamp | None = None
+        self.now = time.time()
+
+    # -- the batch ---------------------------------------------------------------------
+    def begin(self) -> None:
+        """Start a pass: its transitions share this moment."""
+        self.now = time.time()
+        self._ts = None
+
+    def writes(self, run: Run) -> ExecutionWrites:
+        """The current pass's writes of a run (marks it dirty)."""
+        run.dirty = True
+        return self.batch.of(run.eid, run.record.epoch, f"{self._owner}#{self._passes}")
+
+    def take(self, runs: list[Run]) -> tuple[WriteBatch, list[PendingBlob]]:
+        """The pass's batch and pending blobs; the journal starts a new pass."""
+        for run in runs:
+            if run.dirty:
+                w = self.writes(run)
+                w.counts = dict(run.counts)
+                w.updated_at = self.now
+        batch, blobs = self.batch, self.blobs
+        self.batch = WriteBatch()
+        self.blobs = []
+        self._passes += 1
+        return batch, blobs
+
+    def discard(self, run: Run) -> None:
+        """Forget what the pass wrote of a run (its handling failed midway)."""
+        self.batch.executions.pop(run.eid, None)
+
+    def pack(self, data: bytes, *key: str) -> bytes:
+        """`data` or a pointer to a blob written before the commit."""
+        stored, pending = self.payloads.pack(data, *key)
+        if pending is not None:
+            self.blobs.append(pending)
+        return stored
+
+    def _pack_map(self, m: literals_pb2.LiteralMap | None, run: Run, path: str, what: str) -> bytes:
+        if m is None:
+            return b""
+        return self.pack(m.SerializeToString(), *run.blob_key, *safe_parts(path), what)
+
+    def _event(self, run: Run, ev: events_pb2.ExecutionEvent) -> None:
+        ev.execution_id.project = run.record.project
+        ev.execution_id.domain = run.record.domain
+        ev.execution_id.name = run.record.name
+        if self._ts is None:
+            # Events of one pass commit together: they share the pass's timestamp.
+            self._ts = timestamp_pb2.Timestamp()
+            self._ts.FromNanoseconds(int(self.now * 1e9))
+        ev.occurred_at.CopyFrom(self._ts)
+        self.writes(run).events.append(ev.SerializeToString())
+
+    # -- nodes -------------------------------------------------------------------------
+    def node(
+        self,
+        n: NodeExec,
+        phase: int,
+        *,
+        error: errors_pb2.ExecutionError | None = None,
+        dynamic: events_pb2.DynamicInfo | None = None,
+        emit: bool = True,
+    ) -> None:
+        """A node's transition: its record (inserted once, then updated) and its event."""
+        run = n.frame.run
+        old = n.phase
+        if old == phase and not emit:
+            return
+        count(run, old, phase, n.cache_status)
+        n.phase = phase
+        if not n.created_at:
+            n.created_at = self.now
+        w = self.writes(run)
+        err = error.SerializeToString() if error is not None else b""
+        outputs = self._pack_map(n.outputs, run, n.path, "outputs")
+        if n.persisted:
+            # The record exists: write only what a transition changes (inputs never do).
+            w.node_updates.append(
+                NodeUpdate(
+                    n.path, phase, n.attempt, n.user_failures, n.system_failures, outputs, err,
+                    n.cache_status, n.is_dynamic, n.detail, self.now,
+                )
+            )  # fmt: skip
+        else:
+            n.persisted = True
+            w.nodes.append(
+                NodeRecord(
+                    run.eid, n.path, phase, n.attempt, n.user_failures, n.system_failures,
+                    self._pack_map(n.inputs, run, n.path, "inputs"), outputs, err,
+                    n.cache_status, n.frame.prefix, n.task_key, n.is_dynamic, n.detail,
+                    n.created_at, self.now,
+                )
+            )  # fmt: skip
+        if emit:
+            self._event(run, _node_event(n, phase, old, error, dynamic))
+
+    def skipped(self, parent: NodeExec, local_id: str) -> None:
+        """A branch case that was not taken: recorded SKIPPED, never run."""
+        run = parent.frame.run
+        path = f"{parent.path}/{local_id}"
+        run.counts["total"] += 1
+        run.counts["skipped"] += 1
+        self.writes(run).nodes.append(
+            NodeRecord(
+                run.eid,
+                path,
+                _EP.NODE_PHASE_SKIPPED,
+                parent_id=parent.path,
+                created_at=self.now,
+                updated_at=self.now,
+            )
+        )
+        t = events_pb2.NodeTransition(
+            node_id=path, phase=_EP.NODE_PHASE_SKIPPED, parent_node_id=parent.path
+        )
+        self._event(run, events_pb2.ExecutionEvent(node=t))
+
+    def spec(self, n: NodeExec, closure: bytes, depth: int) -> None:
+        """The compiled spec a generator yielded."""
+        run = n.frame.run
+        stored = self.pack(closure, *run.blob_key, *safe_parts(n.path), "spec")
+        self.writes(run).dynamic_specs.append(DynamicSpecRecord(n.path, stored, depth))
+
+    # -- executions --------------------------------------------------------------------
+    def execution(
+        self,
+        run: Run,
+        phase: int,
+        *,
+        error: errors_pb2.ExecutionError | None = None,
+        outputs: literals_pb2.LiteralMap | None = None,
+    ) -> None:
+        """An execution's transition with its event."""
+        run.phase = phase
+        w = self.writes(run)
+        w.phase = phase
+        if error is not None:
+            w.error = error.SerializeToString()
+        if outputs is not None:
+            w.outputs = self.pack(outputs.SerializeToString(), *run.blob_key, "outputs")
+        transition = events_pb2.ExecutionTransition(phase=phase)  # type: ignore[arg-type]
+        if error is not None:
+            transition.error.CopyFrom(error)
+        self._event(run, events_pb2.ExecutionEvent(execution=transition))
+
+    # -- cache -------------------------------------------------------------------------
+    def cache_entry(self, n: NodeExec, key: str, outputs: literals_pb2.LiteralMap) -> bytes:
+        """Store outputs under a cache key; returns what was stored (a pointer when large)."""
+        stored = self.pack(outputs.SerializeToString(), "cache")
+        self.batch.cache_entries.append(CacheEntry(key, stored, n.frame.run.eid, n.path, self.now))
+        return stored
+
+    def reserve(self, key: str, holder: str, ttl: float) -> None:
+        """Ask for a cache key's serialization reservation (granted or not at commit)."""
+        self.batch.reservations.append(Reservation(key, holder, self.now + ttl))
+
+    def release(self, key: str) -> None:
+        """Give a cache key's serialization reservation back."""
+        self.batch.released.append(key)
+
+
+def _node_event(
+    n: NodeExec,
+    phase: int,
+    old: int,
+    error: errors_pb2.ExecutionError | None,
+    dynamic: events_pb2.DynamicInfo | None,
+) -> events_pb2.ExecutionEvent:
+    # Built in place: the constructor-with-kwargs form costs twice as much, and every node
+    # emits several of these.
+    ev = events_pb2.ExecutionEvent()
+    t = ev.node
+    t.node_id = n.path
+    t.phase = phase  # type: ignore[assignment]
+    if n.attempt:
+        t.attempt = n.attempt
+    if n.cache_status:
+        t.cache_status = n.cache_status  # type: ignore[assignment]
+    if n.frame.prefix:
+        t.parent_node_id = n.frame.prefix
+    if error is not None:
+        t.error.CopyFrom(error)
+    if dynamic is not None:
+        t.dynamic.CopyFrom(dynamic)
+    if n.task is not None and (phase == _EP.NODE_PHASE_RUNNING or old == 0):
+        # Once per attempt is enough to tell which task a node runs.
+        t.task_id.CopyFrom(n.task.id)
+    if n.worker:
+        t.worker_id = n.worker
+    if n.started_at and phase != _EP.NODE_PHASE_RUNNING:
+        whole = int(n.started_at)
+        t.started_at.seconds = whole
+        t.started_at.nanos = int((n.started_at - whole) * 1e9)
+    return ev

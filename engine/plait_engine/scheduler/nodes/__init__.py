@@ -1,0 +1,1 @@
+"""One handler per node kind, behind the `Graph` / `NodeHandler` protocols of `base`."""

@@ -1,0 +1,286 @@
+"""Task nodes: cache lookups, attempts dispatched to executors, results, retries and
+deadlines. The attempts in flight are this handler's state."""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections.abc import Callable
+
+from plaitidl.core.v1 import (
+    dynamic_job_pb2,
+    errors_pb2,
+    execution_pb2,
+    literals_pb2,
+    tasks_pb2,
+)
+
+from plait_engine import ids, type_check
+from plait_engine.executors import Dispatch, Executor, Result, system_error
+from plait_engine.scheduler import cache, retries
+from plait_engine.scheduler.journal import safe_parts
+from plait_engine.scheduler.nodes.base import Graph, user_error
+from plait_engine.scheduler.nodes.dynamic import DynamicHandler
+from plait_engine.scheduler.state import NodeExec, Run
+from plait_engine.store import CacheEntry, NodeRecord
+
+log = logging.getLogger("plait.scheduler")
+_EP = execution_pb2
+ExecutorFor = Callable[[tasks_pb2.TaskTemplate], Executor | None]
+
+
+class TaskHandler:
+    """Runs task nodes.
+
+    Attributes:
+        assignments: Attempts in flight by assignment id.
+        to_dispatch: Attempts to hand to executors once the pass committed.
+        to_cancel: Attempts to withdraw once the pass committed.
+        lookups: Nodes waiting for a cache lookup (done by the loop, between steps).
+        reserving: Nodes that asked for a cache reservation in this pass.
+        granted: Nodes whose reservation was granted, to dispatch on the next pass.
+        waiters: Nodes waiting for another node's serialized computation.
+        ignored_results: Results that no longer matched an attempt in flight.
+    """
+
+    def __init__(self, graph: Graph, executor_for: ExecutorFor, dynamic: DynamicHandler) -> None:
+        self._g = graph
+        self._executor_for = executor_for
+        self._dynamic = dynamic
+        self.assignments: dict[str, NodeExec] = {}
+        self._deadlines: list[tuple[float, str, int]] = []
+        self.to_dispatch: list[tuple[Executor, Dispatch]] = []
+        self.to_cancel: list[tuple[Executor, str]] = []
+        self.lookups: list[NodeExec] = []
+        self.reserving: list[NodeExec] = []
+        self.granted: list[NodeExec] = []
+        self.waiters = cache.Waiters()
+        self.ignored_results = 0
+
+    # -- starting ----------------------------------------------------------------------
+    def begin(self, n: NodeExec, recovered: NodeRecord | None) -> None:
+        """Find the task; resume a stored spec, look the cache up, or dispatch."""
+        task = n.frame.templates.task(n.node.task_node.task_id)
+        if task is None:
+            key = ids.id_key(n.node.task_node.task_id)
+            self._g.fail(n, user_error("TaskNotFound", f"node {n.path!r}: task {key} not found"))
+            return
+        n.task = task
+        n.task_key = ids.id_key(task.id)
+        if recovered is not None and recovered.phase == _EP.NODE_PHASE_DYNAMIC_RUNNING:
+            spec = n.frame.run.specs.get(n.path)
+            if spec is not None:
+                # The generator already yielded; run its stored sub-graph, don't ask again.
+                self._dynamic.resume(n, spec)
+                return
+        if cache.cacheable(n):
+            n.cache_key = cache.key(task, n.inputs or literals_pb2.LiteralMap(), n.node)
+            self.lookups.append(n)
+            return
+        self.dispatch(n)
+
+    def on_lookups(self, nodes: list[NodeExec], found: dict[str, CacheEntry], outputs: dict[
+            str, literals_pb2.LiteralMap]) -> None:  # fmt: skip
+        """Cache lookups came back: serve hits, reserve serialized misses, run the rest."""
+        for n in nodes:
+            if not n.live:
+                continue
+            assert n.cache_key is not None
+            if n.cache_key in found:
+                n.cache_status = _EP.CACHE_STATUS_HIT
+                n.outputs = outputs[n.cache_key]
+                self._g.succeed(n)
+            elif cache.serialized(n):
+                self._g.journal.reserve(
+                    n.cache_key, cache.holder(n), self._g.config.reservation_ttl
+                )
+                self.reserving.append(n)
+            else:
+                n.cache_status = _EP.CACHE_STATUS_MISS
+                self.dispatch(n)
+
+    def on_holders(self, holders: dict[str, str]) -> None:
+        """The commit decided reservations: holders compute, the others wait."""
+        nodes, self.reserving = self.reserving, []
+        for n in nodes:
+            if not n.live or n.cache_key is None:
+                continue
+            if holders.get(n.cache_key) == cache.holder(n):
+                n.cache_status = _EP.CACHE_STATUS_MISS
+                self.granted.append(n)
+            else:
+                n.cache_status = _EP.CACHE_STATUS_WAITING
+                if n.phase != _EP.NODE_PHASE_QUEUED:
+                    self._g.journal.node(n, _EP.NODE_PHASE_QUEUED)
+                self.waiters.add(n)
+
+    def dispatch_granted(self) -> None:
+        """Dispatch the nodes whose reservation the last commit granted."""
+        nodes, self.granted = self.granted, []
+        for n in nodes:
+            if n.live:
+                self.dispatch(n)
+
+    def dispatch(self, n: NodeExec) -> None:
+        """Start an attempt: record RUNNING now, hand it to its executor after the commit."""
+        assert n.task is not None and n.inputs is not None
+        executor = self._executor_for(n.task)
+        if executor is None:
+            self._g.fail(n, system_error("NoExecutor", f"no executor can run task {n.task_key}"))
+            return
+        n.attempt += 1
+        run = n.frame.run
+        n.assignment_id = f"{run.eid}:{n.path}:{n.attempt}"
+        limit = retries.timeout(n, self._g.config.default_timeout)
+        n.deadline = self._g.journal.now + limit if limit else None
+        self.assignments[n.assignment_id] = n
+        if n.deadline is not None:
+            heapq.heappush(self._deadlines, (n.deadline, n.assignment_id, n.attempt))
+        n.started_at = 0.0
+        n.worker = ""
+        self._g.journal.node(n, _EP.NODE_PHASE_RUNNING)
+        parts = (*run.blob_key, *safe_parts(n.path), f"attempt-{n.attempt}")
+        self.to_dispatch.append(
+            (
+                executor,
+                Dispatch(
+                    assignment_id=n.assignment_id,
+                    attempt=n.attempt,
+                    task=n.task,
+                    task_key=n.task_key,
+                    inputs=n.inputs,
+                    deadline=n.deadline,
+                    execution=run.key,
+                    node_id=n.path,
+                    blob_parts=parts if n.task.HasField("process") else (),
+                ),
+            )
+        )
+
+    # -- results -----------------------------------------------------------------------
+    def attempt_of(self, r: Result) -> NodeExec | None:
+        """The node a result answers, or None when it is stale (counted and logged)."""
+        n = self.assignments.get(r.assignment_id)
+        if n is None or n.attempt != r.attempt or n.phase != _EP.NODE_PHASE_RUNNING:
+            self.ignored_results += 1
+            log.info("ignored stale result for %s attempt %d", r.assignment_id, r.attempt)
+            return None
+        return n
+
+    def on_result(self, n: NodeExec, r: Result) -> None:
+        """Apply a result of the node's attempt in flight."""
+        del self.assignments[r.assignment_id]
+        n.assignment_id = None
+        n.worker = r.worker_id
+        n.started_at = r.started_at
+        n.deadline = None
+        outcome = r.outcome
+        if isinstance(outcome, errors_pb2.ExecutionError):
+            self.attempt_failed(n, outcome)
+        elif isinstance(outcome, dynamic_job_pb2.DynamicJobSpec):
+            self._dynamic.on_spec(n, outcome)
+        else:
+            problem = None if r.checked else _check_outputs(n.task, outcome)
+            if problem:
+                self._g.fail(n, user_error("BadOutputs", f"node {n.path!r}: {problem}"))
+                return
+            n.outputs = outcome
+            if n.cache_key is not None:
+                n.cache_status = _EP.CACHE_STATUS_POPULATED
+            self._g.succeed(n)
+
+    def attempt_failed(self, n: NodeExec, err: errors_pb2.ExecutionError) -> None:
+        """Retry within the budget, else fail the node."""
+        if not err.node_id:
+            err.node_id = n.path
+        if retries.should_retry(n, err, self._g.config.system_retries):
+            self._g.journal.node(n, _EP.NODE_PHASE_RETRYING, error=err)
+            self.dispatch(n)
+        else:
+            self._g.fail(n, err)
+
+    def check_deadlines(self, now: float) -> None:
+        """Time out attempts past their deadline (a recoverable error)."""
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, aid, attempt = heapq.heappop(self._deadlines)
+            n = self.assignments.get(aid)
+            if n is None or n.attempt != attempt or n.phase != _EP.NODE_PHASE_RUNNING:
+                continue
+            self.withdraw(n)
+            limit = retries.timeout(n, self._g.config.default_timeout)
+            self.attempt_failed(
+                n,
+                user_error(
+                    "Timeout",
+                    f"attempt {attempt} of node {n.path!r} exceeded its timeout of {limit:g}s",
+                    recoverable=True,
+                ),
+            )
+
+    def next_deadline(self) -> float | None:
+        """When the earliest attempt in flight times out."""
+        return self._deadlines[0][0] if self._deadlines else None
+
+    # -- completion --------------------------------------------------------------------
+    def on_success(self, n: NodeExec) -> None:
+        """Store a computed cache entry; serve the nodes waiting for it."""
+        if n.cache_key is None or n.cache_status != _EP.CACHE_STATUS_POPULATED:
+            return
+        assert n.outputs is not None
+        self._g.journal.cache_entry(n, n.cache_key, n.outputs)
+        if cache.serialized(n):
+            self._g.journal.release(n.cache_key)
+            for w in self.waiters.pop(n.cache_key):
+                if w.live:
+                    w.cache_status = _EP.CACHE_STATUS_HIT
+                    w.outputs = n.outputs
+                    self._g.succeed(w)
+
+    def on_failure(self, n: NodeExec) -> None:
+        """Release a reservation the node held: a waiter takes it over on its next look."""
+        if n.cache_key is not None and cache.serialized(n):
+            self._g.journal.release(n.cache_key)
+
+    def withdraw(self, n: NodeExec) -> None:
+        """Forget the node's attempt in flight and ask its executor to stop it."""
+        aid = n.assignment_id
+        if aid is None:
+            return
+        self.assignments.pop(aid, None)
+        n.assignment_id = None
+        if n.task is not None:
+            ex = self._executor_for(n.task)
+            if ex is not None:
+                self.to_cancel.append((ex, aid))
+
+    def forget(self, run: Run) -> None:
+        """Drop every trace of a run (it finished, failed internally or was lost)."""
+        for n in list(self.assignments.values()):
+            if n.frame.run is run:
+                self.withdraw(n)
+        self.to_dispatch = [(ex, d) for ex, d in self.to_dispatch if _eid(d) != run.eid]
+        self.lookups = [n for n in self.lookups if n.frame.run is not run]
+        self.reserving = [n for n in self.reserving if n.frame.run is not run]
+        self.granted = [n for n in self.granted if n.frame.run is not run]
+
+
+def _eid(d: Dispatch) -> int:
+    return int(d.assignment_id.split(":", 1)[0])
+
+
+def _check_outputs(
+    task: tasks_pb2.TaskTemplate | None, outputs: literals_pb2.LiteralMap
+) -> str | None:
+    if task is None:
+        return None
+    declared = [v.name for v in task.interface.outputs.variables]
+    missing = [v for v in declared if v not in outputs.literals]
+    if missing:
+        return f"the task returned no value for output(s) {missing}"
+    extra = [k for k in outputs.literals if k not in declared]
+    if extra:
+        return f"the task returned undeclared output(s) {sorted(extra)}"
+    for v in task.interface.outputs.variables:
+        if not type_check.literal_matches(outputs.literals[v.name], v.type):
+            return f"output {v.name!r} does not match its declared type"
+    return None

@@ -1,0 +1,263 @@
+"""The scheduler's in-memory state: runs, frames (running graphs) and nodes.
+
+A `Run` is an execution this replica drives. Its graphs are `Frame`s: the root workflow, a
+subworkflow, a dynamic sub-graph, the case a branch took, or the instances of an array node.
+A `NodeExec` is one node of a frame. Kind-specific state (an array's queue of waiting
+instances, say) is owned by that kind's handler and hangs off `Frame.kind_state`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Protocol, TypeVar
+
+from plaitidl.core.v1 import (
+    dynamic_job_pb2,
+    identifier_pb2,
+    literals_pb2,
+    tasks_pb2,
+    workflow_pb2,
+)
+
+from plait_engine import ids
+from plait_engine.store import DynamicSpecRecord, ExecutionRecord, NodeRecord, zero_counts
+
+_T = TypeVar("_T")
+
+
+class Templates:
+    """The templates a graph may reference, by key (from a compiled closure)."""
+
+    def __init__(self, closure: dynamic_job_pb2.DynamicJobSpec) -> None:
+        self.tasks = {ids.id_key(t.id): t for t in closure.tasks}
+        self.workflows = {ids.id_key(w.id): w for w in closure.subworkflows}
+        self.launch_plans = {ids.id_key(lp.id): lp for lp in closure.launch_plans}
+
+    def task(self, id: identifier_pb2.Identifier) -> tasks_pb2.TaskTemplate | None:
+        """A task by identifier."""
+        return _find(self.tasks, id)
+
+    def workflow(self, id: identifier_pb2.Identifier) -> workflow_pb2.WorkflowTemplate | None:
+        """A workflow by identifier."""
+        return _find(self.workflows, id)
+
+    def launch_plan(self, id: identifier_pb2.Identifier) -> workflow_pb2.LaunchPlan | None:
+        """A launch plan by identifier."""
+        return _find(self.launch_plans, id)
+
+    def merged(self, closure: dynamic_job_pb2.DynamicJobSpec) -> Templates:
+        """These templates with a spec's closure on top (a dynamic sub-graph's view)."""
+        out = Templates(closure)
+        for mine, theirs in (
+            (self.tasks, out.tasks),
+            (self.workflows, out.workflows),
+            (self.launch_plans, out.launch_plans),
+        ):
+            for k, v in mine.items():
+                theirs.setdefault(k, v)  # type: ignore[arg-type]
+        return out
+
+
+def _find(by_key: dict[str, _T], id: identifier_pb2.Identifier) -> _T | None:
+    found = by_key.get(ids.id_key(id))
+    if found is None and not id.version:
+        # A reference without a version means the newest: the compiler put the version it
+        # resolved into the closure.
+        prefix = ids.name_prefix(id)
+        matches = [v for k, v in by_key.items() if k.startswith(prefix)]
+        found = matches[-1] if matches else None
+    return found
+
+
+class FrameHooks(Protocol):
+    """A frame whose progress its kind's handler drives (array instances)."""
+
+    def node_ended(self, frame: Frame, n: NodeExec) -> None:
+        """A node of the frame succeeded or failed within the frame's tolerance."""
+
+    def outputs(self, frame: Frame) -> literals_pb2.LiteralMap:
+        """The frame's outputs once every node ended."""
+
+
+class NodeExec:
+    """The in-memory state of one node."""
+
+    __slots__ = (
+        "assignment_id",
+        "attempt",
+        "cache_key",
+        "cache_status",
+        "child",
+        "created_at",
+        "deadline",
+        "detail",
+        "downstream",
+        "frame",
+        "inputs",
+        "is_dynamic",
+        "local_id",
+        "node",
+        "outputs",
+        "path",
+        "pending",
+        "persisted",
+        "phase",
+        "preset_inputs",
+        "started_at",
+        "system_failures",
+        "task",
+        "task_key",
+        "user_failures",
+        "worker",
+    )
+
+    def __init__(self, frame: Frame, local_id: str, node: workflow_pb2.Node) -> None:
+        self.frame = frame
+        self.local_id = local_id
+        self.node = node
+        self.path = frame.path(local_id)
+        self.downstream: list[NodeExec] = []
+        self.pending = 0  # upstream nodes not yet succeeded
+        self.phase = 0
+        self.attempt = 0
+        self.user_failures = 0
+        self.system_failures = 0
+        self.inputs: literals_pb2.LiteralMap | None = None
+        self.preset_inputs: literals_pb2.LiteralMap | None = None
+        self.outputs: literals_pb2.LiteralMap | None = None
+        self.child: Frame | None = None
+        self.task: tasks_pb2.TaskTemplate | None = None
+        self.task_key = ""
+        self.cache_key: str | None = None
+        self.cache_status = 0
+        self.assignment_id: str | None = None
+        self.deadline: float | None = None
+        self.is_dynamic = False
+        self.detail = ""
+        self.created_at = 0.0
+        self.worker = ""  # the worker that answered the last attempt
+        self.persisted = False  # whether the store has this node's record (with its inputs)
+        self.started_at = 0.0  # when the last attempt started on its worker (0: unknown)
+
+    @property
+    def run(self) -> Run:
+        """The run the node belongs to."""
+        return self.frame.run
+
+    @property
+    def live(self) -> bool:
+        """Whether the node's run and frame still go on."""
+        run = self.frame.run
+        return not self.frame.done and not run.terminal and not run.detached
+
+
+class Frame:
+    """One running instance of a graph.
+
+    Attributes:
+        run: The run.
+        owner: The node that started the frame (None for the root workflow).
+        prefix: Path prefix of the frame's nodes ("" at the root).
+        inputs: Inputs of the graph (what ``start-node`` bindings read).
+        templates: The templates the graph may reference.
+        depth: Dynamic nesting depth.
+        outer: For a branch case, the enclosing frame (it reads unknown node ids from there).
+        nodes: The frame's nodes by local id.
+        outputs: The graph's output bindings.
+        remaining: Nodes not yet finished.
+        done: Whether the frame finished (succeeded, failed or was aborted).
+        tolerance: How many nodes may end without success before the frame fails (array nodes
+            with a success ratio, dynamic specs with `min_successes`).
+        unsuccessful: Nodes that ended without success so far.
+        kind_state: State owned by the handler of the node kind that started the frame.
+    """
+
+    __slots__ = (
+        "depth",
+        "done",
+        "inputs",
+        "kind_state",
+        "nodes",
+        "outer",
+        "outputs",
+        "owner",
+        "prefix",
+        "remaining",
+        "run",
+        "templates",
+        "tolerance",
+        "unsuccessful",
+    )
+
+    def __init__(
+        self,
+        run: Run,
+        owner: NodeExec | None,
+        inputs: literals_pb2.LiteralMap,
+        templates: Templates,
+        depth: int,
+        outer: Frame | None = None,
+    ) -> None:
+        self.run = run
+        self.owner = owner
+        self.prefix = owner.path if owner is not None else ""
+        self.inputs = inputs
+        self.templates = templates
+        self.depth = depth
+        self.outer = outer
+        self.nodes: dict[str, NodeExec] = {}
+        self.outputs: Sequence[literals_pb2.Binding] = ()
+        self.remaining = 0
+        self.done = False
+        self.tolerance = 0
+        self.unsuccessful = 0
+        self.kind_state: FrameHooks | None = None
+
+    def path(self, local_id: str) -> str:
+        """The execution-wide path of a node of this frame."""
+        return f"{self.prefix}/{local_id}" if self.prefix else local_id
+
+
+class Run:
+    """An execution this replica drives.
+
+    Attributes:
+        record: The execution's record (phase, epoch, counts as of the last commit).
+        recovered: Node records loaded at adoption, consumed as the graph is walked again.
+        specs: Stored dynamic specs by node path (recovery).
+        root: The root frame, once started.
+        counts: Live node counts.
+        finished: Set once the execution's terminal phase is committed.
+        dirty: Whether the current pass changed it.
+        phase: The execution's phase in this replica's view (committed or about to be).
+        detached: Whether this replica stopped driving it (ownership lost).
+    """
+
+    def __init__(self, record: ExecutionRecord) -> None:
+        self.record = record
+        self.key = record.key
+        self.recovered: dict[str, NodeRecord] = {}
+        self.specs: dict[str, DynamicSpecRecord] = {}
+        self.root: Frame | None = None
+        self.counts = zero_counts()  # walking the graph again counts every node
+        self.finished = asyncio.Event()
+        self.dirty = False
+        self.phase = record.phase
+        self.detached = False
+
+    @property
+    def blob_key(self) -> tuple[str, str, str, str]:
+        """The blob key parts everything of this execution is stored under."""
+        r = self.record
+        return ("executions", r.project, r.domain, r.name)
+
+    @property
+    def eid(self) -> int:
+        """The store's id of the execution."""
+        return self.record.eid
+
+    @property
+    def terminal(self) -> bool:
+        """Whether the execution reached a terminal phase in this replica's view."""
+        return self.phase in ids.TERMINAL_EXECUTION_PHASES

@@ -1,0 +1,408 @@
+"""Starting, observing, stopping and deleting executions."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+
+from plaitidl.core.v1 import (
+    dynamic_job_pb2,
+    events_pb2,
+    execution_pb2,
+    identifier_pb2,
+    interface_pb2,
+    literals_pb2,
+    tasks_pb2,
+    workflow_pb2,
+)
+
+from plait_engine import compiler, ids
+from plait_engine.blob import Payloads
+from plait_engine.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+)
+from plait_engine.scheduler import Scheduler
+from plait_engine.scheduler.ownership import describe_owner
+from plait_engine.store import (
+    Conflict,
+    ExecutionFilter,
+    ExecutionPayload,
+    ExecutionRecord,
+    NodeRecord,
+    Store,
+    TemplateKind,
+)
+from plait_engine.templates import TemplateSource, compile_resolving
+
+_EP = execution_pb2
+_WATCH_PAGE = 5000
+# How often a waiter looks at the store even without a local signal: another replica may be
+# driving the execution.
+_POLL = 1.0
+
+
+@dataclass
+class NodeData:
+    """A node's resolved inputs and its outputs."""
+
+    inputs: literals_pb2.LiteralMap
+    outputs: literals_pb2.LiteralMap
+
+
+class ExecutionsService:
+    """The execution use cases of one engine replica.
+
+    Args:
+        store: The store.
+        payloads: Large payloads.
+        source: Registered templates.
+        scheduler: This replica's scheduler (new executions start on it).
+        limits: What the compiler accepts.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        payloads: Payloads,
+        source: TemplateSource,
+        scheduler: Scheduler,
+        limits: compiler.Limits,
+    ) -> None:
+        self._store = store
+        self._payloads = payloads
+        self._source = source
+        self._scheduler = scheduler
+        self._limits = limits
+
+    # -- creating ----------------------------------------------------------------------
+    async def _target(
+        self,
+        workflow_id: identifier_pb2.Identifier | None,
+        launch_plan_id: identifier_pb2.Identifier | None,
+    ) -> tuple[workflow_pb2.WorkflowTemplate, workflow_pb2.LaunchPlan | None]:
+        lp: workflow_pb2.LaunchPlan | None = None
+        if launch_plan_id is not None:
+            found = await self._source.get(TemplateKind.LAUNCH_PLAN, launch_plan_id)
+            if not isinstance(found, workflow_pb2.LaunchPlan):
+                raise NotFound(f"launch plan {ids.id_key(launch_plan_id)} is not registered")
+            lp = found
+            workflow_id = lp.workflow_id
+        if workflow_id is None:
+            raise InvalidArgument(
+                "a workflow_id or a launch_plan_id is required",
+                [FieldViolation("target", "set workflow_id or launch_plan_id")],
+            )
+        wf = await self._source.get(TemplateKind.WORKFLOW, workflow_id)
+        if not isinstance(wf, workflow_pb2.WorkflowTemplate):
+            raise NotFound(f"workflow {ids.id_key(workflow_id)} is not registered")
+        return wf, lp
+
+    async def create(
+        self,
+        *,
+        workflow_id: identifier_pb2.Identifier | None = None,
+        launch_plan_id: identifier_pb2.Identifier | None = None,
+        inputs: literals_pb2.LiteralMap | None = None,
+        request_id: str = "",
+        project: str = "",
+        domain: str = "",
+        name: str = "",
+        labels: Mapping[str, str] | None = None,
+    ) -> ExecutionRecord:
+        """Check the inputs, store a new execution owned by this replica and start it (see
+        `ExecutionService.CreateExecution`; a repeated `request_id` returns the first)."""
+        wf, lp = await self._target(workflow_id, launch_plan_id)
+        defaults = interface_pb2.ParameterMap()
+        defaults.CopyFrom(wf.defaults)
+        if lp is not None:
+            by_name = {p.var.name: i for i, p in enumerate(defaults.parameters)}
+            for p in lp.default_inputs.parameters:
+                if p.var.name in by_name:
+                    defaults.parameters[by_name[p.var.name]].CopyFrom(p)
+                else:
+                    defaults.parameters.add().CopyFrom(p)
+        limits = self._limits
+        closure = await compile_resolving(
+            self._source, lambda r: compiler.compile_workflow(wf, r, limits)
+        )
+        resolved = compiler.resolve_execution_inputs(
+            wf.interface,
+            defaults,
+            inputs or literals_pb2.LiteralMap(),
+            lp.fixed_inputs if lp is not None else None,
+        )
+        now = time.time()
+        record = ExecutionRecord(
+            eid=0,
+            project=project or wf.id.project,
+            domain=domain or wf.id.domain,
+            name=name or ("x" + secrets.token_hex(8)),
+            workflow_key=ids.id_key(wf.id),
+            launch_plan_key=ids.id_key(lp.id) if lp is not None else "",
+            phase=_EP.EXECUTION_PHASE_QUEUED,
+            created_at=now,
+            updated_at=now,
+            request_id=request_id,
+            labels=dict(labels or {}),
+            owner=self._scheduler.owner,
+            epoch=1,
+            lease_expires_at=now + self._scheduler.config.lease,
+        )
+        key = ("executions", record.project, record.domain, record.name)
+        payload = await asyncio.to_thread(
+            lambda: ExecutionPayload(
+                closure=self._payloads.pack_now(closure.SerializeToString(), *key, "closure"),
+                workflow=wf.SerializeToString(),
+                inputs=self._payloads.pack_now(resolved.SerializeToString(), *key, "inputs"),
+            )
+        )
+        first = events_pb2.ExecutionEvent(
+            execution=events_pb2.ExecutionTransition(phase=_EP.EXECUTION_PHASE_QUEUED)
+        )
+        first.execution_id.project = record.project
+        first.execution_id.domain = record.domain
+        first.execution_id.name = record.name
+        first.occurred_at.FromNanoseconds(int(now * 1e9))
+        try:
+            stored, created = await self._store.create_execution(
+                record, payload, first.SerializeToString()
+            )
+        except Conflict:
+            raise AlreadyExists(f"execution {record.key} already exists") from None
+        if created:
+            self._scheduler.adopt(stored)
+        return stored
+
+    async def resume(self, rec: ExecutionRecord) -> ExecutionRecord:
+        """Drive an unfinished execution here (the embedded runner's ``--resume``).
+
+        Raises:
+            FailedPrecondition: Another live engine process drives it.
+        """
+        if rec.terminal or self._scheduler.run_of(rec.eid) is not None:
+            return rec
+        if await self._scheduler.claim(rec) is None:
+            raise FailedPrecondition(
+                f"execution {rec.name} is being run by {describe_owner(rec)}; wait for it, or "
+                "stop that process first"
+            )
+        return rec
+
+    # -- reading -----------------------------------------------------------------------
+    async def get(self, project: str, domain: str, name: str) -> ExecutionRecord:
+        """The stored state of an execution.
+
+        Raises:
+            NotFound: There is no such execution.
+        """
+        project, domain = project or ids.DEFAULT_PROJECT, domain or ids.DEFAULT_DOMAIN
+        rec = await self._store.get_execution(project, domain, name)
+        if rec is None:
+            raise NotFound(f"execution {project}/{domain}/{name} does not exist")
+        return rec
+
+    async def by_eid(self, eid: int) -> ExecutionRecord:
+        """The stored state of an execution by its store id."""
+        rec = await self._store.get_execution_by_eid(eid)
+        if rec is None:
+            raise NotFound(f"execution {eid} does not exist")
+        return rec
+
+    def counts(self, rec: ExecutionRecord) -> dict[str, int]:
+        """Node counts: live when this replica drives it, as of the last commit otherwise."""
+        run = self._scheduler.run_of(rec.eid)
+        return dict(run.counts) if run is not None else dict(rec.counts)
+
+    async def list_executions(
+        self, where: ExecutionFilter, limit: int, before_eid: int = 0
+    ) -> list[ExecutionRecord]:
+        """Executions matching `where`, newest first (keyset paging by eid)."""
+        return await self._store.list_executions(where, limit, before_eid)
+
+    async def payload(self, rec: ExecutionRecord) -> ExecutionPayload:
+        """The execution's closure, workflow, inputs and outputs (blobs resolved)."""
+        p = await self._store.get_payload(rec.eid)
+        if p is None:
+            raise NotFound(f"execution {rec.name} does not exist")
+        load = self._payloads.load
+        return ExecutionPayload(
+            await load(p.closure), p.workflow, await load(p.inputs), await load(p.outputs)
+        )
+
+    async def data(
+        self, rec: ExecutionRecord
+    ) -> tuple[literals_pb2.LiteralMap, literals_pb2.LiteralMap]:
+        """The inputs (defaults applied) and the outputs (empty until SUCCEEDED)."""
+        p = await self.payload(rec)
+        return (
+            literals_pb2.LiteralMap.FromString(p.inputs),
+            literals_pb2.LiteralMap.FromString(p.outputs),
+        )
+
+    async def node(self, rec: ExecutionRecord, node_id: str) -> NodeRecord:
+        """One node's record.
+
+        Raises:
+            NotFound: The execution has no such node.
+        """
+        node = await self._store.get_node(rec.eid, node_id)
+        if node is None:
+            raise NotFound(f"execution {rec.name} has no node {node_id!r}")
+        return node
+
+    async def nodes(
+        self, rec: ExecutionRecord, parent_id: str | None, limit: int, after: str = ""
+    ) -> list[NodeRecord]:
+        """Node records in id order (children of `parent_id` when it is set)."""
+        return await self._store.list_nodes(rec.eid, parent_id, limit, after)
+
+    async def node_data(self, rec: ExecutionRecord, node_id: str) -> NodeData:
+        """A node's resolved inputs and its outputs."""
+        node = await self.node(rec, node_id)
+        load = self._payloads.load
+        return NodeData(
+            literals_pb2.LiteralMap.FromString(await load(node.inputs)),
+            literals_pb2.LiteralMap.FromString(await load(node.outputs)),
+        )
+
+    async def dynamic_spec(
+        self, rec: ExecutionRecord, node_id: str
+    ) -> tuple[dynamic_job_pb2.DynamicJobSpec, tasks_pb2.TaskTemplate | None]:
+        """The compiled spec a node yielded and its generator task.
+
+        Raises:
+            NotFound: The node yielded no spec.
+        """
+        node = await self.node(rec, node_id)
+        spec = await self._store.get_dynamic_spec(rec.eid, node_id)
+        if spec is None:
+            raise NotFound(f"node {node_id!r} of execution {rec.name} yielded no dynamic spec")
+        closure = dynamic_job_pb2.DynamicJobSpec.FromString(await self._payloads.load(spec.closure))
+        generator = None
+        if node.task_key:
+            found = await self._source.get(TemplateKind.TASK, _key_id(node.task_key))
+            generator = found if isinstance(found, tasks_pb2.TaskTemplate) else None
+            if generator is None:
+                generator = await self._generator_in_closures(rec, node.task_key)
+        return closure, generator
+
+    async def _generator_in_closures(
+        self, rec: ExecutionRecord, key: str
+    ) -> tasks_pb2.TaskTemplate | None:
+        payload = await self.payload(rec)
+        bodies = [payload.closure]
+        bodies += [
+            await self._payloads.load(s.closure) for s in await self._store.dynamic_specs(rec.eid)
+        ]
+        for body in bodies:
+            for task in dynamic_job_pb2.DynamicJobSpec.FromString(body).tasks:
+                if ids.id_key(task.id) == key:
+                    return task
+        return None
+
+    # -- changing ----------------------------------------------------------------------
+    async def terminate(self, rec: ExecutionRecord, reason: str) -> ExecutionRecord:
+        """Ask for the execution to be aborted (durable: the owner applies it, whichever
+        replica that is); no-op when it has ended."""
+        if rec.terminal:
+            return rec
+        reason = reason or "terminated by request"
+        updated = await self._store.request_termination(rec.eid, reason)
+        if updated is None:
+            raise NotFound(f"execution {rec.name} does not exist")
+        if self._scheduler.run_of(rec.eid) is not None:
+            self._scheduler.terminate(rec.eid, reason)
+        return updated
+
+    async def delete(self, rec: ExecutionRecord) -> None:
+        """Delete a finished execution with its nodes, events and payloads.
+
+        Raises:
+            FailedPrecondition: It has not finished (terminate it first).
+        """
+        try:
+            deleted = await self._store.delete_execution(rec.eid)
+        except Conflict:
+            raise FailedPrecondition(
+                f"execution {rec.name} has not finished: terminate it before deleting it"
+            ) from None
+        if not deleted:
+            raise NotFound(f"execution {rec.name} does not exist")
+        blobs = self._payloads.blobs
+        await asyncio.to_thread(
+            blobs.delete, "payloads", "executions", rec.project, rec.domain, rec.name
+        )
+        await asyncio.to_thread(blobs.delete, "executions", rec.project, rec.domain, rec.name)
+
+    # -- waiting -----------------------------------------------------------------------
+    async def wait(
+        self,
+        rec: ExecutionRecord,
+        timeout: float | None = None,
+        *,
+        on_change: Callable[[ExecutionRecord], None] | None = None,
+    ) -> ExecutionRecord:
+        """Wait until the execution is terminal; return its final record.
+
+        `on_change` is called with the current record after each commit that touched it.
+        """
+        ev = self._scheduler.watch(rec.eid)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while True:
+                ev.clear()
+                current = await self.by_eid(rec.eid)
+                if on_change is not None:
+                    on_change(current)
+                if current.terminal:
+                    return current
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(f"execution {rec.name} did not finish in time")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ev.wait(), min(remaining or _POLL, _POLL))
+        finally:
+            self._scheduler.unwatch(rec.eid, ev)
+
+    async def watch(
+        self, rec: ExecutionRecord, after_seq: int, *, timeout: float | None = None
+    ) -> AsyncIterator[list[events_pb2.ExecutionEvent]]:
+        """Yield batches of committed events after `after_seq` until the execution ends."""
+        ev = self._scheduler.watch(rec.eid)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            seq = after_seq
+            while True:
+                ev.clear()
+                rows = await self._store.events(rec.eid, seq, _WATCH_PAGE)
+                if rows:
+                    seq = rows[-1][0]
+                    yield [events_pb2.ExecutionEvent.FromString(b) for _, b in rows]
+                    if len(rows) == _WATCH_PAGE:
+                        continue
+                current = await self._store.get_execution_by_eid(rec.eid)
+                if current is None or (current.terminal and current.last_seq <= seq):
+                    return
+                if rows:
+                    continue
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(f"execution {rec.name} did not finish in time")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ev.wait(), min(remaining or _POLL, _POLL))
+        finally:
+            self._scheduler.unwatch(rec.eid, ev)
+
+
+def _key_id(key: str) -> identifier_pb2.Identifier:
+    found = ids.key_to_id(key)
+    assert found is not None
+    return found

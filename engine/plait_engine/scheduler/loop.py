@@ -38,7 +38,13 @@ from plait_engine.templates import TemplateSource
 
 log = logging.getLogger("plait.scheduler")
 _T = TypeVar("_T")
-_COMMIT_BACKOFF = (0.05, 0.2, 1.0, 2.0)
+# Waits between attempts of a failing commit; after the last, executions are committed one by
+# one to find one whose writes the store refuses for good.
+_COMMIT_BACKOFF = (0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 1.0, 2.0)
+# Attempts of one execution's own commit before it is failed alone.
+_ALONE_ATTEMPTS = 3
+# How long work waits after a store read failed before it is tried again (seconds).
+_READ_RETRY = 0.2
 
 
 class Scheduler:
@@ -227,8 +233,14 @@ class Scheduler:
         for run in self._take(self._adopting):
             try:
                 adopted = await recovery.load(self.store, self.payloads, run)
-            except Exception as exc:  # unreadable state: fail it, keep the others going
-                self.walker.crash(run, exc)
+            except Exception as exc:
+                run.load_failures += 1
+                if run.load_failures < _ALONE_ATTEMPTS:  # perhaps the store hiccupped
+                    log.warning("loading %s failed; trying again", run.key, exc_info=True)
+                    self._adopting.append(run)
+                    self._retry_soon()
+                else:  # unreadable state: fail it, keep the others going
+                    self.walker.crash(run, exc)
                 continue
             if adopted is None:
                 self.runs.pop(run.eid, None)
@@ -266,30 +278,46 @@ class Scheduler:
                 if n.live:
                     self._guard(n.frame.run, w.begin, n)
             if w.tasks.lookups:
-                progressed = True
-                await self._lookups()
+                progressed = await self._lookups()
             if w.dynamic.pending:
+                try:
+                    verdicts = await w.dynamic.compile_pending()
+                except Exception:  # a store read failed: the specs wait for the next pass
+                    log.warning("reading templates for dynamic specs failed", exc_info=True)
+                    self._retry_soon()
+                    return
                 progressed = True
-                for n, verdict in await w.dynamic.compile_pending():
+                for n, verdict in verdicts:
                     if n.live:
                         self._guard(n.frame.run, w.dynamic.start, n, verdict)
             if not progressed:
                 return
 
-    async def _lookups(self) -> None:
+    def _retry_soon(self) -> None:
+        asyncio.get_running_loop().call_later(_READ_RETRY, self._wake.set)
+
+    async def _lookups(self) -> bool:
+        """Look the cache up for the waiting nodes; False when the store failed (they wait)."""
         tasks = self.walker.tasks
         nodes = self._take(tasks.lookups)
         keys = sorted({n.cache_key for n in nodes if n.cache_key})
-        found = await self.store.cache_get_many(keys)
-        outputs = {
-            k: literals_pb2.LiteralMap.FromString(await self.payloads.load(e.outputs))
-            for k, e in found.items()
-        }
+        try:
+            found = await self.store.cache_get_many(keys)
+            outputs = {
+                k: literals_pb2.LiteralMap.FromString(await self.payloads.load(e.outputs))
+                for k, e in found.items()
+            }
+        except Exception:
+            log.warning("cache lookup failed; trying again", exc_info=True)
+            tasks.lookups.extend(nodes)
+            self._retry_soon()
+            return False
         by_run: dict[int, list[NodeExec]] = {}
         for n in nodes:
             by_run.setdefault(n.frame.run.eid, []).append(n)
         for group in by_run.values():
             self._guard(group[0].frame.run, tasks.on_lookups, group, found, outputs)
+        return True
 
     # -- commits -----------------------------------------------------------------------
     async def _commit(self, batch: WriteBatch, blobs: list[PendingBlob]) -> ApplyResult:
@@ -299,11 +327,17 @@ class Scheduler:
         if not batch and not blobs:
             return ApplyResult()
         failures = 0
+        while blobs:  # rows may point at them: nothing commits before they are written
+            try:
+                await asyncio.to_thread(self.payloads.write, blobs)
+                blobs = []
+            except Exception:
+                failures += 1
+                log.exception("writing blobs failed (attempt %d)", failures)
+                await asyncio.sleep(_COMMIT_BACKOFF[min(failures, len(_COMMIT_BACKOFF)) - 1])
+        failures = 0
         while True:
             try:
-                if blobs:
-                    await asyncio.to_thread(self.payloads.write, blobs)
-                    blobs = []
                 return await self.store.apply(batch, time.time())
             except OwnershipLost as lost:
                 for eid in lost.eids:
@@ -312,7 +346,7 @@ class Scheduler:
             except Exception:
                 failures += 1
                 log.exception("commit failed (attempt %d)", failures)
-                if failures >= len(_COMMIT_BACKOFF) and len(batch.executions) > 1:
+                if failures >= len(_COMMIT_BACKOFF):
                     return await self._commit_each(batch)
                 await asyncio.sleep(_COMMIT_BACKOFF[min(failures, len(_COMMIT_BACKOFF)) - 1])
 
@@ -325,15 +359,18 @@ class Scheduler:
             released=batch.released,
         )
         for eid, writes in batch.executions.items():
-            try:
-                part = await self.store.apply(WriteBatch(executions={eid: writes}), time.time())
-                result.last_seq.update(part.last_seq)
-            except OwnershipLost:
-                self._drop(eid, "another replica owns it now")
-            except Exception as exc:
-                run = self.runs.get(eid)
-                if run is not None:
-                    await self._fail_alone(run, exc)
+            for attempt in range(_ALONE_ATTEMPTS):
+                try:
+                    part = await self.store.apply(WriteBatch(executions={eid: writes}), time.time())
+                    result.last_seq.update(part.last_seq)
+                    break
+                except OwnershipLost:
+                    self._drop(eid, "another replica owns it now")
+                    break
+                except Exception as exc:
+                    run = self.runs.get(eid)
+                    if attempt + 1 == _ALONE_ATTEMPTS and run is not None:
+                        await self._fail_alone(run, exc)
         if shared:
             try:
                 part = await self.store.apply(shared, time.time())

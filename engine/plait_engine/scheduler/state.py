@@ -245,6 +245,7 @@ class Run:
         self.dirty = False
         self.phase = record.phase
         self.detached = False
+        self.load_failures = 0
 
     @property
     def blob_key(self) -> tuple[str, str, str, str]:

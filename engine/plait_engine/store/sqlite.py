@@ -18,11 +18,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from plaitidl.core.v1 import execution_pb2
-
 from plait_engine import ids
 from plait_engine.store.contract import Store, TemplateItem
-from plait_engine.store.errors import Conflict, OwnershipLost
+from plait_engine.store.errors import Conflict
 from plait_engine.store.records import (
     ApplyResult,
     CacheEntry,
@@ -34,85 +32,21 @@ from plait_engine.store.records import (
     TemplateKind,
     WriteBatch,
     sequenced,
-    zero_counts,
 )
-from plait_engine.store.sqlite_schema import MIGRATIONS
+from plait_engine.store.sqlite_apply import apply_batch
+from plait_engine.store.sqlite_schema import (
+    EXEC_COLUMNS,
+    MIGRATIONS,
+    NODE_COLUMNS,
+    TERMINAL,
+    UNFINISHED,
+    counts_text,
+    exec_from_row,
+    node_from_row,
+)
 
 _T = TypeVar("_T")
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
-
-_EXEC_COLUMNS = (
-    "eid, project, domain, name, workflow_key, launch_plan_key, phase, error, created_at, "
-    "updated_at, request_id, labels, last_seq, counts, owner, epoch, lease_expires_at, "
-    "terminate_reason"
-)
-_NODE_COLUMNS = (
-    "eid, node_id, phase, attempt, user_failures, system_failures, inputs, outputs, error, "
-    "cache_status, parent_id, task_key, is_dynamic, detail, created_at, updated_at"
-)
-_UNFINISHED = ", ".join(str(p) for p in sorted(ids.UNFINISHED_EXECUTION_PHASES))
-_TERMINAL = ", ".join(str(p) for p in sorted(ids.TERMINAL_EXECUTION_PHASES))
-_OPEN = ", ".join(str(p) for p in sorted(ids.UNFINISHED_NODE_PHASES))
-_ABORTED = execution_pb2.NODE_PHASE_ABORTED
-
-
-def _exec(row: Sequence[Any]) -> ExecutionRecord:
-    counts = zero_counts()
-    if row[13]:
-        counts.update(json.loads(row[13]))
-    return ExecutionRecord(
-        eid=int(row[0]),
-        project=str(row[1]),
-        domain=str(row[2]),
-        name=str(row[3]),
-        workflow_key=str(row[4]),
-        launch_plan_key=str(row[5]),
-        phase=int(row[6]),
-        error=bytes(row[7]),
-        created_at=float(row[8]),
-        updated_at=float(row[9]),
-        request_id=str(row[10] or ""),
-        labels=json.loads(str(row[11])),
-        last_seq=int(row[12]),
-        counts=counts,
-        owner=str(row[14]),
-        epoch=int(row[15]),
-        lease_expires_at=float(row[16]),
-        terminate_reason=str(row[17]),
-    )
-
-
-def _node(row: Sequence[Any]) -> NodeRecord:
-    return NodeRecord(
-        eid=int(row[0]),
-        node_id=str(row[1]),
-        phase=int(row[2]),
-        attempt=int(row[3]),
-        user_failures=int(row[4]),
-        system_failures=int(row[5]),
-        inputs=bytes(row[6]),
-        outputs=bytes(row[7]),
-        error=bytes(row[8]),
-        cache_status=int(row[9]),
-        parent_id=str(row[10]),
-        task_key=str(row[11]),
-        is_dynamic=bool(row[12]),
-        detail=str(row[13]),
-        created_at=float(row[14]),
-        updated_at=float(row[15]),
-    )
-
-
-def _node_row(n: NodeRecord) -> tuple[Any, ...]:
-    return (
-        n.eid, n.node_id, n.phase, n.attempt, n.user_failures, n.system_failures, n.inputs,
-        n.outputs, n.error, n.cache_status, n.parent_id, n.task_key, n.is_dynamic, n.detail,
-        n.created_at, n.updated_at,
-    )  # fmt: skip
-
-
-def _counts_text(counts: Mapping[str, int]) -> str:
-    return json.dumps(dict(counts), sort_keys=True)
 
 
 class _Db:
@@ -268,11 +202,11 @@ class SqliteStore(Store):
         def create(c: sqlite3.Connection) -> tuple[ExecutionRecord, bool]:
             if record.request_id:
                 row = c.execute(
-                    f"SELECT {_EXEC_COLUMNS} FROM executions WHERE request_id = ?",
+                    f"SELECT {EXEC_COLUMNS} FROM executions WHERE request_id = ?",
                     (record.request_id,),
                 ).fetchone()
                 if row is not None:
-                    return _exec(row), False
+                    return exec_from_row(row), False
             taken = c.execute(
                 "SELECT 1 FROM executions WHERE project = ? AND domain = ? AND name = ?",
                 (record.project, record.domain, record.name),
@@ -290,7 +224,7 @@ class SqliteStore(Store):
                     record.launch_plan_key, record.phase, payload.closure, payload.workflow,
                     payload.inputs, payload.outputs, record.error, record.created_at,
                     record.updated_at, record.request_id or None,
-                    json.dumps(record.labels, sort_keys=True), _counts_text(record.counts),
+                    json.dumps(record.labels, sort_keys=True), counts_text(record.counts),
                     record.owner, record.epoch, record.lease_expires_at, record.terminate_reason,
                 ),
             )  # fmt: skip
@@ -299,21 +233,21 @@ class SqliteStore(Store):
                 "INSERT INTO events (eid, seq, body) VALUES (?, 1, ?)",
                 (eid, sequenced(first_event, 1)),
             )
-            row = c.execute(f"SELECT {_EXEC_COLUMNS} FROM executions WHERE eid = ?", (eid,))
-            return _exec(row.fetchone()), True
+            row = c.execute(f"SELECT {EXEC_COLUMNS} FROM executions WHERE eid = ?", (eid,))
+            return exec_from_row(row.fetchone()), True
 
         return await self._w(create)
 
     async def get_execution(self, project: str, domain: str, name: str) -> ExecutionRecord | None:
         row = await self._one(
-            f"SELECT {_EXEC_COLUMNS} FROM executions WHERE project = ? AND domain = ? AND name = ?",
+            f"SELECT {EXEC_COLUMNS} FROM executions WHERE project = ? AND domain = ? AND name = ?",
             (project, domain, name),
         )
-        return None if row is None else _exec(row)
+        return None if row is None else exec_from_row(row)
 
     async def get_execution_by_eid(self, eid: int) -> ExecutionRecord | None:
-        row = await self._one(f"SELECT {_EXEC_COLUMNS} FROM executions WHERE eid = ?", (eid,))
-        return None if row is None else _exec(row)
+        row = await self._one(f"SELECT {EXEC_COLUMNS} FROM executions WHERE eid = ?", (eid,))
+        return None if row is None else exec_from_row(row)
 
     async def get_payload(self, eid: int) -> ExecutionPayload | None:
         row = await self._one(
@@ -326,7 +260,7 @@ class SqliteStore(Store):
     async def list_executions(
         self, where: ExecutionFilter, limit: int, before_eid: int = 0
     ) -> list[ExecutionRecord]:
-        sql = [f"SELECT {_EXEC_COLUMNS} FROM executions WHERE 1 = 1"]
+        sql = [f"SELECT {EXEC_COLUMNS} FROM executions WHERE 1 = 1"]
         params: list[object] = []
         for column, value in (("project", where.project), ("domain", where.domain)):
             if value:
@@ -342,30 +276,30 @@ class SqliteStore(Store):
             sql.append("AND json_extract(labels, ?) = ?")
             params += ['$."' + k.replace('"', '""') + '"', v]
         if where.finished_before:
-            sql.append(f"AND phase IN ({_TERMINAL}) AND updated_at < ?")
+            sql.append(f"AND phase IN ({TERMINAL}) AND updated_at < ?")
             params.append(where.finished_before)
         if before_eid:
             sql.append("AND eid < ?")
             params.append(before_eid)
         sql.append("ORDER BY eid DESC LIMIT ?")
         params.append(limit)
-        return [_exec(r) for r in await self._r(" ".join(sql), params)]
+        return [exec_from_row(r) for r in await self._r(" ".join(sql), params)]
 
     async def claimable(self, now: float, limit: int) -> list[ExecutionRecord]:
         rows = await self._r(
-            f"SELECT {_EXEC_COLUMNS} FROM executions WHERE phase IN ({_UNFINISHED}) "
+            f"SELECT {EXEC_COLUMNS} FROM executions WHERE phase IN ({UNFINISHED}) "
             "AND (owner = '' OR lease_expires_at < ?) ORDER BY eid LIMIT ?",
             (now, limit),
         )
-        return [_exec(r) for r in rows]
+        return [exec_from_row(r) for r in rows]
 
     async def unfinished(self, limit: int, after_eid: int = 0) -> list[ExecutionRecord]:
         rows = await self._r(
-            f"SELECT {_EXEC_COLUMNS} FROM executions WHERE phase IN ({_UNFINISHED}) "
+            f"SELECT {EXEC_COLUMNS} FROM executions WHERE phase IN ({UNFINISHED}) "
             "AND eid > ? ORDER BY eid LIMIT ?",
             (after_eid, limit),
         )
-        return [_exec(r) for r in rows]
+        return [exec_from_row(r) for r in rows]
 
     async def claim(
         self, eid: int, owner: str, now: float, until: float, *, expected_epoch: int | None = None
@@ -378,13 +312,13 @@ class SqliteStore(Store):
                 params.append(expected_epoch)
             cur = c.execute(
                 "UPDATE executions SET owner = ?, epoch = epoch + 1, lease_expires_at = ? "
-                f"WHERE eid = ? AND phase IN ({_UNFINISHED}) AND {cond}",
+                f"WHERE eid = ? AND phase IN ({UNFINISHED}) AND {cond}",
                 params,
             )
             if cur.rowcount != 1:
                 return None
-            row = c.execute(f"SELECT {_EXEC_COLUMNS} FROM executions WHERE eid = ?", (eid,))
-            return _exec(row.fetchone())
+            row = c.execute(f"SELECT {EXEC_COLUMNS} FROM executions WHERE eid = ?", (eid,))
+            return exec_from_row(row.fetchone())
 
         return await self._w(claim)
 
@@ -396,7 +330,7 @@ class SqliteStore(Store):
             for eid, epoch in items:
                 cur = c.execute(
                     "UPDATE executions SET lease_expires_at = ? WHERE eid = ? AND owner = ? "
-                    f"AND epoch = ? AND phase IN ({_UNFINISHED})",
+                    f"AND epoch = ? AND phase IN ({UNFINISHED})",
                     (until, eid, owner, epoch),
                 )
                 if cur.rowcount != 1:
@@ -422,12 +356,12 @@ class SqliteStore(Store):
         def request(c: sqlite3.Connection) -> ExecutionRecord | None:
             c.execute(
                 "UPDATE executions SET terminate_reason = ? WHERE eid = ? "
-                f"AND phase IN ({_UNFINISHED}) AND terminate_reason = ''",
+                f"AND phase IN ({UNFINISHED}) AND terminate_reason = ''",
                 (reason or "terminated by request", eid),
             )
-            row = c.execute(f"SELECT {_EXEC_COLUMNS} FROM executions WHERE eid = ?", (eid,))
+            row = c.execute(f"SELECT {EXEC_COLUMNS} FROM executions WHERE eid = ?", (eid,))
             found = row.fetchone()
-            return None if found is None else _exec(found)
+            return None if found is None else exec_from_row(found)
 
         return await self._w(request)
 
@@ -446,26 +380,26 @@ class SqliteStore(Store):
 
     # -- nodes, specs, events ------------------------------------------------------------
     async def node_records(self, eid: int) -> list[NodeRecord]:
-        rows = await self._r(f"SELECT {_NODE_COLUMNS} FROM nodes WHERE eid = ?", (eid,))
-        return [_node(r) for r in rows]
+        rows = await self._r(f"SELECT {NODE_COLUMNS} FROM nodes WHERE eid = ?", (eid,))
+        return [node_from_row(r) for r in rows]
 
     async def get_node(self, eid: int, node_id: str) -> NodeRecord | None:
         row = await self._one(
-            f"SELECT {_NODE_COLUMNS} FROM nodes WHERE eid = ? AND node_id = ?", (eid, node_id)
+            f"SELECT {NODE_COLUMNS} FROM nodes WHERE eid = ? AND node_id = ?", (eid, node_id)
         )
-        return None if row is None else _node(row)
+        return None if row is None else node_from_row(row)
 
     async def list_nodes(
         self, eid: int, parent_id: str | None, limit: int, after_node_id: str = ""
     ) -> list[NodeRecord]:
-        sql = f"SELECT {_NODE_COLUMNS} FROM nodes WHERE eid = ? AND node_id > ?"
+        sql = f"SELECT {NODE_COLUMNS} FROM nodes WHERE eid = ? AND node_id > ?"
         params: list[object] = [eid, after_node_id]
         if parent_id is not None:
             sql += " AND parent_id = ?"
             params.append(parent_id)
         sql += " ORDER BY node_id LIMIT ?"
         params.append(limit)
-        return [_node(r) for r in await self._r(sql, params)]
+        return [node_from_row(r) for r in await self._r(sql, params)]
 
     async def dynamic_specs(self, eid: int) -> list[DynamicSpecRecord]:
         rows = await self._r(
@@ -507,136 +441,10 @@ class SqliteStore(Store):
     async def apply(self, batch: WriteBatch, now: float) -> ApplyResult:
         if not batch:
             return ApplyResult()
-        return await self._w(functools.partial(_apply, batch, now))
+        return await self._w(functools.partial(apply_batch, batch, now))
 
     async def close(self) -> None:
         self._writer.submit(self._db.close).result()
         self._writer.shutdown(wait=True)
         self._reader.shutdown(wait=True)
         self._db.close()
-
-
-def _fence(c: sqlite3.Connection, batch: WriteBatch, result: ApplyResult) -> dict[int, int]:
-    """The last event sequence of every execution of the batch still to write; raises
-    `OwnershipLost` when an epoch is stale. Executions that already carry their writes' token
-    are left out (their sequence goes into `result`)."""
-    last: dict[int, int] = {}
-    lost: list[int] = []
-    for eid, w in batch.executions.items():
-        row = c.execute(
-            "SELECT epoch, last_seq, last_batch FROM executions WHERE eid = ?", (eid,)
-        ).fetchone()
-        if row is None or int(row[0]) != w.epoch:
-            lost.append(eid)
-        elif w.token and row[2] == w.token:
-            result.last_seq[eid] = int(row[1])
-        else:
-            last[eid] = int(row[1])
-    if lost:
-        raise OwnershipLost(lost)
-    return last
-
-
-def _apply(batch: WriteBatch, now: float, c: sqlite3.Connection) -> ApplyResult:
-    result = ApplyResult()
-    last = _fence(c, batch, result)
-    nodes: list[tuple[Any, ...]] = []
-    updates: list[tuple[Any, ...]] = []
-    events: list[tuple[int, int, bytes]] = []
-    specs: list[tuple[int, str, bytes, int]] = []
-    for eid, w in batch.executions.items():
-        if eid not in last:
-            continue
-        nodes.extend(_node_row(n) for n in w.nodes)
-        updates.extend(
-            (u.phase, u.attempt, u.user_failures, u.system_failures, u.outputs, u.error,
-             u.cache_status, u.is_dynamic, u.detail, u.updated_at, eid, u.node_id)
-            for u in w.node_updates
-        )  # fmt: skip
-        seq = last[eid]
-        for body in w.events:
-            seq += 1
-            events.append((eid, seq, sequenced(body, seq)))
-        result.last_seq[eid] = seq
-        specs.extend((eid, s.node_id, s.closure, s.depth) for s in w.dynamic_specs)
-    if nodes:
-        c.executemany(
-            f"INSERT OR REPLACE INTO nodes ({_NODE_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            nodes,
-        )
-    if updates:
-        c.executemany(
-            "UPDATE nodes SET phase = ?, attempt = ?, user_failures = ?, system_failures = ?, "
-            "outputs = ?, error = ?, cache_status = ?, is_dynamic = ?, detail = ?, "
-            "updated_at = ? WHERE eid = ? AND node_id = ?",
-            updates,
-        )
-    if specs:
-        c.executemany(
-            "INSERT OR IGNORE INTO dynamic_specs (eid, node_id, closure, depth) "
-            "VALUES (?, ?, ?, ?)",
-            specs,
-        )
-    if events:
-        c.executemany("INSERT INTO events (eid, seq, body) VALUES (?, ?, ?)", events)
-    _apply_executions(c, batch, last, result)
-    _apply_cache(c, batch, now, result)
-    return result
-
-
-def _apply_executions(
-    c: sqlite3.Connection, batch: WriteBatch, todo: Mapping[int, int], result: ApplyResult
-) -> None:
-    for eid, w in batch.executions.items():
-        if eid not in todo:
-            continue
-        sets = ["last_seq = ?", "updated_at = max(updated_at, ?)", "last_batch = ?"]
-        params: list[object] = [result.last_seq[eid], w.updated_at, w.token]
-        if w.phase is not None:
-            sets.append("phase = ?")
-            params.append(w.phase)
-            if w.phase in ids.TERMINAL_EXECUTION_PHASES:
-                sets.append("owner = '', lease_expires_at = 0")
-                # Whatever of it is still unfinished ends with it.
-                c.execute(
-                    f"UPDATE nodes SET phase = {_ABORTED} WHERE eid = ? AND phase IN ({_OPEN})",
-                    (eid,),
-                )
-        if w.outputs is not None:
-            sets.append("outputs = ?")
-            params.append(w.outputs)
-        if w.error is not None:
-            sets.append("error = ?")
-            params.append(w.error)
-        if w.counts is not None:
-            sets.append("counts = ?")
-            params.append(_counts_text(w.counts))
-        params.append(eid)
-        c.execute(f"UPDATE executions SET {', '.join(sets)} WHERE eid = ?", params)
-
-
-def _apply_cache(c: sqlite3.Connection, batch: WriteBatch, now: float, result: ApplyResult) -> None:
-    if batch.cache_entries:
-        c.executemany(
-            "INSERT OR IGNORE INTO cache (key, outputs, eid, node_id, created_at) "
-            "VALUES (?, ?, ?, ?, ?)",
-            [(e.key, e.outputs, e.eid, e.node_id, e.created_at) for e in batch.cache_entries],
-        )
-    if batch.released:
-        c.executemany(
-            "DELETE FROM cache_reservations WHERE key = ?", [(k,) for k in batch.released]
-        )
-    for r in batch.reservations:
-        row = c.execute(
-            "SELECT owner, expires_at FROM cache_reservations WHERE key = ?", (r.key,)
-        ).fetchone()
-        if row is None or row[0] == r.holder or float(row[1]) < now:
-            c.execute(
-                "INSERT OR REPLACE INTO cache_reservations (key, owner, expires_at) "
-                "VALUES (?, ?, ?)",
-                (r.key, r.holder, r.expires_at),
-            )
-            result.holders[r.key] = r.holder
-        else:
-            result.holders[r.key] = str(row[0])

@@ -1,9 +1,19 @@
-"""The SQLite schema as versioned migrations.
+"""The SQLite schema as versioned migrations, and how records map to its rows.
 
-Each entry upgrades the schema by one version; never edit a released entry, append a new one.
+Each migration upgrades the schema by one version; never edit a released entry, append a new
+one.
 """
 
 from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from plaitidl.core.v1 import execution_pb2
+
+from plait_engine import ids
+from plait_engine.store.records import ExecutionRecord, NodeRecord, zero_counts
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -99,3 +109,76 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX nodes_parent ON nodes (eid, parent_id, node_id);
     """,
 )
+
+EXEC_COLUMNS = (
+    "eid, project, domain, name, workflow_key, launch_plan_key, phase, error, created_at, "
+    "updated_at, request_id, labels, last_seq, counts, owner, epoch, lease_expires_at, "
+    "terminate_reason"
+)
+NODE_COLUMNS = (
+    "eid, node_id, phase, attempt, user_failures, system_failures, inputs, outputs, error, "
+    "cache_status, parent_id, task_key, is_dynamic, detail, created_at, updated_at"
+)
+UNFINISHED = ", ".join(str(p) for p in sorted(ids.UNFINISHED_EXECUTION_PHASES))
+TERMINAL = ", ".join(str(p) for p in sorted(ids.TERMINAL_EXECUTION_PHASES))
+OPEN = ", ".join(str(p) for p in sorted(ids.UNFINISHED_NODE_PHASES))
+ABORTED = execution_pb2.NODE_PHASE_ABORTED
+
+
+def exec_from_row(row: Sequence[Any]) -> ExecutionRecord:
+    counts = zero_counts()
+    if row[13]:
+        counts.update(json.loads(row[13]))
+    return ExecutionRecord(
+        eid=int(row[0]),
+        project=str(row[1]),
+        domain=str(row[2]),
+        name=str(row[3]),
+        workflow_key=str(row[4]),
+        launch_plan_key=str(row[5]),
+        phase=int(row[6]),
+        error=bytes(row[7]),
+        created_at=float(row[8]),
+        updated_at=float(row[9]),
+        request_id=str(row[10] or ""),
+        labels=json.loads(str(row[11])),
+        last_seq=int(row[12]),
+        counts=counts,
+        owner=str(row[14]),
+        epoch=int(row[15]),
+        lease_expires_at=float(row[16]),
+        terminate_reason=str(row[17]),
+    )
+
+
+def node_from_row(row: Sequence[Any]) -> NodeRecord:
+    return NodeRecord(
+        eid=int(row[0]),
+        node_id=str(row[1]),
+        phase=int(row[2]),
+        attempt=int(row[3]),
+        user_failures=int(row[4]),
+        system_failures=int(row[5]),
+        inputs=bytes(row[6]),
+        outputs=bytes(row[7]),
+        error=bytes(row[8]),
+        cache_status=int(row[9]),
+        parent_id=str(row[10]),
+        task_key=str(row[11]),
+        is_dynamic=bool(row[12]),
+        detail=str(row[13]),
+        created_at=float(row[14]),
+        updated_at=float(row[15]),
+    )
+
+
+def node_row(n: NodeRecord) -> tuple[Any, ...]:
+    return (
+        n.eid, n.node_id, n.phase, n.attempt, n.user_failures, n.system_failures, n.inputs,
+        n.outputs, n.error, n.cache_status, n.parent_id, n.task_key, n.is_dynamic, n.detail,
+        n.created_at, n.updated_at,
+    )  # fmt: skip
+
+
+def counts_text(counts: Mapping[str, int]) -> str:
+    return json.dumps(dict(counts), sort_keys=True)

@@ -1,44 +1,91 @@
-"""Identifiers, reserved names, defaults and phase sets: defined once for the whole engine."""
+"""Identifiers and reserved names: the one place the engine spells them.
+
+Every module that keys templates, names the reserved input node or asks "is this phase
+final?" imports from here, so the spelling cannot drift between the compiler, the scheduler
+and the service layer.
+"""
 
 from __future__ import annotations
 
 from plaitidl.core.v1 import execution_pb2, identifier_pb2
 
-_EP = execution_pb2
+__all__ = [
+    "ACTIVE_NODE_PHASES",
+    "COUNT_NAMES",
+    "DEFAULT_DOMAIN",
+    "DEFAULT_PROJECT",
+    "START_NODE",
+    "TERMINAL_EXECUTION_PHASES",
+    "TERMINAL_NODE_PHASES",
+    "UNFINISHED_EXECUTION_PHASES",
+    "UNFINISHED_NODE_PHASES",
+    "id_key",
+    "key_to_id",
+    "name_prefix",
+]
 
-# The pseudo node whose outputs are a graph's inputs (bindings read ``start-node.x``).
 START_NODE = "start-node"
+"""The reserved node id whose outputs are the enclosing workflow's (or generator's) inputs."""
+
 DEFAULT_PROJECT = "default"
+"""The project of an identifier that names none."""
+
 DEFAULT_DOMAIN = "development"
+"""The domain of an identifier that names none."""
 
-TERMINAL_EXECUTION_PHASES = frozenset(
-    (_EP.EXECUTION_PHASE_SUCCEEDED, _EP.EXECUTION_PHASE_FAILED, _EP.EXECUTION_PHASE_ABORTED)
+TERMINAL_NODE_PHASES: frozenset[execution_pb2.NodePhase.ValueType] = frozenset(
+    {
+        execution_pb2.NODE_PHASE_SUCCEEDED,
+        execution_pb2.NODE_PHASE_FAILED,
+        execution_pb2.NODE_PHASE_SKIPPED,
+        execution_pb2.NODE_PHASE_ABORTED,
+    }
 )
-UNFINISHED_EXECUTION_PHASES = frozenset((_EP.EXECUTION_PHASE_QUEUED, _EP.EXECUTION_PHASE_RUNNING))
-TERMINAL_NODE_PHASES = frozenset(
-    (
-        _EP.NODE_PHASE_SUCCEEDED,
-        _EP.NODE_PHASE_FAILED,
-        _EP.NODE_PHASE_SKIPPED,
-        _EP.NODE_PHASE_ABORTED,
-    )
-)
-# Phases counted as "running" in node counts.
-ACTIVE_NODE_PHASES = frozenset(
-    (_EP.NODE_PHASE_RUNNING, _EP.NODE_PHASE_DYNAMIC_RUNNING, _EP.NODE_PHASE_RETRYING)
-)
-# Phases a node may be in while something of it is still in flight.
-UNFINISHED_NODE_PHASES = ACTIVE_NODE_PHASES | {_EP.NODE_PHASE_QUEUED}
+"""Node phases that never change again."""
 
-# The names of an execution's node counts (fields of `NodeCounts`).
+TERMINAL_EXECUTION_PHASES: frozenset[execution_pb2.ExecutionPhase.ValueType] = frozenset(
+    {
+        execution_pb2.EXECUTION_PHASE_SUCCEEDED,
+        execution_pb2.EXECUTION_PHASE_FAILED,
+        execution_pb2.EXECUTION_PHASE_ABORTED,
+    }
+)
+"""Execution phases that never change again."""
+
+ACTIVE_NODE_PHASES: frozenset[execution_pb2.NodePhase.ValueType] = frozenset(
+    {
+        execution_pb2.NODE_PHASE_RUNNING,
+        execution_pb2.NODE_PHASE_DYNAMIC_RUNNING,
+        execution_pb2.NODE_PHASE_RETRYING,
+    }
+)
+"""Node phases counted as running: started and not yet finished."""
+
+UNFINISHED_NODE_PHASES: frozenset[execution_pb2.NodePhase.ValueType] = ACTIVE_NODE_PHASES | {
+    execution_pb2.NODE_PHASE_QUEUED
+}
+"""Node phases in which something of the node may still be in flight."""
+
+UNFINISHED_EXECUTION_PHASES: frozenset[execution_pb2.ExecutionPhase.ValueType] = frozenset(
+    {execution_pb2.EXECUTION_PHASE_QUEUED, execution_pb2.EXECUTION_PHASE_RUNNING}
+)
+"""Execution phases of executions still to be driven."""
+
 COUNT_NAMES = ("total", "succeeded", "running", "failed", "skipped", "cached")
+"""The names of an execution's node counts (the fields of `NodeCounts`)."""
 
 
 def id_key(id: identifier_pb2.Identifier) -> str:
-    """``project/domain/name/version``: the canonical key of a template identifier.
+    """The canonical key of an identifier: ``project/domain/name/version``.
 
-    The resource type is excluded; an empty project or domain takes its default, so both
-    spellings name the same template.
+    The resource type is excluded; empty project and domain take their defaults
+    (`DEFAULT_PROJECT`, `DEFAULT_DOMAIN`) so that both spellings name the same entity.
+
+    Args:
+        id: The identifier.
+
+    Returns:
+        The key used for every dict of templates in the engine.
     """
     project = id.project or DEFAULT_PROJECT
     domain = id.domain or DEFAULT_DOMAIN

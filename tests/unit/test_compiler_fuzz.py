@@ -1,4 +1,8 @@
-"""The compiler never crashes on input: mutated templates compile or raise `InvalidArgument`."""
+"""The compiler never crashes on input: mutated templates compile or raise `InvalidArgument`.
+
+Identifiers and node ids get their own round: set to hostile strings (paths, NUL, huge), they
+are either refused or, when accepted, safe to use as path parts.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,29 @@ from google.protobuf.message import Message
 from plait import _loader, _serialize
 from plait_engine import compiler
 from plait_engine.errors import InvalidArgument
+from plait_engine.ids import START_NODE
 from plaitidl.core.v1 import dynamic_job_pb2, identifier_pb2, tasks_pb2, workflow_pb2
 
 FD = FieldDescriptor
 ROOT = Path(__file__).resolve().parents[2]
 STRINGS = ["", "start-node", "a/b", "x" * 300, "n0", "ghost", "é", "o0"]
+HOSTILE = [
+    *STRINGS,
+    ".",
+    "..",
+    "../../etc/passwd",
+    "nul\0byte",
+    "x" * 10_000,
+    "-flag",
+    ".hidden",
+    "a..b",
+    "C:\\x",
+    "ok_name",
+    "v2",
+    "n0-case0",
+    "a.b-c",
+    "_" + "x" * 62,
+]
 
 
 def _is_map(f: Any) -> bool:
@@ -120,4 +142,87 @@ def test_mutated_templates_compile_or_are_refused_cleanly() -> None:
             assert exc.message and exc.violations  # a clear error naming fields
             outcomes["refused"] += 1
     # Both outcomes happen: the mutations are neither all harmless nor all fatal.
+    assert outcomes["compiled"] > 20 and outcomes["refused"] > 100, outcomes
+
+
+def _identifiers_and_nodes(
+    m: Message, ids: list[identifier_pb2.Identifier], nodes: list[workflow_pb2.Node]
+) -> None:
+    found: list[Message] = []
+    _messages(m, found)
+    for x in found:
+        if isinstance(x, identifier_pb2.Identifier):
+            ids.append(x)
+        elif isinstance(x, workflow_pb2.Node):
+            nodes.append(x)
+
+
+def _path_safe(part: str, max_len: int) -> bool:
+    return (
+        0 < len(part) <= max_len
+        and part not in (".", "..")
+        and not part.startswith(".")
+        and not any(c in part for c in "/\\\0")
+        and part.isascii()
+    )
+
+
+def _assert_path_safe(closure: dynamic_job_pb2.DynamicJobSpec) -> None:
+    ids: list[identifier_pb2.Identifier] = []
+    nodes: list[workflow_pb2.Node] = []
+    _identifiers_and_nodes(closure, ids, nodes)
+    for i in ids:
+        for part, max_len in (("project", 64), ("domain", 64), ("name", 255), ("version", 128)):
+            value = getattr(i, part)
+            assert value == "" or _path_safe(value, max_len), (part, value[:100])
+    for n in nodes:
+        inner = n.HasField("task_node") and n.id == ""  # an array's inner node may have no id
+        assert inner or (_path_safe(n.id, 63) and n.id != START_NODE), n.id[:100]
+
+
+def test_hostile_identifiers_and_node_ids_are_refused_or_path_safe() -> None:
+    rng = random.Random(20261130)
+    entities = [
+        getattr(_loader.load_path(str(ROOT / "examples" / f"{module}.py")), name)
+        for module, name in (
+            ("merge_sort", "merge_sort"),
+            ("dynamic_workflow", "dynamic_wf"),
+            ("generate_others", "fan_out"),
+        )
+    ]
+    bundles = [_serialize.collect(e) for e in entities]
+    outcomes = {"compiled": 0, "refused": 0}
+    for _ in range(400):
+        b = rng.choice(bundles)
+        tasks = [tasks_pb2.TaskTemplate.FromString(t.SerializeToString()) for t in b.tasks]
+        wfs = [workflow_pb2.WorkflowTemplate.FromString(w.SerializeToString()) for w in b.workflows]
+        ids: list[identifier_pb2.Identifier] = []
+        nodes: list[workflow_pb2.Node] = []
+        for m in (*tasks, *wfs):
+            _identifiers_and_nodes(m, ids, nodes)
+        for _ in range(rng.randint(1, 2)):
+            if rng.random() < 0.5:
+                target: Message = rng.choice(ids)
+                part = rng.choice(["project", "domain", "name", "version"])
+            else:
+                target, part = rng.choice(nodes), "id"
+            setattr(target, part, rng.choice(HOSTILE))
+        resolver = _Resolver(tasks, wfs)
+        try:
+            for t in tasks:
+                compiler.validate_task(t)
+            closures = [compiler.compile_workflow(w, resolver) for w in wfs]
+            spec = dynamic_job_pb2.DynamicJobSpec(nodes=wfs[0].nodes, outputs=wfs[0].outputs)
+            gen = tasks_pb2.TaskTemplate(interface=wfs[0].interface)
+            gen.id.name, gen.id.version = "gen", "v1"
+            closures.append(compiler.compile_dynamic(spec, gen, resolver))
+        except InvalidArgument as exc:
+            assert exc.message and exc.violations
+            assert len(exc.message) < 4_000 and len(exc.violations) <= compiler.MAX_VIOLATIONS
+            outcomes["refused"] += 1
+            continue
+        for closure in closures:
+            _assert_path_safe(closure)
+        outcomes["compiled"] += 1
+    # Both outcomes happen: some hostile-looking strings are fine, most are refused.
     assert outcomes["compiled"] > 20 and outcomes["refused"] > 100, outcomes

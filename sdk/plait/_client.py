@@ -26,6 +26,7 @@ from plaitidl.service.v1 import registry_service_pb2_grpc as rs_grpc
 
 from plait import _serialize, _types
 from plait._channels import open_channel
+from plait._constants import MAX_MESSAGE_BYTES
 from plait._errors import (
     AlreadyExistsError,
     ExecutionFailedError,
@@ -124,7 +125,7 @@ class Client:
         tls: bool = False,
         ca_cert: str | Path | None = None,
         timeout: float = 30,
-        max_message_bytes: int = 64 << 20,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         options = [
             ("grpc.max_receive_message_length", max_message_bytes),

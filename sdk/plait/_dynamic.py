@@ -7,7 +7,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from plaitidl.core.v1 import dynamic_job_pb2
 
-from plait._constants import DEFAULT_QUEUE
+from plait._constants import DEFAULT_QUEUE, TASK_TYPE_DYNAMIC
 from plait._context import Builder, push
 from plait._promise import output_bindings
 from plait._task import Task, Timeout, make_decorator
@@ -74,7 +74,7 @@ def dynamic(
         A `Task` of type ``"dynamic"``, or a decorator producing one.
     """
     return make_decorator(
-        "dynamic",
+        TASK_TYPE_DYNAMIC,
         fn,
         dict(
             retries=retries,

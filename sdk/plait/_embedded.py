@@ -19,6 +19,7 @@ from typing import Any, TextIO
 from plaitidl.core.v1 import errors_pb2, execution_pb2, identifier_pb2, literals_pb2
 
 from plait import _runtime, _serialize, _types
+from plait._constants import DATA_DIR_NAME, ENV_DATA_DIR, LABEL_ENTITY, LABEL_SOURCE
 from plait._errors import ExecutionFailedError, PlaitError, PlaitTypeError
 from plait._serialize import Entity
 
@@ -27,7 +28,7 @@ EP = execution_pb2
 
 def default_data_dir() -> Path:
     """``$PLAIT_DATA_DIR`` or ``~/.plait``."""
-    return Path(os.environ.get("PLAIT_DATA_DIR") or Path.home() / ".plait")
+    return Path(os.environ.get(ENV_DATA_DIR) or Path.home() / DATA_DIR_NAME)
 
 
 @dataclass
@@ -74,11 +75,11 @@ async def _run_async(
     try:
         if resume:
             rec = engine.get_execution("", "", resume)
-            source = rec.labels.get("plait.source")
+            source = rec.labels.get(LABEL_SOURCE)
             if source and entity is None:
                 # Tasks run in this process: their code must be importable before resuming.
                 module = _loader.load_path(source)
-                found = getattr(module, rec.labels.get("plait.entity", ""), None)
+                found = getattr(module, rec.labels.get(LABEL_ENTITY, ""), None)
                 entity = found if _is_entity(found) else None
             if rec.phase not in (EP.EXECUTION_PHASE_QUEUED, EP.EXECUTION_PHASE_RUNNING):
                 pass  # already finished: report it as it is

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from plaitidl.core.v1 import interface_pb2, types_pb2
 
 from plait import _types
+from plait._constants import output_name
 from plait._errors import PlaitTypeError
 
 OutputKind = Literal["none", "single", "tuple", "namedtuple"]
@@ -101,9 +102,9 @@ def from_function(fn: Callable[..., Any], kind: str, name: str) -> PyInterface:
                 f"{where}: return type {ret!r} is not supported; use a fixed-length "
                 "tuple[A, B, ...], a NamedTuple or list[T]"
             )
-        outputs, output_kind = {f"o{i}": a for i, a in enumerate(args)}, "tuple"
+        outputs, output_kind = {output_name(i): a for i, a in enumerate(args)}, "tuple"
     else:
-        outputs, output_kind = {"o0": ret}, "single"
+        outputs, output_kind = {output_name(0): ret}, "single"
     input_types = {
         n: _types.literal_type(h, where=f"{where}, input '{n}'") for n, h in inputs.items()
     }

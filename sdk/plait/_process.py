@@ -11,7 +11,7 @@ from typing import Any
 
 from plaitidl.core.v1 import tasks_pb2
 
-from plait._constants import DEFAULT_QUEUE
+from plait._constants import DEFAULT_QUEUE, TASK_TYPE_DYNAMIC, TASK_TYPE_PROCESS
 from plait._errors import PlaitError, PlaitValueError
 from plait._interface import digest
 from plait._task import Task, Timeout
@@ -116,7 +116,7 @@ class ProcessTask(Task[..., Any]):
         fn = _signature_function(name, dict(inputs or {}), dict(outputs or {}), caller)
         super().__init__(
             fn,
-            task_type="dynamic" if generator else "process",
+            task_type=TASK_TYPE_DYNAMIC if generator else TASK_TYPE_PROCESS,
             retries=retries,
             timeout=timeout,
             cache=cache,

@@ -11,7 +11,15 @@ from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 from google.protobuf import duration_pb2
 from plaitidl.core.v1 import identifier_pb2, tasks_pb2, workflow_pb2
 
-from plait._constants import DEFAULT_DOMAIN, DEFAULT_PROJECT, DEFAULT_QUEUE, SDK_VERSION
+from plait._constants import (
+    DEFAULT_DOMAIN,
+    DEFAULT_PROJECT,
+    DEFAULT_QUEUE,
+    LANGUAGE,
+    SDK_VERSION,
+    TASK_TYPE_DYNAMIC,
+    TASK_TYPE_PYTHON,
+)
 from plait._context import Builder, LocalContext, current, push
 from plait._errors import PlaitTypeError, PlaitValueError
 from plait._interface import PyInterface, bind_arguments, digest, from_function
@@ -61,7 +69,7 @@ class Task(Generic[P, R]):
         self.task_type = task_type
         self.name: str = name or f"{fn.__module__}.{fn.__qualname__}"
         self.handler = f"{fn.__module__}:{fn.__qualname__}"
-        kind = "dynamic" if task_type == "dynamic" else "task"
+        kind = "dynamic" if task_type == TASK_TYPE_DYNAMIC else "task"
         self.python_interface: PyInterface = from_function(fn, kind, self.name)
         where = self.python_interface.where
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
@@ -86,7 +94,7 @@ class Task(Generic[P, R]):
     @property
     def is_dynamic(self) -> bool:
         """Whether the body yields a DynamicJobSpec at execution time."""
-        return self.task_type == "dynamic"
+        return self.task_type == TASK_TYPE_DYNAMIC
 
     @functools.cached_property
     def template(self) -> tasks_pb2.TaskTemplate:
@@ -109,7 +117,7 @@ class Task(Generic[P, R]):
                 interruptible=self._interruptible,
                 runtime=tasks_pb2.RuntimeMetadata(
                     type=tasks_pb2.RuntimeMetadata.RUNTIME_TYPE_SDK,
-                    language="python",
+                    language=LANGUAGE,
                     version=SDK_VERSION,
                 ),
                 description=_description(self.fn),
@@ -238,7 +246,7 @@ def task(
         PlaitTypeError: A parameter or the return has no annotation or an unsupported type.
     """
     return make_decorator(
-        "python-task",
+        TASK_TYPE_PYTHON,
         fn,
         dict(
             retries=retries,

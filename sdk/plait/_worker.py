@@ -37,7 +37,7 @@ from plaitidl.service.v1 import worker_service_pb2_grpc as ws_grpc
 
 from plait import _loader, _runtime, _serialize
 from plait._channels import open_channel
-from plait._constants import DEFAULT_QUEUE, SDK_VERSION
+from plait._constants import DEFAULT_QUEUE, LANGUAGE, MAX_MESSAGE_BYTES, SDK_VERSION
 from plait._errors import PlaitError, PlaitValueError
 from plait._launch_plan import LaunchPlan
 from plait._task import Task
@@ -46,7 +46,6 @@ from plait._workflow import Workflow
 log = logging.getLogger("plait.worker")
 
 _SYSTEM = errors_pb2.ExecutionError.KIND_SYSTEM
-_MAX_MESSAGE = 64 * 1024 * 1024
 _BACKOFF_START = 0.2
 _BACKOFF_MAX = 5.0
 # Status codes that another attempt cannot fix: stop instead of reconnecting forever.
@@ -358,7 +357,7 @@ def run_worker(
         worker_id=worker_id or f"{socket.gethostname()}-{os.getpid()}",
         queues=served,
         slots=slots,
-        language="python",
+        language=LANGUAGE,
         version=SDK_VERSION,
     )
     metadata = [("authorization", f"Bearer {token}")] if token else []
@@ -369,8 +368,8 @@ def run_worker(
         tls=tls,
         ca_cert=ca_cert,
         options=[
-            ("grpc.max_receive_message_length", _MAX_MESSAGE),
-            ("grpc.max_send_message_length", _MAX_MESSAGE),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ],
     )
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=slots, thread_name_prefix="plait-task")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import typing
 from collections.abc import Callable
@@ -164,4 +163,6 @@ def _example_call(iface: PyInterface) -> str:
 
 def digest(data: bytes) -> str:
     """A short, stable content digest used as an entity version."""
+    import hashlib  # only when an entity is versioned: `import plait` need not load OpenSSL
+
     return hashlib.sha256(data).hexdigest()[:16]

@@ -38,7 +38,7 @@ from plaitidl.service.v1 import worker_service_pb2_grpc as ws_grpc
 from plait import _loader, _runtime, _serialize
 from plait._channels import open_channel
 from plait._constants import DEFAULT_QUEUE, LANGUAGE, MAX_MESSAGE_BYTES, SDK_VERSION
-from plait._errors import PlaitError, PlaitValueError
+from plait._errors import PlaitValueError, WorkerError
 from plait._launch_plan import LaunchPlan
 from plait._task import Task
 from plait._workflow import Workflow
@@ -55,14 +55,6 @@ _FATAL = {
     grpc.StatusCode.PERMISSION_DENIED,
     grpc.StatusCode.UNIMPLEMENTED,
 }
-
-
-class WorkerError(PlaitError):
-    """The engine refused the worker (bad hello, bad token, refused registration)."""
-
-    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def discover(modules: Sequence[types.ModuleType]) -> list[Any]:

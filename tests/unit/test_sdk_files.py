@@ -6,8 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from plait import Directory, File, _runtime, _types, task
-from plait._errors import PlaitTypeError
+from plait import Directory, File, PlaitTypeError, _runtime, _types, task
 from plaitidl.core.v1 import errors_pb2, literals_pb2, types_pb2
 
 _SINGLE = types_pb2.BlobType.BLOB_DIMENSIONALITY_SINGLE

@@ -25,7 +25,7 @@ from plaitidl.service.v1 import registry_service_pb2 as rs
 from plaitidl.service.v1 import registry_service_pb2_grpc as rs_grpc
 
 from plait import _serialize, _types
-from plait._channels import open_channel
+from plait._channels import Endpoint, message_options
 from plait._constants import MAX_MESSAGE_BYTES
 from plait._errors import (
     AlreadyExistsError,
@@ -115,6 +115,7 @@ class Client:
         tls: Connect with TLS (system root certificates).
         ca_cert: A PEM file of the CA to trust (implies TLS), for a private certificate.
         timeout: Seconds each unary call may take.
+        max_message_bytes: The largest message sent or accepted (the engine's default).
     """
 
     def __init__(
@@ -127,13 +128,10 @@ class Client:
         timeout: float = 30,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
-        options = [
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes),
-        ]
-        self._channel = open_channel(address, tls=tls, ca_cert=ca_cert, options=options)
+        endpoint = Endpoint(address, token=token, tls=tls, ca_cert=ca_cert)
+        self._channel = endpoint.channel(message_options(max_message_bytes))
         self.address = address
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._metadata = endpoint.metadata
         self._timeout = timeout
         self.registry = rs_grpc.RegistryServiceStub(self._channel)
         self.executions = es_grpc.ExecutionServiceStub(self._channel)

@@ -10,7 +10,7 @@ from plaitidl.core.v1 import dynamic_job_pb2
 from plait._constants import DEFAULT_QUEUE, TASK_TYPE_DYNAMIC
 from plait._context import Builder, push
 from plait._promise import output_bindings
-from plait._task import Task, Timeout, make_decorator
+from plait._task import Task, TaskOptions, Timeout, make_decorator
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -35,7 +35,9 @@ def dynamic(
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
-def dynamic(
+# Keyword-only options mirroring TaskMetadata, as for @task: the documented exception to the
+# argument-count rule (RUF100: see @task).
+def dynamic(  # noqa: PLR0913, RUF100
     fn: Callable[P, R] | None = None,
     /,
     *,
@@ -76,7 +78,7 @@ def dynamic(
     return make_decorator(
         TASK_TYPE_DYNAMIC,
         fn,
-        dict(
+        TaskOptions(
             retries=retries,
             timeout=timeout,
             cache=cache,

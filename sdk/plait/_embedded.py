@@ -55,6 +55,23 @@ def _engine_config(data_dir: Path) -> Any:
     )
 
 
+def _resume(engine: Any, execution: str, entity: Entity | None) -> tuple[Any, Entity | None]:
+    """The stored execution to resume (submitted again unless it has ended) and its entity."""
+    from plait import _loader
+
+    rec = engine.get_execution("", "", execution)
+    source = rec.labels.get(LABEL_SOURCE)
+    if source and entity is None:
+        # Tasks run in this process: their code must be importable before resuming.
+        module = _loader.load_path(source)
+        found = getattr(module, rec.labels.get(LABEL_ENTITY, ""), None)
+        entity = found if _is_entity(found) else None
+    if rec.phase in (EP.EXECUTION_PHASE_QUEUED, EP.EXECUTION_PHASE_RUNNING):
+        engine.scheduler.submit_execution(rec)
+    # An execution that has already ended is reported as it is.
+    return rec, entity
+
+
 async def _run_async(
     entity: Entity | None,
     inputs: literals_pb2.LiteralMap,
@@ -68,23 +85,11 @@ async def _run_async(
 ) -> RunResult:
     from plait_engine.core import Engine
 
-    from plait import _loader
-
     engine = Engine(_engine_config(data_dir), recover=False)
     await engine.start()
     try:
         if resume:
-            rec = engine.get_execution("", "", resume)
-            source = rec.labels.get(LABEL_SOURCE)
-            if source and entity is None:
-                # Tasks run in this process: their code must be importable before resuming.
-                module = _loader.load_path(source)
-                found = getattr(module, rec.labels.get(LABEL_ENTITY, ""), None)
-                entity = found if _is_entity(found) else None
-            if rec.phase not in (EP.EXECUTION_PHASE_QUEUED, EP.EXECUTION_PHASE_RUNNING):
-                pass  # already finished: report it as it is
-            else:
-                engine.scheduler.submit_execution(rec)
+            rec, entity = _resume(engine, resume, entity)
         else:
             if entity is None:
                 raise PlaitError("nothing to run: give a workflow, launch plan or task")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from plait._channels import Endpoint
 from plait._cli.common import Subparsers, add_remote_options, engine_address
 
 
@@ -22,16 +23,13 @@ def _worker(args: argparse.Namespace, rest: list[str]) -> int:
     from plait._worker import run_worker  # grpc: loaded only by the commands that need it
 
     try:
-        run_worker(
-            engine_address(args),
-            args.paths,
-            slots=args.slots,
-            queues=args.queue or None,
-            token=args.token,
-            worker_id=args.worker_id,
-            tls=args.tls,
-            ca_cert=args.ca_cert,
+        engine = Endpoint(
+            engine_address(args), token=args.token, tls=args.tls, ca_cert=args.ca_cert
         )
+        run_worker(
+            engine, args.paths, slots=args.slots, queues=args.queue or None,
+            worker_id=args.worker_id,
+        )  # fmt: skip
     except KeyboardInterrupt:
         pass
     return 0

@@ -10,6 +10,7 @@ from plaitidl.core.v1 import dynamic_job_pb2
 from plait._constants import DEFAULT_QUEUE, TASK_TYPE_DYNAMIC
 from plait._context import Builder, push
 from plait._promise import output_bindings
+from plait._serialize import closure
 from plait._task import Task, TaskOptions, Timeout, make_decorator
 
 P = ParamSpec("P")
@@ -94,8 +95,6 @@ def dynamic(  # noqa: PLR0913, RUF100
 
 def build_spec(task: Task[Any, Any], inputs: dict[str, Any]) -> dynamic_job_pb2.DynamicJobSpec:
     """Runs a dynamic's body on real `inputs` and returns the graph it describes."""
-    from plait._serialize import closure
-
     iface = task.python_interface
     builder = Builder("dynamic", iface.where)
     with push(builder):

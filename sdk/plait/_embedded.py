@@ -18,10 +18,13 @@ from typing import Any, TextIO
 
 from plaitidl.core.v1 import errors_pb2, execution_pb2, identifier_pb2, literals_pb2
 
-from plait import _runtime, _serialize, _types
+from plait import _loader, _runtime, _serialize, _types
 from plait._constants import DATA_DIR_NAME, ENV_DATA_DIR, LABEL_ENTITY, LABEL_SOURCE
 from plait._errors import ExecutionFailedError, PlaitError, PlaitTypeError
+from plait._launch_plan import LaunchPlan
 from plait._serialize import Entity
+from plait._task import Task
+from plait._workflow import Workflow
 
 EP = execution_pb2
 
@@ -57,8 +60,6 @@ def _engine_config(data_dir: Path) -> Any:
 
 def _resume(engine: Any, execution: str, entity: Entity | None) -> tuple[Any, Entity | None]:
     """The stored execution to resume (submitted again unless it has ended) and its entity."""
-    from plait import _loader
-
     rec = engine.get_execution("", "", execution)
     source = rec.labels.get(LABEL_SOURCE)
     if source and entity is None:
@@ -157,10 +158,6 @@ def run(
 
 
 def _is_entity(obj: object) -> bool:
-    from plait._launch_plan import LaunchPlan
-    from plait._task import Task
-    from plait._workflow import Workflow
-
     return isinstance(obj, Task | Workflow | LaunchPlan)
 
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plaitidl.core.v1 import identifier_pb2, literals_pb2, tasks_pb2, workflow_pb2
-from plaitidl.service.v1 import registry_service_pb2
 
 from plait import _types
 from plait._constants import START_NODE, TASK_NODE
@@ -15,6 +14,9 @@ from plait._launch_plan import LaunchPlan
 from plait._map import MapTask
 from plait._task import Task
 from plait._workflow import Workflow
+
+if TYPE_CHECKING:
+    from plaitidl.service.v1 import registry_service_pb2 as rs
 
 
 @dataclass(frozen=True)
@@ -33,8 +35,11 @@ class Bundle:
     launch_plans: list[workflow_pb2.LaunchPlan]
     root: identifier_pb2.Identifier
 
-    def register_request(self) -> registry_service_pb2.RegisterRequest:
+    def register_request(self) -> rs.RegisterRequest:
         """The bundle as a `RegisterRequest` (without a request id)."""
+        # The service protos are for clients: `import plait` (which defines tasks) skips them.
+        from plaitidl.service.v1 import registry_service_pb2
+
         return registry_service_pb2.RegisterRequest(
             tasks=self.tasks, workflows=self.workflows, launch_plans=self.launch_plans
         )

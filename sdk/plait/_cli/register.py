@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from plaitidl.core.v1 import identifier_pb2
+from plaitidl.service.v1 import registry_service_pb2
 
 from plait import _embedded, _loader, _serialize
 from plait._cli.common import Subparsers, add_remote_options, client
@@ -34,8 +35,6 @@ def _register(args: argparse.Namespace, rest: list[str]) -> int:
     if not entities:
         raise PlaitError(f"no task, workflow or launch plan is defined in {args.paths}")
     tasks, workflows, lps = _serialize.closure(entities)
-    from plaitidl.service.v1 import registry_service_pb2
-
     with client(args) as engine:
         response = engine.register_templates(
             registry_service_pb2.RegisterRequest(tasks=tasks, workflows=workflows, launch_plans=lps)

@@ -2,22 +2,30 @@
 
 Decorate functions with `task`, `workflow` and `dynamic`; branch with `conditional`; fan out
 with `map_task`; name launch configurations with `LaunchPlan`. `Client` talks to a remote
-engine (``plait serve``).
+engine (``plait serve``) and hands out `RemoteExecution`s. Everything the SDK raises on purpose
+is a `PlaitError`.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
 from plait._conditional import conditional
 from plait._dynamic import dynamic
 from plait._errors import (
+    AlreadyExistsError,
     ExecutionFailedError,
     InvalidArgumentError,
     NonRetryableError,
     NotFoundError,
     PlaitError,
+    PlaitTypeError,
+    PlaitValueError,
     RpcError,
+    UnauthenticatedError,
+    UnavailableError,
+    WorkerError,
 )
 from plait._files import Directory, File
 from plait._launch_plan import LaunchPlan
@@ -27,7 +35,7 @@ from plait._task import task
 from plait._workflow import workflow
 
 if TYPE_CHECKING:
-    from plait._client import Client
+    from plait._client import Client, RemoteExecution
 
 __all__ = [
     "task",
@@ -39,20 +47,32 @@ __all__ = [
     "ProcessTask",
     "File",
     "Directory",
-    "PlaitError",
-    "NonRetryableError",
     "Client",
+    "RemoteExecution",
+    "PlaitError",
+    "PlaitTypeError",
+    "PlaitValueError",
+    "NonRetryableError",
     "ExecutionFailedError",
+    "WorkerError",
     "RpcError",
-    "NotFoundError",
     "InvalidArgumentError",
+    "NotFoundError",
+    "AlreadyExistsError",
+    "UnauthenticatedError",
+    "UnavailableError",
 ]
+
+# Names whose module imports grpc (~0.3 s): only programs that talk to a remote engine pay.
+_LAZY = {"Client": "plait._client", "RemoteExecution": "plait._client"}
 
 
 def __getattr__(name: str) -> object:
-    # `Client` pulls in grpc (~0.3 s): only programs that talk to a remote engine pay for it.
-    if name == "Client":
-        from plait._client import Client
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'plait' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
-        return Client
-    raise AttributeError(f"module 'plait' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import datetime
-import enum
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -13,7 +10,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf import struct_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from plaitidl.core.v1 import (
@@ -21,7 +17,6 @@ from plaitidl.core.v1 import (
     identifier_pb2,
     interface_pb2,
     literals_pb2,
-    types_pb2,
     workflow_pb2,
 )
 from plaitidl.service.v1 import execution_service_pb2 as es
@@ -29,21 +24,20 @@ from plaitidl.service.v1 import execution_service_pb2_grpc as es_grpc
 from plaitidl.service.v1 import registry_service_pb2 as rs
 from plaitidl.service.v1 import registry_service_pb2_grpc as rs_grpc
 
-from plait import _serialize
-from plait._channels import open_channel
+from plait import _serialize, _types
+from plait._channels import Endpoint, message_options
+from plait._constants import MAX_MESSAGE_BYTES
 from plait._errors import (
     AlreadyExistsError,
     ExecutionFailedError,
     InvalidArgumentError,
     NotFoundError,
-    PlaitTypeError,
     RpcError,
     UnauthenticatedError,
     UnavailableError,
 )
 
 EP = execution_pb2
-_ST = types_pb2.SimpleType
 TERMINAL = (EP.EXECUTION_PHASE_SUCCEEDED, EP.EXECUTION_PHASE_FAILED, EP.EXECUTION_PHASE_ABORTED)
 _ERRORS: dict[grpc.StatusCode, type[RpcError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
@@ -121,6 +115,7 @@ class Client:
         tls: Connect with TLS (system root certificates).
         ca_cert: A PEM file of the CA to trust (implies TLS), for a private certificate.
         timeout: Seconds each unary call may take.
+        max_message_bytes: The largest message sent or accepted (the engine's default).
     """
 
     def __init__(
@@ -131,15 +126,12 @@ class Client:
         tls: bool = False,
         ca_cert: str | Path | None = None,
         timeout: float = 30,
-        max_message_bytes: int = 64 << 20,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
-        options = [
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes),
-        ]
-        self._channel = open_channel(address, tls=tls, ca_cert=ca_cert, options=options)
+        endpoint = Endpoint(address, token=token, tls=tls, ca_cert=ca_cert)
+        self._channel = endpoint.channel(message_options(max_message_bytes))
         self.address = address
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._metadata = endpoint.metadata
         self._timeout = timeout
         self.registry = rs_grpc.RegistryServiceStub(self._channel)
         self.executions = es_grpc.ExecutionServiceStub(self._channel)
@@ -237,7 +229,7 @@ class Client:
         else:
             wf_id = self.get_launch_plan(ident).workflow_id if is_lp else ident
             iface = self.get_workflow(wf_id).interface
-            literal_inputs = literals_from_values(iface.inputs, inputs or {})
+            literal_inputs = _types.to_literal_map_by_type(iface.inputs, inputs or {})
         request = es.CreateExecutionRequest(
             request_id=request_id or uuid.uuid4().hex,
             inputs=literal_inputs,
@@ -328,7 +320,9 @@ class Client:
         """The outputs of a succeeded execution as Python values.
 
         With a handle from `execute` on an SDK object, they come back as its function would
-        return them; otherwise one output is returned as is and several as a dict by name.
+        return them; otherwise they are decoded by the registered interface's types (records
+        as dicts, enums as their value strings) and one output is returned as is, several as a
+        dict by name.
 
         Raises:
             ExecutionFailedError: The execution FAILED or was ABORTED.
@@ -343,12 +337,15 @@ class Client:
         entity = execution.entity if isinstance(execution, RemoteExecution) else None
         if entity is not None:
             return _serialize.outputs_to_python(entity, data.outputs)
-        names = [v.name for v in self._interface(state).outputs.variables]
-        values = {n: value_from_literal(data.outputs.literals[n]) for n in names}
-        if len(names) == 0:
+        variables = self._interface(state).outputs.variables
+        values = {
+            v.name: _types.to_python_by_type(data.outputs.literals[v.name], v.type, var=v.name)
+            for v in variables
+        }
+        if len(values) == 0:
             return None
-        if len(names) == 1:
-            return values[names[0]]
+        if len(values) == 1:
+            return next(iter(values.values()))
         return values
 
     def data(self, execution: ExecutionRef) -> es.GetExecutionDataResponse:
@@ -407,161 +404,3 @@ class Client:
         request.id.node_id = node_id
         request.id.execution_id.CopyFrom(self._id(execution))
         return self._call(self.executions.GetDynamicSpec, request)
-
-
-# -- values by LiteralType (when no Python type hints are at hand) ------------------------------
-
-
-def literals_from_values(
-    variables: interface_pb2.VariableMap, values: Mapping[str, object]
-) -> literals_pb2.LiteralMap:
-    """Python values to a `LiteralMap`, typed by a registered interface's variables.
-
-    Raises:
-        PlaitTypeError: An unknown input name, or a value that does not fit its type.
-    """
-    types = {v.name: v.type for v in variables.variables}
-    out = literals_pb2.LiteralMap()
-    for name, value in values.items():
-        if name not in types:
-            raise PlaitTypeError(f"unknown input {name!r}; inputs are {sorted(types)}")
-        out.literals[name].CopyFrom(literal_from_value(value, types[name], var=name))
-    return out
-
-
-def literal_from_value(value: object, lt: types_pb2.LiteralType, *, var: str = "value") -> Any:
-    """One Python value as a `Literal` of type `lt`.
-
-    Covers the simple types, lists, string-keyed dicts, enums (by value), optional and union
-    types (first variant that fits), blobs (by URI) and records (from a dict or dataclass).
-
-    Raises:
-        PlaitTypeError: The value does not fit the type.
-    """
-    lit = literals_pb2.Literal()
-    kind = lt.WhichOneof("type")
-
-    def bad() -> PlaitTypeError:
-        return PlaitTypeError(f"{var}: cannot convert {value!r} to the declared type ({kind})")
-
-    if kind == "simple":
-        p = lit.scalar.primitive
-        st = lt.simple
-        if st == _ST.SIMPLE_TYPE_NONE:
-            if value is not None:
-                raise bad()
-            lit.scalar.none_value.SetInParent()
-        elif (
-            st == _ST.SIMPLE_TYPE_INTEGER and isinstance(value, int) and not isinstance(value, bool)
-        ):
-            p.integer = value
-        elif (
-            st == _ST.SIMPLE_TYPE_FLOAT
-            and isinstance(value, int | float)
-            and not isinstance(value, bool)
-        ):
-            p.float_value = float(value)
-        elif st == _ST.SIMPLE_TYPE_STRING and isinstance(value, str):
-            p.string_value = value
-        elif st == _ST.SIMPLE_TYPE_BOOLEAN and isinstance(value, bool):
-            p.boolean = value
-        elif st == _ST.SIMPLE_TYPE_DATETIME and isinstance(value, datetime.datetime):
-            p.datetime.FromDatetime(value)
-        elif st == _ST.SIMPLE_TYPE_DURATION and isinstance(value, datetime.timedelta):
-            p.duration.FromTimedelta(value)
-        elif st == _ST.SIMPLE_TYPE_BINARY and isinstance(value, bytes):
-            lit.scalar.binary.value = value
-        elif st == _ST.SIMPLE_TYPE_STRUCT and isinstance(value, Mapping):
-            lit.scalar.generic.update(value)
-        else:
-            raise bad()
-    elif kind == "collection_type":
-        if not isinstance(value, list | tuple):
-            raise bad()
-        lit.collection.SetInParent()
-        for i, v in enumerate(value):
-            lit.collection.literals.add().CopyFrom(
-                literal_from_value(v, lt.collection_type, var=f"{var}[{i}]")
-            )
-    elif kind == "map_value_type":
-        if not isinstance(value, Mapping):
-            raise bad()
-        lit.map.SetInParent()
-        for k, v in value.items():
-            lit.map.literals[str(k)].CopyFrom(
-                literal_from_value(v, lt.map_value_type, var=f"{var}[{k!r}]")
-            )
-    elif kind == "enum_type":
-        text = value.value if isinstance(value, enum.Enum) else value
-        if text not in lt.enum_type.values:
-            raise bad()
-        lit.scalar.primitive.string_value = str(text)
-    elif kind == "union_type":
-        for variant in lt.union_type.variants:
-            try:
-                inner = literal_from_value(value, variant, var=var)
-            except PlaitTypeError:
-                continue
-            lit.scalar.union.value.CopyFrom(inner)
-            lit.scalar.union.type.CopyFrom(variant)
-            return lit
-        raise bad()
-    elif kind == "blob":
-        uri = getattr(value, "uri", None) or (value if isinstance(value, str) else None)
-        if uri is None:
-            raise bad()
-        lit.scalar.blob.type.CopyFrom(lt.blob)
-        lit.scalar.blob.uri = uri
-    elif kind == "record_type":
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-        if not isinstance(value, Mapping):
-            raise bad()
-        lit.record.SetInParent()
-        for f in lt.record_type.fields:
-            if f.name not in value:
-                raise PlaitTypeError(f"{var}: field {f.name!r} is missing")
-            field = lit.record.fields.add(name=f.name)
-            field.value.CopyFrom(literal_from_value(value[f.name], f.type, var=f"{var}.{f.name}"))
-    else:
-        raise bad()
-    return lit
-
-
-def value_from_literal(lit: Any) -> object:
-    """A `Literal` as a plain Python value (records and structs as dicts, blobs as URIs)."""
-    kind = lit.WhichOneof("value")
-    if kind == "collection":
-        return [value_from_literal(x) for x in lit.collection.literals]
-    if kind == "map":
-        return {k: value_from_literal(v) for k, v in lit.map.literals.items()}
-    if kind == "record":
-        return {f.name: value_from_literal(f.value) for f in lit.record.fields}
-    if kind == "offloaded":
-        return lit.offloaded.uri
-    if kind != "scalar":
-        return None
-    s = lit.scalar
-    sk = s.WhichOneof("value")
-    if sk == "primitive":
-        pk = s.primitive.WhichOneof("value")
-        if pk == "datetime":
-            return s.primitive.datetime.ToDatetime(tzinfo=datetime.UTC)
-        if pk == "duration":
-            return s.primitive.duration.ToTimedelta()
-        return getattr(s.primitive, pk) if pk else None
-    if sk == "binary":
-        return s.binary.value
-    if sk == "blob":
-        return s.blob.uri
-    if sk == "generic":
-        return _struct(s.generic)
-    if sk == "union":
-        return value_from_literal(s.union.value)
-    return None
-
-
-def _struct(s: struct_pb2.Struct) -> dict[str, Any]:
-    from google.protobuf.json_format import MessageToDict
-
-    return MessageToDict(s)

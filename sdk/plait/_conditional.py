@@ -12,7 +12,7 @@ from typing import Any, Generic, NoReturn, TypeVar
 
 from plaitidl.core.v1 import condition_pb2, literals_pb2, workflow_pb2
 
-from plait._context import BranchState, Builder, LocalContext, current
+from plait._context import BranchState, Builder, LocalContext, UnfinishedChain, current
 from plait._errors import PlaitError, PlaitTypeError, PlaitValueError
 from plait._interface import PyInterface
 from plait._promise import Expression, Promise, expression_proto, make_outputs
@@ -154,7 +154,7 @@ def _misuse(name: str, message: str) -> NoReturn:
     raise PlaitTypeError(f"conditional '{name}': {message}")
 
 
-class _Start:
+class _Start(UnfinishedChain):
     """``conditional(name)``: expects ``.if_(...)``."""
 
     def __init__(self, impl: _Impl) -> None:
@@ -178,7 +178,7 @@ class _Start:
         _misuse(self._impl.name, ".else_() without .if_(...) before it")
 
 
-class _FirstCase:
+class _FirstCase(UnfinishedChain):
     def __init__(self, impl: _Impl) -> None:
         self._impl = impl
 
@@ -188,7 +188,7 @@ class _FirstCase:
         return _Cases(self._impl)
 
 
-class _Cases(Generic[T]):
+class _Cases(UnfinishedChain, Generic[T]):
     def __init__(self, impl: _Impl) -> None:
         self._impl = impl
 
@@ -211,7 +211,7 @@ class _Cases(Generic[T]):
         _misuse(self._impl.name, ".then(...) must follow .if_(...), .elif_(...) or .else_()")
 
 
-class _Case(Generic[T]):
+class _Case(UnfinishedChain, Generic[T]):
     def __init__(self, impl: _Impl) -> None:
         self._impl = impl
 
@@ -221,7 +221,7 @@ class _Case(Generic[T]):
         return _Cases(self._impl)
 
 
-class _Else(Generic[T]):
+class _Else(UnfinishedChain, Generic[T]):
     def __init__(self, impl: _Impl) -> None:
         self._impl = impl
 
@@ -265,8 +265,3 @@ def conditional(name: str) -> _Start:
         The start of the chain; continue with ``.if_(...)``.
     """
     return _Start(_Impl(name))
-
-
-def is_unfinished(value: object) -> bool:
-    """Whether `value` is a conditional chain that was not ended with else_()."""
-    return isinstance(value, (_Start, _FirstCase, _Cases, _Case, _Else))

@@ -37,6 +37,16 @@ class Entity(Protocol):
     def _references(self) -> list[Any]: ...
 
 
+class UnfinishedChain:
+    """Marker base of a `conditional(...)` chain that was not ended with ``.else_()``.
+
+    It lives here, below both `_promise` (which refuses such a chain as a value) and
+    `_conditional` (whose chain states derive from it), so neither has to import the other.
+    """
+
+    __slots__ = ()
+
+
 @dataclass
 class LocalContext:
     """Calls run immediately; `skip` is set while a local conditional skips a case."""

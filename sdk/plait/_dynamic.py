@@ -7,10 +7,11 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from plaitidl.core.v1 import dynamic_job_pb2
 
-from plait._constants import DEFAULT_QUEUE
+from plait._constants import DEFAULT_QUEUE, TASK_TYPE_DYNAMIC
 from plait._context import Builder, push
 from plait._promise import output_bindings
-from plait._task import Task, Timeout, make_decorator
+from plait._serialize import closure
+from plait._task import Task, TaskOptions, Timeout, make_decorator
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -35,7 +36,9 @@ def dynamic(
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
-def dynamic(
+# Keyword-only options mirroring TaskMetadata, as for @task: the documented exception to the
+# argument-count rule (RUF100: see @task).
+def dynamic(  # noqa: PLR0913, RUF100
     fn: Callable[P, R] | None = None,
     /,
     *,
@@ -74,9 +77,9 @@ def dynamic(
         A `Task` of type ``"dynamic"``, or a decorator producing one.
     """
     return make_decorator(
-        "dynamic",
+        TASK_TYPE_DYNAMIC,
         fn,
-        dict(
+        TaskOptions(
             retries=retries,
             timeout=timeout,
             cache=cache,
@@ -92,8 +95,6 @@ def dynamic(
 
 def build_spec(task: Task[Any, Any], inputs: dict[str, Any]) -> dynamic_job_pb2.DynamicJobSpec:
     """Runs a dynamic's body on real `inputs` and returns the graph it describes."""
-    from plait._serialize import closure
-
     iface = task.python_interface
     builder = Builder("dynamic", iface.where)
     with push(builder):

@@ -18,16 +18,20 @@ from typing import Any, TextIO
 
 from plaitidl.core.v1 import errors_pb2, execution_pb2, identifier_pb2, literals_pb2
 
-from plait import _runtime, _serialize, _types
+from plait import _loader, _runtime, _serialize, _types
+from plait._constants import DATA_DIR_NAME, ENV_DATA_DIR, LABEL_ENTITY, LABEL_SOURCE
 from plait._errors import ExecutionFailedError, PlaitError, PlaitTypeError
+from plait._launch_plan import LaunchPlan
 from plait._serialize import Entity
+from plait._task import Task
+from plait._workflow import Workflow
 
 EP = execution_pb2
 
 
 def default_data_dir() -> Path:
     """``$PLAIT_DATA_DIR`` or ``~/.plait``."""
-    return Path(os.environ.get("PLAIT_DATA_DIR") or Path.home() / ".plait")
+    return Path(os.environ.get(ENV_DATA_DIR) or Path.home() / DATA_DIR_NAME)
 
 
 @dataclass
@@ -57,6 +61,22 @@ def _engine(data_dir: Path) -> Any:
     )
 
 
+async def _resume(
+    engine: Any, execution: str, entity: Entity | None
+) -> tuple[Any, Entity | None]:
+    """The stored execution to resume (driven here again unless it has ended) and its
+    entity."""
+    rec = await engine.executions.get("", "", execution)
+    source = rec.labels.get(LABEL_SOURCE)
+    if source and entity is None:
+        # Tasks run in this process: their code must be importable before resuming.
+        module = _loader.load_path(source)
+        found = getattr(module, rec.labels.get(LABEL_ENTITY, ""), None)
+        entity = found if _is_entity(found) else None
+    # An execution that has already ended is reported as it is.
+    return await engine.executions.resume(rec), entity
+
+
 async def _run_async(
     entity: Entity | None,
     inputs: literals_pb2.LiteralMap,
@@ -68,21 +88,12 @@ async def _run_async(
     labels: Mapping[str, str] | None = None,
     on_start: Callable[[str], None] | None = None,
 ) -> RunResult:
-    from plait import _loader
-
     engine = _engine(data_dir)
     executions = engine.executions
     await engine.start()
     try:
         if resume:
-            rec = await executions.get("", "", resume)
-            source = rec.labels.get("plait.source")
-            if source and entity is None:
-                # Tasks run in this process: their code must be importable before resuming.
-                module = _loader.load_path(source)
-                found = getattr(module, rec.labels.get("plait.entity", ""), None)
-                entity = found if _is_entity(found) else None
-            rec = await executions.resume(rec)  # a finished one is reported as it is
+            rec, entity = await _resume(engine, resume, entity)
         else:
             if entity is None:
                 raise PlaitError("nothing to run: give a workflow, launch plan or task")
@@ -151,10 +162,6 @@ def run(
 
 
 def _is_entity(obj: object) -> bool:
-    from plait._launch_plan import LaunchPlan
-    from plait._task import Task
-    from plait._workflow import Workflow
-
     return isinstance(obj, Task | Workflow | LaunchPlan)
 
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from plaitidl.core.v1 import errors_pb2
+
+if TYPE_CHECKING:
+    import grpc
 
 
 class PlaitError(Exception):
@@ -86,3 +90,23 @@ class UnauthenticatedError(RpcError):
 
 class UnavailableError(RpcError):
     """The engine cannot be reached (UNAVAILABLE)."""
+
+
+class WorkerError(PlaitError):
+    """The engine refused a worker (bad hello, bad token, refused registration).
+
+    Attributes:
+        code: The gRPC status code of the refusal, when there was one.
+    """
+
+    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class HandlerNotFoundError(PlaitValueError):
+    """A worker handler names no importable `@task` / `@dynamic`.
+
+    Raised while a worker resolves a task; the runtime turns it into the attempt's error
+    (code ``HandlerNotFound``), so user code does not see it.
+    """

@@ -3,15 +3,15 @@
 A task input or output annotated `File` or `Directory` is carried as `Scalar.blob`; the bytes
 stay where they are (a local path, an object store). Local paths are made absolute at
 construction so that a value still means the same thing after the working directory changes
-or after it crosses into another process.
+or after it crosses into another process; a relative path arriving from elsewhere (a literal
+from the engine) is refused by the type engine instead, since its meaning would depend on the
+receiving process's working directory.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -21,6 +21,16 @@ from plait._errors import PlaitValueError
 __all__ = ["Directory", "File"]
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_absolute_uri(uri: str) -> bool:
+    """Whether `uri` means the same thing in any working directory.
+
+    True for a URI with a scheme (``file://``, ``s3://``, ...) and for an absolute local path.
+    A relative path (``../../etc/passwd``, ``~/x``) coming from elsewhere (the engine, another
+    worker) would otherwise be resolved against this process's working directory.
+    """
+    return bool(_SCHEME.match(uri)) or os.path.isabs(uri)
 
 
 def _to_uri(path_or_uri: str | os.PathLike[str]) -> str:
@@ -62,6 +72,11 @@ class _Blob:
         """
         if not self.is_local:
             raise PlaitValueError(f"{self!r} is not a local path")
+        # Imported here: urllib.request pulls in http.client, email and ssl (~40 ms), which
+        # `import plait` should not pay for.
+        import urllib.parse
+        import urllib.request
+
         parsed = urllib.parse.urlparse(self._uri)
         return urllib.request.url2pathname(parsed.path)
 

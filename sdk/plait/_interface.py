@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import typing
 from collections.abc import Callable
@@ -12,6 +11,7 @@ from typing import Any, Literal
 from plaitidl.core.v1 import interface_pb2, types_pb2
 
 from plait import _types
+from plait._constants import output_name
 from plait._errors import PlaitTypeError
 
 OutputKind = Literal["none", "single", "tuple", "namedtuple"]
@@ -84,26 +84,7 @@ def from_function(fn: Callable[..., Any], kind: str, name: str) -> PyInterface:
             f"{where}: missing return annotation; annotate the return type "
             "(use '-> None' for no outputs)"
         )
-    ret = hints.get("return", None)
-    outputs: dict[str, Any]
-    output_kind: OutputKind
-    output_class: type | None = None
-    if ret is None or ret is type(None):
-        outputs, output_kind = {}, "none"
-    elif is_namedtuple(ret):
-        assert isinstance(ret, type)
-        outputs, output_kind, output_class = dict(typing.get_type_hints(ret)), "namedtuple", ret
-        outputs = {f: outputs[f] for f in ret._fields}  # type: ignore[attr-defined]
-    elif ret is tuple or typing.get_origin(ret) is tuple:
-        args = typing.get_args(ret)
-        if not args or Ellipsis in args or args == ((),):
-            raise PlaitTypeError(
-                f"{where}: return type {ret!r} is not supported; use a fixed-length "
-                "tuple[A, B, ...], a NamedTuple or list[T]"
-            )
-        outputs, output_kind = {f"o{i}": a for i, a in enumerate(args)}, "tuple"
-    else:
-        outputs, output_kind = {"o0": ret}, "single"
+    outputs, output_kind, output_class = _outputs(hints.get("return", None), where)
     input_types = {
         n: _types.literal_type(h, where=f"{where}, input '{n}'") for n, h in inputs.items()
     }
@@ -120,6 +101,24 @@ def from_function(fn: Callable[..., Any], kind: str, name: str) -> PyInterface:
         input_types=input_types,
         output_types=output_types,
     )
+
+
+def _outputs(ret: Any, where: str) -> tuple[dict[str, Any], OutputKind, type | None]:
+    """The outputs a return annotation declares: names and hints, kind, NamedTuple class."""
+    if ret is None or ret is type(None):
+        return {}, "none", None
+    if is_namedtuple(ret):
+        hints = typing.get_type_hints(ret)
+        return {f: hints[f] for f in ret._fields}, "namedtuple", ret
+    if ret is tuple or typing.get_origin(ret) is tuple:
+        args = typing.get_args(ret)
+        if not args or Ellipsis in args or args == ((),):
+            raise PlaitTypeError(
+                f"{where}: return type {ret!r} is not supported; use a fixed-length "
+                "tuple[A, B, ...], a NamedTuple or list[T]"
+            )
+        return {output_name(i): a for i, a in enumerate(args)}, "tuple", None
+    return {output_name(0): ret}, "single", None
 
 
 def bind_arguments(
@@ -163,4 +162,6 @@ def _example_call(iface: PyInterface) -> str:
 
 def digest(data: bytes) -> str:
     """A short, stable content digest used as an entity version."""
+    import hashlib  # only when an entity is versioned: `import plait` need not load OpenSSL
+
     return hashlib.sha256(data).hexdigest()[:16]

@@ -10,13 +10,10 @@ import types
 from pathlib import Path
 from typing import Any
 
-from plait._errors import PlaitValueError
+from plait._errors import HandlerNotFoundError, PlaitValueError
 from plait._task import Task
 
-
-class HandlerNotFoundError(PlaitValueError):
-    """A worker handler names no importable `@task` / `@dynamic`."""
-
+__all__ = ["HandlerNotFoundError", "load_path", "resolve_handler"]
 
 _lock = threading.Lock()
 _handlers: dict[str, Task[Any, Any]] = {}

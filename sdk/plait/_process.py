@@ -11,10 +11,10 @@ from typing import Any
 
 from plaitidl.core.v1 import tasks_pb2
 
-from plait._constants import DEFAULT_QUEUE
+from plait._constants import TASK_TYPE_DYNAMIC, TASK_TYPE_PROCESS
 from plait._errors import PlaitError, PlaitValueError
 from plait._interface import digest
-from plait._task import Task, Timeout
+from plait._task import Task, TaskOptions, Timeout
 
 
 def _signature_function(
@@ -89,7 +89,9 @@ class ProcessTask(Task[..., Any]):
         cache_serialize: Whether identical concurrent runs wait for one.
     """
 
-    def __init__(
+    # A public constructor of keyword-only options (mirroring TaskMetadata and ProcessTarget):
+    # the documented exception to the argument-count rule (RUF100: see @task).
+    def __init__(  # noqa: PLR0913, RUF100
         self,
         name: str,
         command: Sequence[str],
@@ -116,16 +118,15 @@ class ProcessTask(Task[..., Any]):
         fn = _signature_function(name, dict(inputs or {}), dict(outputs or {}), caller)
         super().__init__(
             fn,
-            task_type="dynamic" if generator else "process",
-            retries=retries,
-            timeout=timeout,
-            cache=cache,
-            cache_version=cache_version,
-            cache_serialize=cache_serialize,
-            cache_ignore_inputs=(),
-            interruptible=False,
-            queue=DEFAULT_QUEUE,
-            name=name,
+            task_type=TASK_TYPE_DYNAMIC if generator else TASK_TYPE_PROCESS,
+            options=TaskOptions(
+                retries=retries,
+                timeout=timeout,
+                cache=cache,
+                cache_version=cache_version,
+                cache_serialize=cache_serialize,
+                name=name,
+            ),
         )
         self._target = tasks_pb2.ProcessTarget(
             command=list(command), args=list(args), env=dict(env or {}), image=image

@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 from plaitidl.core.v1 import condition_pb2, literals_pb2, types_pb2, workflow_pb2
 
 from plait import _types
-from plait._context import Builder, Entity
+from plait._context import Builder, Entity, UnfinishedChain
 from plait._errors import PlaitError, PlaitTypeError
 from plait._interface import PyInterface
 
@@ -293,10 +293,7 @@ def _check_not_builder_object(value: object, where: str) -> None:
             f"{where}: a condition {value!r} cannot be passed as a value; use it in "
             "conditional(...).if_(...)"
         )
-    # Imported lazily: _conditional imports this module.
-    from plait._conditional import is_unfinished
-
-    if is_unfinished(value):
+    if isinstance(value, UnfinishedChain):
         raise PlaitError(
             f"{where}: got an unfinished conditional; a conditional needs an else_(): end "
             "it with .else_().then(...) or .else_().fail(...)"

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plaitidl.core.v1 import identifier_pb2, literals_pb2, tasks_pb2, workflow_pb2
-from plaitidl.service.v1 import registry_service_pb2
 
 from plait import _types
+from plait._constants import START_NODE, TASK_NODE
 from plait._errors import PlaitTypeError, PlaitValueError
 from plait._launch_plan import LaunchPlan
 from plait._map import MapTask
 from plait._task import Task
 from plait._workflow import Workflow
+
+if TYPE_CHECKING:
+    from plaitidl.service.v1 import registry_service_pb2 as rs
 
 
 @dataclass(frozen=True)
@@ -32,8 +35,11 @@ class Bundle:
     launch_plans: list[workflow_pb2.LaunchPlan]
     root: identifier_pb2.Identifier
 
-    def register_request(self) -> registry_service_pb2.RegisterRequest:
+    def register_request(self) -> rs.RegisterRequest:
         """The bundle as a `RegisterRequest` (without a request id)."""
+        # The service protos are for clients: `import plait` (which defines tasks) skips them.
+        from plaitidl.service.v1 import registry_service_pb2
+
         return registry_service_pb2.RegisterRequest(
             tasks=self.tasks, workflows=self.workflows, launch_plans=self.launch_plans
         )
@@ -113,15 +119,15 @@ def _task_workflow(task: Task[Any, Any]) -> workflow_pb2.WorkflowTemplate:
     wf = workflow_pb2.WorkflowTemplate(interface=t.interface)
     wf.id.CopyFrom(t.id)
     wf.id.resource_type = identifier_pb2.RESOURCE_TYPE_WORKFLOW
-    node = wf.nodes.add(id="n0")
+    node = wf.nodes.add(id=TASK_NODE)
     node.task_node.task_id.CopyFrom(t.id)
     for v in t.interface.inputs.variables:
         b = node.inputs.add(var=v.name)
-        b.binding.promise.node_id = "start-node"
+        b.binding.promise.node_id = START_NODE
         b.binding.promise.var = v.name
     for v in t.interface.outputs.variables:
         o = wf.outputs.add(var=v.name)
-        o.binding.promise.node_id = "n0"
+        o.binding.promise.node_id = TASK_NODE
         o.binding.promise.var = v.name
     pi = task.python_interface
     for name, default in pi.defaults.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import functools
 import inspect
@@ -11,7 +12,15 @@ from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 from google.protobuf import duration_pb2
 from plaitidl.core.v1 import identifier_pb2, tasks_pb2, workflow_pb2
 
-from plait._constants import DEFAULT_DOMAIN, DEFAULT_PROJECT, DEFAULT_QUEUE, SDK_VERSION
+from plait._constants import (
+    DEFAULT_DOMAIN,
+    DEFAULT_PROJECT,
+    DEFAULT_QUEUE,
+    LANGUAGE,
+    SDK_VERSION,
+    TASK_TYPE_DYNAMIC,
+    TASK_TYPE_PYTHON,
+)
 from plait._context import Builder, LocalContext, current, push
 from plait._errors import PlaitTypeError, PlaitValueError
 from plait._interface import PyInterface, bind_arguments, digest, from_function
@@ -28,6 +37,21 @@ def _description(fn: Callable[..., Any]) -> str:
     return doc.split("\n\n", 1)[0].strip()
 
 
+@dataclasses.dataclass(frozen=True)
+class TaskOptions:
+    """The options of `task` and `dynamic` (see there); validated by `Task`."""
+
+    retries: int = 0
+    timeout: Timeout = None
+    cache: bool = False
+    cache_version: str = ""
+    cache_serialize: bool = False
+    cache_ignore_inputs: Sequence[str] = ()
+    interruptible: bool = False
+    queue: str = DEFAULT_QUEUE
+    name: str | None = None
+
+
 class Task(Generic[P, R]):
     """A decorated task (or dynamic) function and its template.
 
@@ -39,44 +63,25 @@ class Task(Generic[P, R]):
         python_interface: Inputs, defaults and outputs as Python hints.
     """
 
-    def __init__(
-        self,
-        fn: Callable[P, R],
-        *,
-        task_type: str,
-        retries: int,
-        timeout: Timeout,
-        cache: bool,
-        cache_version: str,
-        cache_serialize: bool,
-        cache_ignore_inputs: Sequence[str],
-        interruptible: bool,
-        queue: str,
-        name: str | None,
-    ) -> None:
+    def __init__(self, fn: Callable[P, R], *, task_type: str, options: TaskOptions) -> None:
         if not callable(fn) or not hasattr(fn, "__qualname__"):
             raise PlaitTypeError(f"@task / @dynamic decorate functions, not {fn!r}")
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.task_type = task_type
-        self.name: str = name or f"{fn.__module__}.{fn.__qualname__}"
+        self.name: str = options.name or f"{fn.__module__}.{fn.__qualname__}"
         self.handler = f"{fn.__module__}:{fn.__qualname__}"
-        kind = "dynamic" if task_type == "dynamic" else "task"
+        kind = "dynamic" if task_type == TASK_TYPE_DYNAMIC else "task"
         self.python_interface: PyInterface = from_function(fn, kind, self.name)
         where = self.python_interface.where
+        retries = options.retries
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise PlaitValueError(f"{where}: retries must be an int >= 0, not {retries!r}")
-        for n in cache_ignore_inputs:
+        for n in options.cache_ignore_inputs:
             if n not in self.python_interface.inputs:
                 raise PlaitValueError(f"{where}: cache_ignore_inputs names unknown input '{n}'")
-        self._retries = retries
-        self._timeout = _duration(timeout, where)
-        self._cache = cache
-        self._cache_version = cache_version
-        self._cache_serialize = cache_serialize
-        self._cache_ignore_inputs = list(cache_ignore_inputs)
-        self._interruptible = interruptible
-        self._queue = queue
+        self._options = options
+        self._timeout = _duration(options.timeout, where)
 
     @property
     def short_name(self) -> str:
@@ -86,11 +91,12 @@ class Task(Generic[P, R]):
     @property
     def is_dynamic(self) -> bool:
         """Whether the body yields a DynamicJobSpec at execution time."""
-        return self.task_type == "dynamic"
+        return self.task_type == TASK_TYPE_DYNAMIC
 
     @functools.cached_property
     def template(self) -> tasks_pb2.TaskTemplate:
         """The `TaskTemplate`; its version is a digest of its content."""
+        o = self._options
         tpl = tasks_pb2.TaskTemplate(
             id=identifier_pb2.Identifier(
                 resource_type=identifier_pb2.RESOURCE_TYPE_TASK,
@@ -100,22 +106,22 @@ class Task(Generic[P, R]):
             ),
             type=self.task_type,
             metadata=tasks_pb2.TaskMetadata(
-                retries=tasks_pb2.RetryStrategy(retries=self._retries),
+                retries=tasks_pb2.RetryStrategy(retries=o.retries),
                 timeout=self._timeout,
-                cache=self._cache,
-                cache_version=self._cache_version,
-                cache_serialize=self._cache_serialize,
-                cache_ignore_inputs=self._cache_ignore_inputs,
-                interruptible=self._interruptible,
+                cache=o.cache,
+                cache_version=o.cache_version,
+                cache_serialize=o.cache_serialize,
+                cache_ignore_inputs=list(o.cache_ignore_inputs),
+                interruptible=o.interruptible,
                 runtime=tasks_pb2.RuntimeMetadata(
                     type=tasks_pb2.RuntimeMetadata.RUNTIME_TYPE_SDK,
-                    language="python",
+                    language=LANGUAGE,
                     version=SDK_VERSION,
                 ),
                 description=_description(self.fn),
             ),
             interface=self.python_interface.typed_interface(),
-            worker=tasks_pb2.WorkerTarget(queue=self._queue, handler=self.handler),
+            worker=tasks_pb2.WorkerTarget(queue=o.queue, handler=self.handler),
         )
         tpl.id.version = digest(tpl.SerializeToString(deterministic=True))
         return tpl
@@ -170,12 +176,12 @@ def _duration(timeout: Timeout, where: str) -> duration_pb2.Duration | None:
 def make_decorator(
     task_type: str,
     fn: Callable[P, R] | None,
-    options: dict[str, Any],
+    options: TaskOptions,
 ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
     """Shared body of `task` and `dynamic`: bare use or use with options."""
 
     def wrap(f: Callable[P, R]) -> Task[P, R]:
-        return Task(f, task_type=task_type, **options)
+        return Task(f, task_type=task_type, options=options)
 
     return wrap if fn is None else wrap(fn)
 
@@ -199,7 +205,10 @@ def task(
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
-def task(
+# The options are keyword-only and many by design (they mirror TaskMetadata, as flytekit's
+# @task does): the documented exception to the argument-count rule. RUF100: until pyproject
+# switches PLR0913 on, the noqa would otherwise count as unused.
+def task(  # noqa: PLR0913, RUF100
     fn: Callable[P, R] | None = None,
     /,
     *,
@@ -238,9 +247,9 @@ def task(
         PlaitTypeError: A parameter or the return has no annotation or an unsupported type.
     """
     return make_decorator(
-        "python-task",
+        TASK_TYPE_PYTHON,
         fn,
-        dict(
+        TaskOptions(
             retries=retries,
             timeout=timeout,
             cache=cache,

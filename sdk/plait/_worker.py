@@ -36,9 +36,9 @@ from plaitidl.service.v1 import worker_service_pb2 as ws
 from plaitidl.service.v1 import worker_service_pb2_grpc as ws_grpc
 
 from plait import _loader, _runtime, _serialize
-from plait._channels import open_channel
-from plait._constants import DEFAULT_QUEUE, SDK_VERSION
-from plait._errors import PlaitError, PlaitValueError
+from plait._channels import Endpoint, message_options
+from plait._constants import DEFAULT_QUEUE, LANGUAGE, MAX_MESSAGE_BYTES, SDK_VERSION
+from plait._errors import PlaitValueError, WorkerError
 from plait._launch_plan import LaunchPlan
 from plait._task import Task
 from plait._workflow import Workflow
@@ -46,7 +46,6 @@ from plait._workflow import Workflow
 log = logging.getLogger("plait.worker")
 
 _SYSTEM = errors_pb2.ExecutionError.KIND_SYSTEM
-_MAX_MESSAGE = 64 * 1024 * 1024
 _BACKOFF_START = 0.2
 _BACKOFF_MAX = 5.0
 # Status codes that another attempt cannot fix: stop instead of reconnecting forever.
@@ -56,14 +55,6 @@ _FATAL = {
     grpc.StatusCode.PERMISSION_DENIED,
     grpc.StatusCode.UNIMPLEMENTED,
 }
-
-
-class WorkerError(PlaitError):
-    """The engine refused the worker (bad hello, bad token, refused registration)."""
-
-    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def discover(modules: Sequence[types.ModuleType]) -> list[Any]:
@@ -311,32 +302,42 @@ def _install_signals(stop: threading.Event) -> list[tuple[int, Any]]:
     return previous
 
 
+def _hello(
+    entities: Sequence[Any], slots: int, queues: Sequence[str] | None, worker_id: str | None
+) -> ws.Hello:
+    tasks = [e for e in entities if isinstance(e, Task)]
+    served = list(queues) if queues else sorted({t.template.worker.queue for t in tasks})
+    return ws.Hello(
+        worker_id=worker_id or f"{socket.gethostname()}-{os.getpid()}",
+        queues=served or [DEFAULT_QUEUE],
+        slots=slots,
+        language=LANGUAGE,
+        version=SDK_VERSION,
+    )
+
+
 def run_worker(
-    address: str,
+    engine: str | Endpoint,
     paths: Sequence[str],
     *,
     slots: int = 4,
     queues: Sequence[str] | None = None,
-    token: str | None = None,
     worker_id: str | None = None,
     register: bool = True,
     stop: threading.Event | None = None,
     grace: float = 5.0,
-    tls: bool = False,
-    ca_cert: str | None = None,
 ) -> None:
     """Serve the tasks of some Python files or modules until stopped.
 
     Imports each path, optionally registers the tasks, workflows and launch plans found there,
-    and then keeps one session open with the engine at `address`, reconnecting with
-    exponential backoff (0.2 s doubling to 5 s, with jitter) whenever it goes away.
+    and then keeps one session open with the engine, reconnecting with exponential backoff
+    (0.2 s doubling to 5 s, with jitter) whenever it goes away.
 
     Args:
-        address: The engine's ``host:port``.
+        engine: The engine's ``host:port``, or an `Endpoint` with its token and TLS settings.
         paths: ``.py`` files or dotted module names holding the tasks.
         slots: Tasks run at once (threads).
         queues: Queues served; by default the queues of the tasks found (or ``"default"``).
-        token: Bearer token sent as ``authorization`` metadata.
         worker_id: The worker's id; ``"<hostname>-<pid>"`` by default.
         register: Whether to register what the paths define before serving.
         stop: Set it to stop; SIGTERM and SIGINT set it too when called on the main thread.
@@ -348,32 +349,15 @@ def run_worker(
     """
     if slots < 1:
         raise PlaitValueError(f"slots must be at least 1, not {slots}")
-    modules = [_loader.load_path(p) for p in paths]
-    entities = discover(modules)
-    tasks = [e for e in entities if isinstance(e, Task)]
-    served = list(queues) if queues else sorted({t.template.worker.queue for t in tasks})
-    if not served:
-        served = [DEFAULT_QUEUE]
-    hello = ws.Hello(
-        worker_id=worker_id or f"{socket.gethostname()}-{os.getpid()}",
-        queues=served,
-        slots=slots,
-        language="python",
-        version=SDK_VERSION,
-    )
-    metadata = [("authorization", f"Bearer {token}")] if token else []
+    endpoint = Endpoint(engine) if isinstance(engine, str) else engine
+    entities = discover([_loader.load_path(p) for p in paths])
+    hello = _hello(entities, slots, queues, worker_id)
+    metadata = list(endpoint.metadata)
     stop = stop or threading.Event()
     previous = _install_signals(stop)
-    channel = open_channel(
-        address,
-        tls=tls,
-        ca_cert=ca_cert,
-        options=[
-            ("grpc.max_receive_message_length", _MAX_MESSAGE),
-            ("grpc.max_send_message_length", _MAX_MESSAGE),
-        ],
-    )
+    channel = endpoint.channel(message_options(MAX_MESSAGE_BYTES))
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=slots, thread_name_prefix="plait-task")
+    address = endpoint.address
     try:
         if register and entities:
             ts, wfs, lps = _serialize.closure(entities)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 import threading
 from collections.abc import Callable
@@ -138,8 +137,11 @@ class Workflow(Generic[P, R]):
             if ctx.skip:
                 return None  # type: ignore[return-value]
             return cast("Callable[..., R]", self.fn)(**{**iface.defaults, **bound})
-        embedded = importlib.import_module("plait._embedded")
-        return embedded.run_locally(self, bound)  # type: ignore[no-any-return]
+        # Deferred: the embedded runner sits above this module (it serializes workflows) and
+        # loads the engine; only a workflow run outside any body needs it.
+        from plait._embedded import run_locally
+
+        return cast("R", run_locally(self, bound))
 
 
 @overload

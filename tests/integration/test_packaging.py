@@ -31,7 +31,7 @@ def test_wheel_installs_and_imports_in_a_fresh_venv(tmp_path: Path) -> None:
         [str(venv / "bin" / "python"), "-c", IMPORTS],
         cwd=tmp_path, check=True, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    assert out.stdout.strip() == "['Client', 'Directory']"
+    assert out.stdout.strip() == "['AlreadyExistsError', 'Client']"
     for module in ("plaitidl", "plait", "plait_engine"):
         located = subprocess.run(
             [str(venv / "bin" / "python"), "-c", f"import {module}; print({module}.__file__)"],

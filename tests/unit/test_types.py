@@ -14,8 +14,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from plait._errors import PlaitTypeError, PlaitValueError
 from plait._files import Directory, File
-from plait._types import literal_type, parse_text, to_literal, to_python, type_repr
-from plaitidl.core.v1 import literals_pb2, types_pb2
+from plait._types import (
+    literal_type,
+    parse_text,
+    parse_text_by_type,
+    to_literal,
+    to_literal_by_type,
+    to_literal_map_by_type,
+    to_python,
+    to_python_by_type,
+    type_repr,
+)
+from plaitidl.core.v1 import interface_pb2, literals_pb2, types_pb2
 
 UTC = dt.UTC
 I64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
@@ -461,3 +471,154 @@ def test_struct_numbers() -> None:
     assert back == {"n": 3, "f": 0.5}
     assert isinstance(back, dict)
     assert type(back["n"]) is int
+
+
+# -- by LiteralType: the converter for interfaces whose Python hints are not at hand -------------
+
+
+def _plain(value: object) -> object:
+    """What the by-type converter gives back for a value: records as dicts, enums as values."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list):
+        return [_plain(x) for x in value]
+    if isinstance(value, dict):
+        return {k: _plain(x) for k, x in value.items()}
+    return value
+
+
+@pytest.mark.parametrize(("hint", "strategy"), CASES, ids=lambda x: repr(x)[:40])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_by_type_agrees_with_by_hint(
+    hint: object, strategy: st.SearchStrategy[Any], data: st.DataObject
+) -> None:
+    value = data.draw(strategy)
+    lt = literal_type(hint, where="v")
+    by_hint = to_literal(value, hint, var="v")
+    # The same value makes the same literal, byte for byte.
+    assert to_literal_by_type(value, lt, var="v") == by_hint
+    plain = _plain(value)
+    assert to_literal_by_type(plain, lt, var="v") == by_hint
+    # And reads back as the plain form of the value, which converts to the same literal again.
+    wire = literals_pb2.Literal.FromString(by_hint.SerializeToString())
+    back = to_python_by_type(wire, lt, var="v")
+    assert back == plain
+    again = to_literal_by_type(back, lt, var="v")
+    if hint != dict[str, Any]:  # JSON documents give whole floats (and -0.0) back as int
+        assert again == by_hint
+    assert to_python_by_type(again, lt, var="v") == back
+
+
+BY_TYPE_WRONG: list[tuple[object, object, str]] = [
+    ([1, "a"], list[int], r"^n\[1\]: expected int, got str 'a'$"),
+    ({"k": [1, "x"]}, dict[str, list[int]], r"^n\['k'\]\[1\]: expected int"),
+    ({"x": 1}, Inner, r"^n: expected Inner\{x: int, tags: list\[str\]\}, .*'tags' is missing"),
+    ({"x": 1, "tags": [], "zzz": 0}, Inner, r"^n: expected Inner\{.*Inner has no field 'zzz'"),
+    ({"x": "s", "tags": []}, Inner, r"^n\.x: expected int, got str 's'"),
+    ("blue", Color, r"^n: expected enum\['red', 'green'\], got str 'blue'"),
+    (1.5, int | None, r"^n: expected int \| None, got float"),
+    (3, File, r"^n: expected File, got int"),
+    ({"a": 2**60}, dict[str, Any], r"too large"),
+    (True, int, r"^n: expected int, got bool"),
+]
+
+
+@pytest.mark.parametrize(("value", "hint", "pattern"), BY_TYPE_WRONG, ids=lambda x: repr(x)[:30])
+def test_by_type_wrong_value_names_the_variable_and_path(
+    value: object, hint: object, pattern: str
+) -> None:
+    lt = literal_type(hint, where="n")
+    with pytest.raises(PlaitTypeError, match=pattern):
+        to_literal_by_type(value, lt, var="n")
+    # The hint-based converter says the same wherever both refuse.
+    if not isinstance(value, dict) or hint is not Inner:
+        with pytest.raises(PlaitTypeError, match=pattern):
+            to_literal(value, hint, var="n")
+
+
+def test_by_type_reads_plainly() -> None:
+    lt = literal_type(Outer, where="v")
+    value = Outer(Inner(1, ["a"]), None, Color.GREEN, dt.datetime(2024, 1, 1, tzinfo=UTC),
+                  {"w": 0.5}, {"doc": [1, None]})  # fmt: skip
+    back = to_python_by_type(to_literal(value, Outer, var="v"), lt, var="v")
+    assert back == {
+        "inner": {"x": 1, "tags": ["a"]},
+        "maybe": None,
+        "color": "green",
+        "when": dt.datetime(2024, 1, 1, tzinfo=UTC),
+        "weights": {"w": 0.5},
+        "doc": {"doc": [1, None]},
+        "label": "default",
+    }
+    f = to_python_by_type(to_literal("s3://b/k", File, var="v"), literal_type(File, where="v"),
+                          var="v")  # fmt: skip
+    assert f == File("s3://b/k")
+    d = literal_type(Directory, where="v")
+    assert to_python_by_type(to_literal("/tmp/d", Directory, var="v"), d, var="v") == Directory(
+        "/tmp/d"
+    )
+    with pytest.raises(PlaitTypeError, match=r"^y: expected int, got a string_value literal"):
+        to_python_by_type(to_literal("a", str, var="v"), literal_type(int, where="y"), var="y")
+    with pytest.raises(PlaitTypeError, match="offloaded literal"):
+        offloaded = literals_pb2.Literal(offloaded=literals_pb2.OffloadedLiteral(uri="x"))
+        to_python_by_type(offloaded, literal_type(int, where="y"), var="y")
+
+
+def test_by_type_keeps_the_declared_type_whole() -> None:
+    # A registered type may carry what hints never produce (a tag, a blob format); a union's
+    # literal names its variant by the declared type, exactly.
+    csv = types_pb2.LiteralType(
+        blob=types_pb2.BlobType(
+            format="csv", dimensionality=types_pb2.BlobType.BLOB_DIMENSIONALITY_SINGLE
+        ),
+        tag="t",
+    )
+    union = types_pb2.LiteralType(
+        union_type=types_pb2.UnionType(
+            variants=[csv, types_pb2.LiteralType(simple=types_pb2.SIMPLE_TYPE_NONE)]
+        )
+    )
+    lit = to_literal_by_type("s3://b/x.csv", union, var="v")
+    assert lit.scalar.union.type == csv
+    assert lit.scalar.union.value.scalar.blob.type.format == "csv"
+    assert to_python_by_type(lit, union, var="v") == File("s3://b/x.csv")
+    assert to_python_by_type(to_literal_by_type(None, union, var="v"), union, var="v") is None
+
+
+def test_by_type_refuses_unset_types_naming_the_variable() -> None:
+    with pytest.raises(PlaitTypeError, match=r"^x: unsupported type <unset> \(the type is not"):
+        to_literal_by_type(1, types_pb2.LiteralType(), var="x")
+    nested = types_pb2.LiteralType(
+        collection_type=types_pb2.LiteralType(simple=types_pb2.SIMPLE_TYPE_UNSPECIFIED)
+    )
+    with pytest.raises(PlaitTypeError, match=r"^x: unsupported type <unspecified>"):
+        to_python_by_type(literals_pb2.Literal(), nested, var="x")
+
+
+def test_literal_map_by_type() -> None:
+    iface = interface_pb2.VariableMap(
+        variables=[
+            interface_pb2.Variable(name="n", type=literal_type(int, where="n")),
+            interface_pb2.Variable(name="p", type=literal_type(Inner | None, where="p")),
+        ]
+    )
+    lm = to_literal_map_by_type(iface, {"n": 3, "p": {"x": 1, "tags": []}})
+    assert lm.literals["n"] == to_literal(3, int, var="n")
+    assert lm.literals["p"] == to_literal(Inner(1, []), Inner | None, var="p")
+    with pytest.raises(PlaitTypeError, match=r"unknown input 'q'; inputs are \['n', 'p'\]"):
+        to_literal_map_by_type(iface, {"q": 1})
+    with pytest.raises(PlaitTypeError, match=r"^n: expected int, got str"):
+        to_literal_map_by_type(iface, {"n": "3"})
+
+
+def test_parse_text_by_type() -> None:
+    assert parse_text_by_type('{"x": 1, "tags": ["a"]}', literal_type(Inner, where="a"),
+                              var="a") == {"x": 1, "tags": ["a"]}  # fmt: skip
+    assert parse_text_by_type("red", literal_type(Color, where="a"), var="a") == "red"
+    assert parse_text_by_type("1,2", literal_type(list[int], where="a"), var="a") == [1, 2]
+    assert parse_text_by_type("none", literal_type(int | None, where="a"), var="a") is None
+    with pytest.raises(PlaitValueError, match=r"^a: cannot parse 'blue' as enum"):
+        parse_text_by_type("blue", literal_type(Color, where="a"), var="a")

@@ -71,8 +71,16 @@ breaking: install ## buf breaking against main (BREAKING_AGAINST=... to change).
 	$(BIN)/buf breaking --against '$(BREAKING_AGAINST)'
 
 .PHONY: pytest
-pytest: install ## Only the test suite.
+pytest: install ## Only the test suite (every tier).
 	$(BIN)/pytest -q
+
+.PHONY: test-unit test-integration test-system
+test-unit: install ## Unit tests: pure functions, the scheduler over the in-memory store.
+	$(BIN)/pytest -q tests/unit
+test-integration: install ## Integration tests: real gRPC servers, SQLite files, processes.
+	$(BIN)/pytest -q tests/integration
+test-system: install ## System tests: engines and workers as processes, killed and restarted.
+	$(BIN)/pytest -q tests/system
 
 .PHONY: test
 test: lint check-gen breaking pytest ## Everything CI checks: lint, check-gen, buf breaking, the whole test suite.

@@ -27,6 +27,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from plaitidl.core.v1 import dynamic_job_pb2, events_pb2, execution_pb2
 
@@ -79,11 +80,7 @@ def _upstreams(spec: dynamic_job_pb2.DynamicJobSpec, prefix: str, out: dict[str,
         out[_path(prefix, n.id)] = {_path(prefix, u) for u in ups}
 
 
-def analyze(data_dir: Path, execution: str | None = None) -> RunFigures:
-    """Read the events of one execution (the newest when `execution` is None)."""
-    from plait_engine.blob import BlobStore, Payloads
-
-    payloads = Payloads(BlobStore(data_dir / "blobs"))
+def _read(data_dir: Path, execution: str | None) -> tuple[int, bytes, list[bytes], list[Any]]:
     conn = sqlite3.connect(f"file:{data_dir / 'plait.db'}?mode=ro", uri=True)
     try:
         if execution is None:
@@ -102,16 +99,11 @@ def analyze(data_dir: Path, execution: str | None = None) -> RunFigures:
         ).fetchall()
     finally:
         conn.close()
-    ups: dict[str, set[str]] = {}
-    _upstreams(dynamic_job_pb2.DynamicJobSpec.FromString(payloads.unpack(closure)), "", ups)
-    dynamic_frames: set[str] = set()
-    for node_id, body in specs:
-        dynamic_frames.add(str(node_id))
-        spec = dynamic_job_pb2.DynamicJobSpec.FromString(payloads.unpack(bytes(body)))
-        _upstreams(spec, str(node_id), ups)
+    return phase, closure, bodies, specs
 
-    phase_name = execution_pb2.ExecutionPhase.Name(phase)  # type: ignore[arg-type]
-    figs = RunFigures(phase=phase_name.removeprefix("EXECUTION_PHASE_"))
+
+def _replay(bodies: list[bytes], figs: RunFigures) -> tuple[dict[str, _Node], float]:
+    """Each node's moments, from the event log; and when the execution started running."""
     nodes: dict[str, _Node] = {}
     exec_running = 0.0
     for body in bodies:
@@ -129,22 +121,46 @@ def analyze(data_dir: Path, execution: str | None = None) -> RunFigures:
         n = nodes.get(tr.node_id)
         if n is None:
             n = nodes[tr.node_id] = _Node(parent=tr.parent_node_id)
-        n.phase = tr.phase
-        if tr.HasField("task_id"):
-            n.task = True
-        if tr.phase == NP.NODE_PHASE_RUNNING:
-            if n.first_running is None:
-                n.first_running = t
-            if tr.attempt == 1 and n.dispatch1 is None:
-                n.dispatch1 = t
-        elif tr.phase in _DONE and n.dispatch1 is not None and n.done1 is None:
-            n.done1 = t
-            if tr.HasField("started_at"):
-                n.start1 = tr.started_at.ToNanoseconds() / 1e9
-        if tr.phase == NP.NODE_PHASE_DYNAMIC_RUNNING and n.dyn_running is None:
-            n.dyn_running = t
-        if tr.phase == NP.NODE_PHASE_SUCCEEDED and n.succeeded is None:
-            n.succeeded = t
+        _note(n, tr, t)
+    return nodes, exec_running
+
+
+def _note(n: _Node, tr: Any, t: float) -> None:
+    n.phase = tr.phase
+    if tr.HasField("task_id"):
+        n.task = True
+    if tr.phase == NP.NODE_PHASE_RUNNING:
+        if n.first_running is None:
+            n.first_running = t
+        if tr.attempt == 1 and n.dispatch1 is None:
+            n.dispatch1 = t
+    elif tr.phase in _DONE and n.dispatch1 is not None and n.done1 is None:
+        n.done1 = t
+        if tr.HasField("started_at"):
+            n.start1 = tr.started_at.ToNanoseconds() / 1e9
+    if tr.phase == NP.NODE_PHASE_DYNAMIC_RUNNING and n.dyn_running is None:
+        n.dyn_running = t
+    if tr.phase == NP.NODE_PHASE_SUCCEEDED and n.succeeded is None:
+        n.succeeded = t
+
+
+def analyze(data_dir: Path, execution: str | None = None) -> RunFigures:
+    """Read the events of one execution (the newest when `execution` is None)."""
+    from plait_engine.blob import BlobStore, Payloads
+
+    payloads = Payloads(BlobStore(data_dir / "blobs"))
+    phase, closure, bodies, specs = _read(data_dir, execution)
+    ups: dict[str, set[str]] = {}
+    _upstreams(dynamic_job_pb2.DynamicJobSpec.FromString(payloads.unpack(closure)), "", ups)
+    dynamic_frames: set[str] = set()
+    for node_id, body in specs:
+        dynamic_frames.add(str(node_id))
+        spec = dynamic_job_pb2.DynamicJobSpec.FromString(payloads.unpack(bytes(body)))
+        _upstreams(spec, str(node_id), ups)
+
+    phase_name = execution_pb2.ExecutionPhase.Name(phase)  # type: ignore[arg-type]
+    figs = RunFigures(phase=phase_name.removeprefix("EXECUTION_PHASE_"))
+    nodes, exec_running = _replay(bodies, figs)
 
     def frame_start(prefix: str) -> float | None:
         if not prefix:
@@ -159,10 +175,8 @@ def analyze(data_dir: Path, execution: str | None = None) -> RunFigures:
         if not n.task:
             continue
         figs.task_nodes += 1
-        if n.dispatch1 is None or n.done1 is None:
-            continue
         start = frame_start(n.parent)
-        if start is None:
+        if n.dispatch1 is None or n.done1 is None or start is None:
             continue
         ready = start
         for u in ups.get(node_id, ()):

@@ -9,7 +9,7 @@ widening.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 from plaitidl.core.v1 import literals_pb2, types_pb2
 
@@ -126,21 +126,24 @@ def _castable(s: types_pb2.LiteralType, t: types_pb2.LiteralType) -> bool:
         return any(_castable(s, v) for v in t.union_type.variants)
     if sk != tk:
         return False
-    if sk == "simple":
-        return s.simple == t.simple and s.simple != types_pb2.SIMPLE_TYPE_UNSPECIFIED
-    if sk == "collection_type":
-        return _castable(s.collection_type, t.collection_type)
-    if sk == "map_value_type":
-        return _castable(s.map_value_type, t.map_value_type)
-    if sk == "blob":
-        return _blob_compatible(s.blob, t.blob)
-    if sk == "enum_type":
-        return set(s.enum_type.values) <= set(t.enum_type.values)
-    if sk == "record_type":
-        sf = {f.name: f.type for f in s.record_type.fields}
-        tf = {f.name: f.type for f in t.record_type.fields}
-        return sf.keys() == tf.keys() and all(_castable(sf[n], tf[n]) for n in sf)
-    return False
+    same_kind = _CASTABLE_BY_KIND.get(sk)
+    return same_kind is not None and same_kind(s, t)
+
+
+def _records_castable(s: types_pb2.LiteralType, t: types_pb2.LiteralType) -> bool:
+    sf = {f.name: f.type for f in s.record_type.fields}
+    tf = {f.name: f.type for f in t.record_type.fields}
+    return sf.keys() == tf.keys() and all(_castable(sf[n], tf[n]) for n in sf)
+
+
+_CASTABLE_BY_KIND: dict[str, Callable[[types_pb2.LiteralType, types_pb2.LiteralType], bool]] = {
+    "simple": lambda s, t: s.simple == t.simple and s.simple != types_pb2.SIMPLE_TYPE_UNSPECIFIED,
+    "collection_type": lambda s, t: _castable(s.collection_type, t.collection_type),
+    "map_value_type": lambda s, t: _castable(s.map_value_type, t.map_value_type),
+    "blob": lambda s, t: _blob_compatible(s.blob, t.blob),
+    "enum_type": lambda s, t: set(s.enum_type.values) <= set(t.enum_type.values),
+    "record_type": _records_castable,
+}
 
 
 def _blob_compatible(s: types_pb2.BlobType, t: types_pb2.BlobType) -> bool:
@@ -283,57 +286,69 @@ def literal_problem(lit: literals_pb2.Literal, t: types_pb2.LiteralType) -> str 
         if castable(lit.offloaded.type, t):
             return None
         return f"expected {type_str(t)}, got an offloaded {type_str(lit.offloaded.type)}"
-    tk = t.WhichOneof("type")
-    if tk == "union_type":
-        if lk == "scalar" and lit.scalar.WhichOneof("value") == "union":
-            u = lit.scalar.union
-            if not is_variant_of(TypeRef(u.type), t):
-                return f"union literal tagged {type_str(u.type)} is not a variant of {type_str(t)}"
-            return literal_problem(u.value, u.type)
-        for v in t.union_type.variants:
-            if literal_problem(lit, v) is None:
-                return None
-        return f"expected {type_str(t)}, got {_a(literal_kind(lit))} literal matching no variant"
-    if tk == "simple":
-        return _simple_problem(lit, t)
-    if tk == "collection_type":
-        if lk != "collection":
-            return f"expected {type_str(t)}, got {_a(literal_kind(lit))} literal"
-        elem = t.collection_type
-        for i, el in enumerate(lit.collection.literals):
-            p = literal_problem(el, elem)
-            if p is not None:
-                return f"element [{i}]: {p}"
-        return None
-    if tk == "map_value_type":
-        if lk != "map":
-            return f"expected {type_str(t)}, got {_a(literal_kind(lit))} literal"
-        val = t.map_value_type
-        for k in sorted(lit.map.literals):
-            p = literal_problem(lit.map.literals[k], val)
-            if p is not None:
-                return f"key {k!r}: {p}"
-        return None
-    if tk == "record_type":
-        return _record_problem(lit, t)
-    if tk == "enum_type":
-        if (
-            lk == "scalar"
-            and lit.scalar.WhichOneof("value") == "primitive"
-            and lit.scalar.primitive.WhichOneof("value") == "string_value"
-        ):
-            if lit.scalar.primitive.string_value in t.enum_type.values:
-                return None
-            return f"{lit.scalar.primitive.string_value!r} is not a value of {type_str(t)}"
-        return f"expected {type_str(t)}, got {_a(literal_kind(lit))} literal"
-    if tk == "blob":
-        if lk == "scalar" and lit.scalar.WhichOneof("value") == "blob":
-            bt = types_pb2.LiteralType(blob=lit.scalar.blob.type)
-            if _blob_compatible(lit.scalar.blob.type, t.blob):
-                return None
-            return f"expected {type_str(t)}, got a {type_str(bt)} blob"
-        return f"expected {type_str(t)}, got {_a(literal_kind(lit))} literal"
-    return "the expected type is unset"
+    check = _PROBLEM_BY_KIND.get(t.WhichOneof("type") or "")
+    if check is None:
+        return "the expected type is unset"
+    return check(lit, t)
+
+
+def _mismatch(lit: literals_pb2.Literal, t: types_pb2.LiteralType) -> str:
+    return f"expected {type_str(t)}, got {_a(literal_kind(lit))} literal"
+
+
+def _union_problem(lit: literals_pb2.Literal, t: types_pb2.LiteralType) -> str | None:
+    if lit.WhichOneof("value") == "scalar" and lit.scalar.WhichOneof("value") == "union":
+        u = lit.scalar.union
+        if not is_variant_of(TypeRef(u.type), t):
+            return f"union literal tagged {type_str(u.type)} is not a variant of {type_str(t)}"
+        return literal_problem(u.value, u.type)
+    for v in t.union_type.variants:
+        if literal_problem(lit, v) is None:
+            return None
+    return f"expected {type_str(t)}, got {_a(literal_kind(lit))} literal matching no variant"
+
+
+def _collection_problem(lit: literals_pb2.Literal, t: types_pb2.LiteralType) -> str | None:
+    if lit.WhichOneof("value") != "collection":
+        return _mismatch(lit, t)
+    elem = t.collection_type
+    for i, el in enumerate(lit.collection.literals):
+        p = literal_problem(el, elem)
+        if p is not None:
+            return f"element [{i}]: {p}"
+    return None
+
+
+def _map_problem(lit: literals_pb2.Literal, t: types_pb2.LiteralType) -> str | None:
+    if lit.WhichOneof("value") != "map":
+        return _mismatch(lit, t)
+    val = t.map_value_type
+    for k in sorted(lit.map.literals):
+        p = literal_problem(lit.map.literals[k], val)
+        if p is not None:
+            return f"key {k!r}: {p}"
+    return None
+
+
+def _enum_problem(lit: literals_pb2.Literal, t: types_pb2.LiteralType) -> str | None:
+    if (
+        lit.WhichOneof("value") == "scalar"
+        and lit.scalar.WhichOneof("value") == "primitive"
+        and lit.scalar.primitive.WhichOneof("value") == "string_value"
+    ):
+        if lit.scalar.primitive.string_value in t.enum_type.values:
+            return None
+        return f"{lit.scalar.primitive.string_value!r} is not a value of {type_str(t)}"
+    return _mismatch(lit, t)
+
+
+def _blob_problem(lit: literals_pb2.Literal, t: types_pb2.LiteralType) -> str | None:
+    if lit.WhichOneof("value") == "scalar" and lit.scalar.WhichOneof("value") == "blob":
+        if _blob_compatible(lit.scalar.blob.type, t.blob):
+            return None
+        bt = types_pb2.LiteralType(blob=lit.scalar.blob.type)
+        return f"expected {type_str(t)}, got a {type_str(bt)} blob"
+    return _mismatch(lit, t)
 
 
 def _a(word: str) -> str:
@@ -374,6 +389,17 @@ def _record_problem(lit: literals_pb2.Literal, t: types_pb2.LiteralType) -> str 
     return None
 
 
+_PROBLEM_BY_KIND: dict[str, Callable[[literals_pb2.Literal, types_pb2.LiteralType], str | None]] = {
+    "union_type": _union_problem,
+    "simple": _simple_problem,
+    "collection_type": _collection_problem,
+    "map_value_type": _map_problem,
+    "record_type": _record_problem,
+    "enum_type": _enum_problem,
+    "blob": _blob_problem,
+}
+
+
 def literal_matches(lit: literals_pb2.Literal, t: types_pb2.LiteralType) -> bool:
     """Whether `lit` is an instance of `t` (see `literal_problem`).
 
@@ -410,51 +436,76 @@ def _type_problems(t: types_pb2.LiteralType, path: str, out: list[tuple[str, str
     kind = t.WhichOneof("type")
     if kind is None:
         out.append((path, "the type has none of its oneof `type` set"))
-    elif kind == "simple":
-        if t.simple not in _SIMPLE_NAMES:
-            out.append((f"{path}.simple", f"simple type {t.simple} is unspecified or unknown"))
-    elif kind == "collection_type":
-        _type_problems(t.collection_type, f"{path}.collection_type", out)
-    elif kind == "map_value_type":
-        _type_problems(t.map_value_type, f"{path}.map_value_type", out)
-    elif kind == "blob":
-        if t.blob.dimensionality not in (
-            types_pb2.BlobType.BLOB_DIMENSIONALITY_SINGLE,
-            types_pb2.BlobType.BLOB_DIMENSIONALITY_MULTIPART,
-        ):
-            out.append((f"{path}.blob.dimensionality", "blob dimensionality is unspecified"))
-    elif kind == "enum_type":
-        values = list(t.enum_type.values)
-        if not values:
-            out.append((f"{path}.enum_type.values", "an enum needs at least one value"))
-        elif len(set(values)) != len(values):
-            out.append((f"{path}.enum_type.values", "enum values are not unique"))
-    elif kind == "union_type":
-        variants = t.union_type.variants
-        if not variants:
-            out.append((f"{path}.union_type.variants", "a union needs at least one variant"))
-        seen: set[tuple[Hashable, str]] = set()
-        for i, v in enumerate(variants):
-            vp = f"{path}.union_type.variants[{i}]"
-            _type_problems(v, vp, out)
-            # Two variants of one shape are fine only when tags tell them apart.
-            key = (_norm(v), v.tag)
-            if key in seen:
-                out.append((vp, f"duplicate union variant {type_str(v)}"))
-            seen.add(key)
-    elif kind == "record_type":
-        names: set[str] = set()
-        for i, f in enumerate(t.record_type.fields):
-            fp = f"{path}.record_type.fields[{i}]"
-            if not f.name:
-                out.append((f"{fp}.name", "record field name is empty"))
-            elif f.name in names:
-                out.append((f"{fp}.name", f"duplicate record field {f.name!r}"))
-            names.add(f.name)
-            if not f.HasField("type"):
-                out.append((f"{fp}.type", "record field has no type"))
-            else:
-                _type_problems(f.type, f"{fp}.type", out)
+        return
+    _TYPE_PROBLEMS_BY_KIND[kind](t, path, out)
+
+
+def _simple_type_problems(t: types_pb2.LiteralType, path: str, out: list[tuple[str, str]]) -> None:
+    if t.simple not in _SIMPLE_NAMES:
+        out.append((f"{path}.simple", f"simple type {t.simple} is unspecified or unknown"))
+
+
+def _blob_type_problems(t: types_pb2.LiteralType, path: str, out: list[tuple[str, str]]) -> None:
+    if t.blob.dimensionality not in (
+        types_pb2.BlobType.BLOB_DIMENSIONALITY_SINGLE,
+        types_pb2.BlobType.BLOB_DIMENSIONALITY_MULTIPART,
+    ):
+        out.append((f"{path}.blob.dimensionality", "blob dimensionality is unspecified"))
+
+
+def _enum_type_problems(t: types_pb2.LiteralType, path: str, out: list[tuple[str, str]]) -> None:
+    values = list(t.enum_type.values)
+    if not values:
+        out.append((f"{path}.enum_type.values", "an enum needs at least one value"))
+    elif len(set(values)) != len(values):
+        out.append((f"{path}.enum_type.values", "enum values are not unique"))
+
+
+def _union_type_problems(t: types_pb2.LiteralType, path: str, out: list[tuple[str, str]]) -> None:
+    variants = t.union_type.variants
+    if not variants:
+        out.append((f"{path}.union_type.variants", "a union needs at least one variant"))
+    seen: set[tuple[Hashable, str]] = set()
+    for i, v in enumerate(variants):
+        vp = f"{path}.union_type.variants[{i}]"
+        _type_problems(v, vp, out)
+        # Two variants of one shape are fine only when tags tell them apart.
+        key = (_norm(v), v.tag)
+        if key in seen:
+            out.append((vp, f"duplicate union variant {type_str(v)}"))
+        seen.add(key)
+
+
+def _record_type_problems(t: types_pb2.LiteralType, path: str, out: list[tuple[str, str]]) -> None:
+    names: set[str] = set()
+    for i, f in enumerate(t.record_type.fields):
+        fp = f"{path}.record_type.fields[{i}]"
+        if not f.name:
+            out.append((f"{fp}.name", "record field name is empty"))
+        elif f.name in names:
+            out.append((f"{fp}.name", f"duplicate record field {f.name!r}"))
+        names.add(f.name)
+        if not f.HasField("type"):
+            out.append((f"{fp}.type", "record field has no type"))
+        else:
+            _type_problems(f.type, f"{fp}.type", out)
+
+
+_TYPE_PROBLEMS_BY_KIND: dict[
+    str, Callable[[types_pb2.LiteralType, str, list[tuple[str, str]]], None]
+] = {
+    "simple": _simple_type_problems,
+    "collection_type": lambda t, p, out: _type_problems(
+        t.collection_type, f"{p}.collection_type", out
+    ),
+    "map_value_type": lambda t, p, out: _type_problems(
+        t.map_value_type, f"{p}.map_value_type", out
+    ),
+    "blob": _blob_type_problems,
+    "enum_type": _enum_type_problems,
+    "union_type": _union_type_problems,
+    "record_type": _record_type_problems,
+}
 
 
 def valid_ratio(x: float) -> bool:

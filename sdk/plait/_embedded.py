@@ -61,9 +61,7 @@ def _engine(data_dir: Path) -> Any:
     )
 
 
-async def _resume(
-    engine: Any, execution: str, entity: Entity | None
-) -> tuple[Any, Entity | None]:
+async def _resume(engine: Any, execution: str, entity: Entity | None) -> tuple[Any, Entity | None]:
     """The stored execution to resume (driven here again unless it has ended) and its
     entity."""
     rec = await engine.executions.get("", "", execution)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration._servers import EngineProcess, start_engine
+from tests.support.servers import EngineProcess, start_engine
 
 # Small enough that a test can exceed it cheaply, large enough for every normal request.
 SHARED_MAX_MESSAGE_BYTES = 1 << 20

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from plait import _cli
 
-from tests.integration._servers import ROOT, EngineProcess, plait_command, start_worker
+from tests.support.servers import ROOT, EngineProcess, plait_command, start_worker
 
 EXAMPLE = str(ROOT / "examples/dynamic_workflow.py")
 

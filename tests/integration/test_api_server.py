@@ -24,7 +24,7 @@ from plaitidl.core.v1 import (
 from plaitidl.service.v1 import execution_service_pb2 as es
 from plaitidl.service.v1 import registry_service_pb2 as rs
 
-from tests.integration._servers import EngineProcess, start_engine
+from tests.support.servers import EngineProcess, start_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 INT = types_pb2.LiteralType(simple=types_pb2.SIMPLE_TYPE_INTEGER)

@@ -17,7 +17,7 @@ from typing import Any
 from plait_engine.store import ExecutionFilter
 from plaitidl.core.v1 import execution_pb2
 
-from tests.integration._engine import read_store
+from tests.support.engines import read_store
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAIT = [sys.executable, "-m", "plait._cli"]

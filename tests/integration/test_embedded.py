@@ -12,7 +12,7 @@ from plait_engine.app import Engine
 from plait_engine.store import ExecutionFilter, ExecutionRecord
 from plaitidl.core.v1 import errors_pb2, execution_pb2, literals_pb2
 
-from tests.integration._engine import outputs, start, with_engine
+from tests.support.engines import outputs, start, with_engine
 from tests.workflows import behaviours as b
 
 EP = execution_pb2

@@ -9,7 +9,7 @@ import pytest
 from plait import PlaitError, ProcessTask, _embedded, _serialize, workflow
 from plaitidl.core.v1 import tasks_pb2
 
-from tests.integration._servers import ROOT, plait_command, start_engine
+from tests.support.servers import ROOT, plait_command, start_engine
 
 SHELL = "examples/process/shell_workflow.py"
 

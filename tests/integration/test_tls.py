@@ -13,7 +13,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from plait import Client, RpcError
 
-from tests.integration._servers import ROOT, plait_command
+from tests.support.servers import ROOT, plait_command
 
 TOKEN = "s3cret-token"
 

@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-# The engine's case is added once its refactor lands: ("engine/plait_engine", "plait_engine").
-PACKAGES = [pytest.param(REPO / "sdk" / "plait", "plait", id="sdk")]
+PACKAGES = [
+    pytest.param(REPO / "sdk" / "plait", "plait", id="sdk"),
+    pytest.param(REPO / "engine" / "plait_engine", "plait_engine", id="engine"),
+]
 
 
 def _modules(root: Path, package: str) -> dict[str, Path]:

@@ -14,7 +14,7 @@ import pytest
 from plait import Client
 from plaitidl.core.v1 import events_pb2, execution_pb2
 
-from tests.integration._servers import (
+from tests.support.servers import (
     ROOT,
     EngineProcess,
     plait_command,

@@ -28,7 +28,7 @@ from plaitidl.service.v1 import (
     registry_service_pb2_grpc,
 )
 
-from tests.integration._servers import EngineProcess, start_engine, start_worker
+from tests.support.servers import EngineProcess, start_engine, start_worker
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_DIR = ROOT / "examples" / "node"

@@ -469,3 +469,27 @@ def test_violations_are_capped_but_counted() -> None:
     assert len(e.value.violations) == 100
     assert e.value.message.endswith("(and 299 more violations)")
     assert e.value.violations[0].field == "nodes[0].task_node.task_id"
+
+
+def test_references_without_a_version_are_pinned_in_the_closure() -> None:
+    """What "newest" meant at compile time is what runs, whatever is registered later."""
+
+    class Newest(DictResolver):
+        def get_task(self, id: identifier_pb2.Identifier) -> tasks_pb2.TaskTemplate | None:
+            if not id.version:
+                id = identifier_pb2.Identifier(project=id.project, domain=id.domain,
+                                               name=id.name, version="v1")  # fmt: skip
+            return super().get_task(id)
+
+    sq = make_task("sq", {"x": INT}, {"o0": INT})
+    gen = make_task("gen", {}, {"o0": INT})
+    spec = dynamic_job_pb2.DynamicJobSpec()
+    node = task_node("n0", sq, x=ilit(3))
+    node.task_node.task_id.version = ""
+    spec.nodes.append(node)
+    spec.outputs.add(var="o0").binding.promise.CopyFrom(
+        literals_pb2.OutputReference(node_id="n0", var="o0")
+    )
+    closure = compile_dynamic(spec, gen, Newest(dynamic_job_pb2.DynamicJobSpec(tasks=[sq])))
+    assert closure.nodes[0].task_node.task_id.version == "v1"
+    assert spec.nodes[0].task_node.task_id.version == ""  # the input is not changed

@@ -51,6 +51,8 @@ class Templates:
         self.tasks: dict[str, tasks_pb2.TaskTemplate] = {}
         self.workflows: dict[str, workflow_pb2.WorkflowTemplate] = {}
         self.launch_plans: dict[str, workflow_pb2.LaunchPlan] = {}
+        # The versions references without one resolved to ("newest" at compile time), by key.
+        self.pins: dict[str, str] = {}
         if spec is not None:
             self._index("tasks", spec.tasks, self.emb_tasks)
             self._index("subworkflows", spec.subworkflows, self.emb_wfs)
@@ -86,6 +88,7 @@ class Templates:
             task = self.resolver.get_task(id)
         target = None
         if task is not None:
+            self._pin(id, task.id)
             self.tasks.setdefault(key, task)
             iface = task.interface
             target = Target(f"task {key}", variables(iface.inputs), variables(iface.outputs))
@@ -98,7 +101,10 @@ class Templates:
         """The workflow `id`, or None."""
         if key not in self._wf_cache:
             emb = self.emb_wfs.get(key)
-            self._wf_cache[key] = emb[1] if emb is not None else self.resolver.get_workflow(id)
+            found = emb[1] if emb is not None else self.resolver.get_workflow(id)
+            if found is not None:
+                self._pin(id, found.id)
+            self._wf_cache[key] = found
         return self._wf_cache[key]
 
     def launch_plan(
@@ -107,8 +113,15 @@ class Templates:
         """The launch plan `id`, or None."""
         if key not in self._lp_cache:
             emb = self.emb_lps.get(key)
-            self._lp_cache[key] = emb[1] if emb is not None else self.resolver.get_launch_plan(id)
+            found = emb[1] if emb is not None else self.resolver.get_launch_plan(id)
+            if found is not None:
+                self._pin(id, found.id)
+            self._lp_cache[key] = found
         return self._lp_cache[key]
+
+    def _pin(self, asked: identifier_pb2.Identifier, got: identifier_pb2.Identifier) -> None:
+        if not asked.version and got.version:
+            self.pins[id_key(asked)] = got.version
 
     def closure(
         self,
@@ -123,4 +136,36 @@ class Templates:
         out.tasks.extend(self.tasks.values())
         out.subworkflows.extend(self.workflows.values())
         out.launch_plans.extend(self.launch_plans.values())
+        if self.pins:
+            # A reference without a version ran what "newest" meant at compile time: pin it, so
+            # the run never depends on what is registered later.
+            for node in out.nodes:
+                _pin_node(node, self.pins)
+            for wf in out.subworkflows:
+                for node in wf.nodes:
+                    _pin_node(node, self.pins)
+            for lp in out.launch_plans:
+                _pin_id(lp.workflow_id, self.pins)
         return out
+
+
+def _pin_id(id: identifier_pb2.Identifier, pins: dict[str, str]) -> None:
+    if not id.version:
+        id.version = pins.get(id_key(id), "")
+
+
+def _pin_node(node: workflow_pb2.Node, pins: dict[str, str]) -> None:
+    which = node.WhichOneof("target")
+    if which == "task_node":
+        _pin_id(node.task_node.task_id, pins)
+    elif which == "workflow_node":
+        wn = node.workflow_node
+        _pin_id(wn.launch_plan_id if wn.HasField("launch_plan_id") else wn.sub_workflow_id, pins)
+    elif which == "array_node":
+        _pin_node(node.array_node.node, pins)
+    elif which == "branch_node":
+        br = node.branch_node
+        for case in [br.case, *br.other]:
+            _pin_node(case.then_node, pins)
+        if br.HasField("else_node"):
+            _pin_node(br.else_node, pins)

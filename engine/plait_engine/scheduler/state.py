@@ -62,8 +62,8 @@ class Templates:
 def _find(by_key: dict[str, _T], id: identifier_pb2.Identifier) -> _T | None:
     found = by_key.get(ids.id_key(id))
     if found is None and not id.version:
-        # A reference without a version means the newest: the compiler put the version it
-        # resolved into the closure.
+        # The compiler pins every reference to the version it resolved; only closures stored
+        # before it did so still hold references without one (their closure has one match).
         prefix = ids.name_prefix(id)
         matches = [v for k, v in by_key.items() if k.startswith(prefix)]
         found = matches[-1] if matches else None

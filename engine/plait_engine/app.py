@@ -108,18 +108,12 @@ def build_engine(
     payloads = Payloads(blobs)
     source = TemplateSource(store)
     embedded = task_runner is not None
-    in_process = (
-        InProcessExecutor(task_runner, task_threads, trusted=runner_checks_outputs)
-        if task_runner is not None
-        else None
-    )
-    workers = (
-        None
-        if embedded
-        else WorkerSessions(
-            heartbeat_interval=config.heartbeat_interval, lease_duration=config.lease_duration
-        )
-    )
+    in_process: InProcessExecutor | None = None
+    workers: WorkerSessions | None = None
+    if task_runner is not None:
+        in_process = InProcessExecutor(task_runner, task_threads, trusted=runner_checks_outputs)
+    else:
+        workers = WorkerSessions(config.heartbeat_interval, config.lease_duration)
     process = ProcessExecutor(blobs)
     holder: list[Engine] = []
 

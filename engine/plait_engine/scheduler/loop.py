@@ -19,9 +19,10 @@ from typing import TypeVar
 
 from plaitidl.core.v1 import literals_pb2
 
-from plait_engine.blob import Payloads, PendingBlob
+from plait_engine.blob import Payloads
 from plait_engine.executors import Executor, Result
 from plait_engine.scheduler import ownership, recovery
+from plait_engine.scheduler.commits import Committer
 from plait_engine.scheduler.graph import Walker
 from plait_engine.scheduler.journal import Journal
 from plait_engine.scheduler.nodes.base import SchedulerConfig
@@ -30,19 +31,14 @@ from plait_engine.scheduler.state import NodeExec, Run
 from plait_engine.store import (
     ApplyResult,
     ExecutionRecord,
-    OwnershipLost,
     Store,
-    WriteBatch,
 )
 from plait_engine.templates import TemplateSource
 
 log = logging.getLogger("plait.scheduler")
 _T = TypeVar("_T")
-# Waits between attempts of a failing commit; after the last, executions are committed one by
-# one to find one whose writes the store refuses for good.
-_COMMIT_BACKOFF = (0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 1.0, 2.0)
-# Attempts of one execution's own commit before it is failed alone.
-_ALONE_ATTEMPTS = 3
+# Attempts to load an adopted execution before it is failed.
+_LOAD_ATTEMPTS = 3
 # How long work waits after a store read failed before it is tried again (seconds).
 _READ_RETRY = 0.2
 
@@ -74,6 +70,7 @@ class Scheduler:
         self.owner = owner or ownership.new_owner_id()
         self.journal = Journal(payloads, self.owner)
         self.walker = Walker(self.journal, config, executor_for, source)
+        self._committer = Committer(self)
         self.runs: dict[int, Run] = {}
         self._adopting: list[Run] = []
         self._results: list[Result] = []
@@ -194,7 +191,7 @@ class Scheduler:
         w = self.walker
         self.journal.begin()
         for eid in self._lost:
-            self._drop(eid, "its ownership was lost")
+            self.drop(eid, "its ownership was lost")
         self._lost.clear()
         await self._start_adopted()
         budget = self.config.pass_budget
@@ -211,7 +208,7 @@ class Scheduler:
             w.tasks.lookups.extend(w.tasks.waiters.take_all())
         await self._advance(budget)
         batch, blobs = self.journal.take(list(self.runs.values()))
-        result = await self._commit(batch, blobs)
+        result = await self._committer.commit(batch, blobs)
         self._after_commit(result)
         if w.ready or self._results or w.tasks.granted or w.tasks.lookups or w.dynamic.pending:
             self._wake.set()
@@ -235,7 +232,7 @@ class Scheduler:
                 adopted = await recovery.load(self.store, self.payloads, run)
             except Exception as exc:
                 run.load_failures += 1
-                if run.load_failures < _ALONE_ATTEMPTS:  # perhaps the store hiccupped
+                if run.load_failures < _LOAD_ATTEMPTS:  # perhaps the store hiccupped
                     log.warning("loading %s failed; trying again", run.key, exc_info=True)
                     self._adopting.append(run)
                     self._retry_soon()
@@ -319,76 +316,6 @@ class Scheduler:
             self._guard(group[0].frame.run, tasks.on_lookups, group, found, outputs)
         return True
 
-    # -- commits -----------------------------------------------------------------------
-    async def _commit(self, batch: WriteBatch, blobs: list[PendingBlob]) -> ApplyResult:
-        """Commit the pass: blobs first, then the batch, retried until the store takes it
-        (the same batch twice changes nothing). Executions whose ownership was lost are
-        dropped; one whose writes keep failing is failed alone."""
-        if not batch and not blobs:
-            return ApplyResult()
-        failures = 0
-        while blobs:  # rows may point at them: nothing commits before they are written
-            try:
-                await asyncio.to_thread(self.payloads.write, blobs)
-                blobs = []
-            except Exception:
-                failures += 1
-                log.exception("writing blobs failed (attempt %d)", failures)
-                await asyncio.sleep(_COMMIT_BACKOFF[min(failures, len(_COMMIT_BACKOFF)) - 1])
-        failures = 0
-        while True:
-            try:
-                return await self.store.apply(batch, time.time())
-            except OwnershipLost as lost:
-                for eid in lost.eids:
-                    batch.executions.pop(eid, None)
-                    self._drop(eid, "another replica owns it now")
-            except Exception:
-                failures += 1
-                log.exception("commit failed (attempt %d)", failures)
-                if failures >= len(_COMMIT_BACKOFF):
-                    return await self._commit_each(batch)
-                await asyncio.sleep(_COMMIT_BACKOFF[min(failures, len(_COMMIT_BACKOFF)) - 1])
-
-    async def _commit_each(self, batch: WriteBatch) -> ApplyResult:
-        """Commit execution by execution, to find the one whose writes the store refuses."""
-        result = ApplyResult()
-        shared = WriteBatch(
-            cache_entries=batch.cache_entries,
-            reservations=batch.reservations,
-            released=batch.released,
-        )
-        for eid, writes in batch.executions.items():
-            for attempt in range(_ALONE_ATTEMPTS):
-                try:
-                    part = await self.store.apply(WriteBatch(executions={eid: writes}), time.time())
-                    result.last_seq.update(part.last_seq)
-                    break
-                except OwnershipLost:
-                    self._drop(eid, "another replica owns it now")
-                    break
-                except Exception as exc:
-                    run = self.runs.get(eid)
-                    if attempt + 1 == _ALONE_ATTEMPTS and run is not None:
-                        await self._fail_alone(run, exc)
-        if shared:
-            try:
-                part = await self.store.apply(shared, time.time())
-                result.holders.update(part.holders)
-            except Exception:
-                log.exception("commit of cache writes failed; they are retried by their nodes")
-        return result
-
-    async def _fail_alone(self, run: Run, exc: BaseException) -> None:
-        """Fail an execution whose writes the store refuses, in a commit of its own."""
-        self.walker.crash(run, exc)
-        batch, _ = self.journal.take([run])
-        try:
-            await self.store.apply(batch, time.time())
-        except Exception:
-            log.exception("could not record the failure of %s; it will be adopted again", run.key)
-            self._drop(run.eid, "its state cannot be written")
-
     def _after_commit(self, result: ApplyResult) -> None:
         tasks = self.walker.tasks
         if tasks.reserving:
@@ -413,7 +340,7 @@ class Scheduler:
         _hand_over(self._take(self.walker.tasks.to_cancel), lambda ex, ids: ex.cancel(ids))
         run.finished.set()
 
-    def _drop(self, eid: int, why: str) -> None:
+    def drop(self, eid: int, why: str) -> None:
         """Stop driving an execution without writing anything more of it."""
         run = self.runs.pop(eid, None)
         if run is None:

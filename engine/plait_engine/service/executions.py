@@ -120,22 +120,13 @@ class ExecutionsService:
         """Check the inputs, store a new execution owned by this replica and start it (see
         `ExecutionService.CreateExecution`; a repeated `request_id` returns the first)."""
         wf, lp = await self._target(workflow_id, launch_plan_id)
-        defaults = interface_pb2.ParameterMap()
-        defaults.CopyFrom(wf.defaults)
-        if lp is not None:
-            by_name = {p.var.name: i for i, p in enumerate(defaults.parameters)}
-            for p in lp.default_inputs.parameters:
-                if p.var.name in by_name:
-                    defaults.parameters[by_name[p.var.name]].CopyFrom(p)
-                else:
-                    defaults.parameters.add().CopyFrom(p)
         limits = self._limits
         closure = await compile_resolving(
             self._source, lambda r: compiler.compile_workflow(wf, r, limits)
         )
         resolved = compiler.resolve_execution_inputs(
             wf.interface,
-            defaults,
+            _defaults(wf, lp),
             inputs or literals_pb2.LiteralMap(),
             lp.fixed_inputs if lp is not None else None,
         )
@@ -164,16 +155,9 @@ class ExecutionsService:
                 inputs=self._payloads.pack_now(resolved.SerializeToString(), *key, "inputs"),
             )
         )
-        first = events_pb2.ExecutionEvent(
-            execution=events_pb2.ExecutionTransition(phase=_EP.EXECUTION_PHASE_QUEUED)
-        )
-        first.execution_id.project = record.project
-        first.execution_id.domain = record.domain
-        first.execution_id.name = record.name
-        first.occurred_at.FromNanoseconds(int(now * 1e9))
         try:
             stored, created = await self._store.create_execution(
-                record, payload, first.SerializeToString()
+                record, payload, _queued_event(record, now)
             )
         except Conflict:
             raise AlreadyExists(f"execution {record.key} already exists") from None
@@ -400,6 +384,33 @@ class ExecutionsService:
                     await asyncio.wait_for(ev.wait(), min(remaining or _POLL, _POLL))
         finally:
             self._scheduler.unwatch(rec.eid, ev)
+
+
+def _defaults(
+    wf: workflow_pb2.WorkflowTemplate, lp: workflow_pb2.LaunchPlan | None
+) -> interface_pb2.ParameterMap:
+    """The workflow's defaults, overridden and extended by the launch plan's."""
+    defaults = interface_pb2.ParameterMap()
+    defaults.CopyFrom(wf.defaults)
+    if lp is not None:
+        by_name = {p.var.name: i for i, p in enumerate(defaults.parameters)}
+        for p in lp.default_inputs.parameters:
+            if p.var.name in by_name:
+                defaults.parameters[by_name[p.var.name]].CopyFrom(p)
+            else:
+                defaults.parameters.add().CopyFrom(p)
+    return defaults
+
+
+def _queued_event(record: ExecutionRecord, now: float) -> bytes:
+    first = events_pb2.ExecutionEvent(
+        execution=events_pb2.ExecutionTransition(phase=_EP.EXECUTION_PHASE_QUEUED)
+    )
+    first.execution_id.project = record.project
+    first.execution_id.domain = record.domain
+    first.execution_id.name = record.name
+    first.occurred_at.FromNanoseconds(int(now * 1e9))
+    return first.SerializeToString()
 
 
 def _key_id(key: str) -> identifier_pb2.Identifier:

@@ -22,6 +22,19 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
+# The tasks' own Python for plait.flyte: flytekit (the `bench` extra's pin) and plait[flyte], in
+# a venv of its own, as a Flyte image would hold them; the engine's .venv never imports flytekit.
+FLYTE_VENV ?= .venv-flyte
+
+$(FLYTE_VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(FLYTE_VENV)
+	$(FLYTE_VENV)/bin/pip install -q --upgrade pip
+	$(FLYTE_VENV)/bin/pip install -q -e '.[flyte,bench]'
+	touch $@
+
+.PHONY: flyte-env
+flyte-env: $(FLYTE_VENV)/.installed ## Create .venv-flyte: flytekit + plait[flyte], the tasks' Python in plait.flyte tests.
+
 examples/node/node_modules/.package-lock.json: examples/node/package-lock.json
 	@if command -v npm >/dev/null; then \
 	  cd examples/node && npm ci --no-audit --no-fund --loglevel=error; \
@@ -71,8 +84,8 @@ breaking: install ## buf breaking against main (BREAKING_AGAINST=... to change).
 	$(BIN)/buf breaking --against '$(BREAKING_AGAINST)'
 
 .PHONY: pytest
-pytest: install ## Only the test suite.
-	$(BIN)/pytest -q
+pytest: install flyte-env ## Only the test suite.
+	PLAIT_FLYTE_PYTHON=$(abspath $(FLYTE_VENV))/bin/python $(BIN)/pytest -q
 
 .PHONY: test
 test: lint check-gen breaking pytest ## Everything CI checks: lint, check-gen, buf breaking, the whole test suite.

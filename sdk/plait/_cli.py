@@ -19,6 +19,7 @@ from plait import _embedded, _loader, _serialize, _types
 from plait._errors import ExecutionFailedError, PlaitError
 from plait._files import Directory, File
 from plait._serialize import Entity
+from plait.flyte import _cli as _flyte_cli
 
 EP = execution_pb2
 
@@ -481,6 +482,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             a.add_argument("--reason", help="why; recorded in the execution's error")
         _remote_options(a)
 
+    _flyte_cli.add_parser(sub)
+
     args, rest = parser.parse_known_args(argv)
     if rest and args.command != "run":
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
@@ -497,6 +500,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_register(args)
         if args.command == "executions":
             return _cmd_executions(args)
+        if args.command == "flyte":
+            return _flyte_cli.run(args)
     except PlaitError as exc:
         print(f"plait: {exc}", file=sys.stderr)
         return 1

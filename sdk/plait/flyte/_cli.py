@@ -112,7 +112,6 @@ def _remote(args: argparse.Namespace) -> Any:
 def _import(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from plait.flyte._errors import FlyteRefusedError
     from plait.flyte._import import import_package
     from plait.flyte._package import read_package
 
@@ -120,11 +119,11 @@ def _import(args: argparse.Namespace) -> int:
     if not opts.sources and read_package(args.package).fast_archive is None:
         opts = dataclasses.replace(opts, sources=(os.getcwd(),))
     data_dir = Path(args.data_dir) if args.data_dir else None
-    result = import_package(args.package, opts, data_dir=data_dir, remote=_remote(args))
+    result = import_package(
+        args.package, opts, data_dir=data_dir, remote=_remote(args), strict=args.strict
+    )
     for n in result.notices:
         print(f"ignored: {n}", file=sys.stderr)
-    if args.strict and result.notices:
-        raise FlyteRefusedError(result.notices)
     kinds = {1: "task", 2: "workflow", 3: "launch plan"}
     for label, ids in (("created", result.created), ("unchanged", result.unchanged)):
         for i in ids:

@@ -352,23 +352,24 @@ _LP_NOTICES = {
 def launch_plan_to_plait(lp: fa.LaunchPlan, g: Graph, path: str) -> pw.LaunchPlan:
     """A Flyte launch plan (as `pyflyte package` writes it) as a plait one."""
     spec = lp.spec
+    sp = f"{path}.spec" if path else "spec"
     out = pw.LaunchPlan()
-    out.id.CopyFrom(g.launch_plan_id(lp.id, f"{path}.id"))
-    out.workflow_id.CopyFrom(g.workflow_id(spec.workflow_id, f"{path}.spec.workflow_id"))
+    out.id.CopyFrom(g.launch_plan_id(lp.id, f"{path}.id" if path else "id"))
+    out.workflow_id.CopyFrom(g.workflow_id(spec.workflow_id, f"{sp}.workflow_id"))
     wf_iface = g.scope.workflows.get(spec.workflow_id.name)
     types = {} if wf_iface is None else types_of(wf_iface.inputs)
     out.fixed_inputs.SetInParent()
     for k in sorted(spec.fixed_inputs.literals):
         out.fixed_inputs.literals[k].CopyFrom(
             literal_to_plait(
-                spec.fixed_inputs.literals[k], types.get(k), g.ctx, f"{path}.spec.fixed_inputs.{k}"
+                spec.fixed_inputs.literals[k], types.get(k), g.ctx, f"{sp}.fixed_inputs.{k}"
             )
         )
-    out.default_inputs.CopyFrom(_parameters(spec.default_inputs, g, f"{path}.spec.default_inputs"))
+    out.default_inputs.CopyFrom(_parameters(spec.default_inputs, g, f"{sp}.default_inputs"))
     check_fields(
         g.ctx,
         spec,
-        f"{path}.spec",
+        sp,
         {"workflow_id", "fixed_inputs", "default_inputs"},
         notices=_LP_NOTICES,
         refusals=_LP_REFUSALS,

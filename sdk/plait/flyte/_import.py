@@ -9,7 +9,7 @@ from pathlib import Path
 from plaitidl.core.v1 import identifier_pb2
 
 from plait.flyte import _engine
-from plait.flyte._errors import Refusal
+from plait.flyte._errors import FlyteRefusedError, Refusal
 from plait.flyte._ids import Options
 from plait.flyte._package import extract_sources, read_package, translate_package
 
@@ -38,6 +38,7 @@ def import_package(
     data_dir: Path | None = None,
     remote: _engine.Remote | None = None,
     sources_root: Path | None = None,
+    strict: bool = False,
 ) -> ImportResult:
     """Translate a pyflyte package and register it.
 
@@ -49,6 +50,7 @@ def import_package(
         remote: A server to register on instead.
         sources_root: Where a ``--fast`` package's sources are unpacked (default
             ``DATA_DIR/flyte-sources``); with `remote`, give a folder the server can read.
+        strict: Refuse the fields that would only be ignored (resources, pod labels, ...).
 
     Raises:
         FlyteRefusedError: Some entity uses fields plait has no equivalent for.
@@ -64,5 +66,7 @@ def import_package(
         src = extract_sources(pkg.fast_archive, root.resolve())
         opts = dataclasses.replace(opts, sources=(str(src), *opts.sources))
     translation = translate_package(pkg, opts)
+    if strict and translation.notices:
+        raise FlyteRefusedError(translation.notices)
     created, unchanged = _engine.register(translation.request, data_dir=data_dir, remote=remote)
     return ImportResult(opts, created, unchanged, translation.notices)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from flyteidl.admin import launch_plan_pb2 as fa
 from flyteidl.core import condition_pb2 as fc
+from flyteidl.core import identifier_pb2 as fid
 from flyteidl.core import interface_pb2 as fi
 from flyteidl.core import literals_pb2 as fl
 from flyteidl.core import workflow_pb2 as fw
@@ -51,18 +52,18 @@ class Graph:
     opts: Options
     scope: Scope
 
-    def task_id(self, i: object, path: str) -> pid.Identifier:
-        return id_to_plait(i, self.ctx, path, self.opts, pid.RESOURCE_TYPE_TASK)  # type: ignore[arg-type]
+    def task_id(self, i: fid.Identifier, path: str) -> pid.Identifier:
+        return id_to_plait(i, self.ctx, path, self.opts, pid.RESOURCE_TYPE_TASK)
 
-    def workflow_id(self, i: object, path: str) -> pid.Identifier:
-        return id_to_plait(i, self.ctx, path, self.opts, pid.RESOURCE_TYPE_WORKFLOW)  # type: ignore[arg-type]
+    def workflow_id(self, i: fid.Identifier, path: str) -> pid.Identifier:
+        return id_to_plait(i, self.ctx, path, self.opts, pid.RESOURCE_TYPE_WORKFLOW)
 
-    def launch_plan_id(self, i: object, path: str) -> pid.Identifier:
-        return id_to_plait(i, self.ctx, path, self.opts, pid.RESOURCE_TYPE_LAUNCH_PLAN)  # type: ignore[arg-type]
+    def launch_plan_id(self, i: fid.Identifier, path: str) -> pid.Identifier:
+        return id_to_plait(i, self.ctx, path, self.opts, pid.RESOURCE_TYPE_LAUNCH_PLAN)
 
 
-def _retries(r: object) -> ptk.RetryStrategy:
-    return ptk.RetryStrategy(retries=r.retries)  # type: ignore[attr-defined]
+def _retries(r: fl.RetryStrategy) -> ptk.RetryStrategy:
+    return ptk.RetryStrategy(retries=r.retries)
 
 
 def _node_metadata(md: fw.NodeMetadata, g: Graph, path: str) -> pw.NodeMetadata:
@@ -109,6 +110,8 @@ def _expression(e: fc.BooleanExpression, g: Graph, path: str) -> pc.BooleanExpre
     out = pc.BooleanExpression()
     if e.WhichOneof("expr") == "conjunction":
         c = e.conjunction
+        if c.operator not in _LOGIC:
+            g.ctx.refuse(f"{path}.conjunction.operator", f"unknown operator {c.operator}")
         out.conjunction.operator = _LOGIC.get(c.operator, 0)  # type: ignore[arg-type]
         out.conjunction.left_expression.CopyFrom(
             _expression(c.left_expression, g, f"{path}.conjunction.left_expression")
@@ -119,6 +122,8 @@ def _expression(e: fc.BooleanExpression, g: Graph, path: str) -> pc.BooleanExpre
     elif e.WhichOneof("expr") == "comparison":
         c2 = e.comparison
         p = f"{path}.comparison"
+        if c2.operator not in _OPS:
+            g.ctx.refuse(f"{p}.operator", f"unknown operator {c2.operator}")
         out.comparison.operator = _OPS.get(c2.operator, 0)  # type: ignore[arg-type]
         out.comparison.left_value.CopyFrom(_operand(c2.left_value, g, f"{p}.left_value"))
         out.comparison.right_value.CopyFrom(_operand(c2.right_value, g, f"{p}.right_value"))

@@ -60,7 +60,7 @@ class Options:
 
 
 def id_to_plait(
-    i: fid.Identifier, ctx: Context, path: str, opts: Options, kind: int
+    i: fid.Identifier, ctx: Context, path: str, opts: Options, kind: pid.ResourceType.ValueType
 ) -> pid.Identifier:
     """A Flyte identifier, with project, domain and version filled from `opts` when empty."""
     if i.org:
@@ -68,9 +68,9 @@ def id_to_plait(
     if i.resource_type not in (fid.UNSPECIFIED, *_KIND) or (
         i.resource_type != fid.UNSPECIFIED and _KIND[i.resource_type] != kind
     ):
-        ctx.refuse(f"{path}.resource_type", f"expected {pid.ResourceType.Name(kind)}")  # type: ignore[arg-type]
+        ctx.refuse(f"{path}.resource_type", f"expected {pid.ResourceType.Name(kind)}")
     return pid.Identifier(
-        resource_type=kind,  # type: ignore[arg-type]
+        resource_type=kind,
         project=i.project or opts.project,
         domain=i.domain or opts.domain,
         name=i.name,

@@ -22,6 +22,19 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
+# The tasks' own Python for plait.flyte: flytekit (the `bench` extra's pin) and plait[flyte], in
+# a venv of its own, as a Flyte image would hold them; the engine's .venv never imports flytekit.
+FLYTE_VENV ?= .venv-flyte
+
+$(FLYTE_VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(FLYTE_VENV)
+	$(FLYTE_VENV)/bin/pip install -q --upgrade pip
+	$(FLYTE_VENV)/bin/pip install -q -e '.[flyte,bench]'
+	touch $@
+
+.PHONY: flyte-env
+flyte-env: $(FLYTE_VENV)/.installed ## Create .venv-flyte: flytekit + plait[flyte], the tasks' Python in plait.flyte tests.
+
 examples/node/node_modules/.package-lock.json: examples/node/package-lock.json
 	@if command -v npm >/dev/null; then \
 	  cd examples/node && npm ci --no-audit --no-fund --loglevel=error; \
@@ -71,14 +84,14 @@ breaking: install ## buf breaking against main (BREAKING_AGAINST=... to change).
 	$(BIN)/buf breaking --against '$(BREAKING_AGAINST)'
 
 .PHONY: pytest
-pytest: install ## Only the test suite (every tier).
-	$(BIN)/pytest -q
+pytest: install flyte-env ## Only the test suite (every tier).
+	PLAIT_FLYTE_PYTHON=$(abspath $(FLYTE_VENV))/bin/python $(BIN)/pytest -q
 
 .PHONY: test-unit test-integration test-system
 test-unit: install ## Unit tests: pure functions, the scheduler over the in-memory store.
 	$(BIN)/pytest -q tests/unit
-test-integration: install ## Integration tests: real gRPC servers, SQLite files, processes.
-	$(BIN)/pytest -q tests/integration
+test-integration: install flyte-env ## Integration tests: real gRPC servers, SQLite files, processes.
+	PLAIT_FLYTE_PYTHON=$(abspath $(FLYTE_VENV))/bin/python $(BIN)/pytest -q tests/integration
 test-system: install ## System tests: engines and workers as processes, killed and restarted.
 	$(BIN)/pytest -q tests/system
 

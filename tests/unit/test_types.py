@@ -507,7 +507,7 @@ def test_by_type_agrees_with_by_hint(
     back = to_python_by_type(wire, lt, var="v")
     assert back == plain
     again = to_literal_by_type(back, lt, var="v")
-    if hint != dict[str, Any]:  # JSON documents give whole floats (and -0.0) back as int
+    if hint not in (dict[str, Any], Outer):  # JSON documents give whole floats back as int
         assert again == by_hint
     assert to_python_by_type(again, lt, var="v") == back
 

@@ -13,12 +13,12 @@ import os
 import sys
 from collections.abc import Sequence
 
-from plait._cli import executions, register, run, serve, worker
+from plait._cli import executions, flyte, register, run, serve, worker
 from plait._errors import PlaitError
 
 __all__ = ["main"]
 
-COMMANDS = (run, serve, worker, register, executions)
+COMMANDS = (run, serve, worker, register, executions, flyte)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -1,0 +1,1 @@
+"""Flyte workflows (flytekit code) that run on plait through `plait flyte import`."""

@@ -1,0 +1,5 @@
+"""``python -m plait.flyte import|run|exec ...``."""
+
+from plait.flyte._cli import main
+
+raise SystemExit(main())

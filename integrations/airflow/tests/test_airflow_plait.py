@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import time
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,10 @@ from airflow.utils.session import create_session
 from airflow.utils.state import DagRunState, TaskInstanceState
 from conftest import CONSOLE, PREFIX
 from plait_servers import Cluster, wait_phase
-from plaitidl.core.v1 import execution_pb2
+from plaitidl.core.v1 import execution_pb2, interface_pb2, types_pb2
 
 from airflow.providers.plait import _steps
+from airflow.providers.plait._inputs import typed_inputs
 from airflow.providers.plait.operators.plait import PlaitExecutionOperator
 from airflow.providers.plait.triggers.plait import PlaitExecutionTrigger
 
@@ -26,11 +28,16 @@ EP = execution_pb2.ExecutionPhase
 pytestmark = pytest.mark.usefixtures("cluster", "airflow_db")
 
 
-def xcom(run: DagRun, task_id: str, key: str = "return_value") -> Any:
+def xcoms(run: DagRun, task_id: str, key: str = "return_value") -> list[Any]:
     with create_session() as session:
         query = XComModel.get_many(run_id=run.run_id, dag_ids=run.dag_id, task_ids=task_id, key=key)
-        row = session.scalars(query).first()
-        return None if row is None else XComModel.deserialize_value(row)
+        rows = session.scalars(query.order_by(XComModel.map_index)).all()
+        return [XComModel.deserialize_value(row) for row in rows]
+
+
+def xcom(run: DagRun, task_id: str, key: str = "return_value") -> Any:
+    found = xcoms(run, task_id, key)
+    return found[0] if found else None
 
 
 def states(run: DagRun) -> dict[str, Any]:
@@ -64,6 +71,10 @@ def test_outputs_go_to_xcom_deferred_or_blocking_and_the_sensor_waits(cluster: C
     launched = xcom(run, "launch")
     with cluster.client() as client:
         assert client.outputs(launched) == run.run_id
+    # Each mapped task instance has its own execution: the map index is in the request id.
+    assert xcoms(run, "mapped") == ["a", "b"]
+    mapped = step_executions(cluster, run, "mapped")
+    assert sorted(e.labels["orchestrator-step"][-2:] for e in mapped) == [":0", ":1"]
 
 
 def test_failed_execution_fails_the_task_with_plaits_message(cluster: Cluster) -> None:
@@ -141,3 +152,21 @@ def test_bad_targets_fail_clearly(cluster: Cluster) -> None:
     run = plait_dags.missing_dag.test()
     assert states(run) == {"missing": TaskInstanceState.FAILED}
     assert "no workflow or launch plan" in plait_dags.FAILURES["missing"]
+
+
+def test_rendered_strings_become_the_declared_types(cluster: Cluster) -> None:
+    with cluster.client() as client:
+        squares = _steps.resolve_target(client, PREFIX + "sum_of_squares").interface
+        echo = _steps.resolve_target(client, PREFIX + "slow_echo").interface
+    assert typed_inputs(squares, {"numbers": "[1, 2]"}) == {"numbers": [1, 2]}
+    assert typed_inputs(echo, {"seconds": "0.5", "text": "[1, 2]"}) == {
+        "seconds": 0.5,
+        "text": "[1, 2]",  # a string input keeps the text
+    }
+    assert typed_inputs(echo, {"seconds": "soon"}) == {"seconds": "soon"}  # plait names it
+
+    when = interface_pb2.TypedInterface()
+    var = when.inputs.variables.add(name="at")
+    var.type.simple = types_pb2.SimpleType.SIMPLE_TYPE_DATETIME
+    expected = datetime.datetime(2026, 11, 30, 12, tzinfo=datetime.UTC)
+    assert typed_inputs(when, {"at": "2026-11-30T12:00:00+00:00"}) == {"at": expected}

@@ -52,6 +52,9 @@ with DAG("plait_outputs", schedule=None, params={"numbers": [1, 2, 3]}) as outpu
     )
     sense = PlaitExecutionSensor(task_id="sense", execution="{{ ti.xcom_pull('launch') }}")
     launch >> sense
+    PlaitExecutionOperator.partial(task_id="mapped", target=PREFIX + "slow_echo").expand(
+        inputs=[{"seconds": 0.0, "text": "a"}, {"seconds": "0.1", "text": "b"}]
+    )
 
 with DAG("plait_failure", schedule=None, default_args=NO_WAIT) as failure_dag:
     PlaitExecutionOperator(task_id="negative", target=PREFIX + "must_be_positive", inputs={"x": -3})

@@ -74,7 +74,7 @@ class Connection:
     """
 
     address: str
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)
     tls: bool = False
     ca_cert: str | None = None
     console_url: str | None = None
@@ -317,7 +317,8 @@ def wait_for(
     Args:
         client: A connected client.
         launched: The execution (`start_or_attach`).
-        reason: Recorded on the execution when the wait is interrupted and it is terminated.
+        reason: Recorded on the execution (with what interrupted the wait) when it is
+            terminated.
         progress: Called with the node counts after each batch of events.
 
     Raises:
@@ -329,8 +330,9 @@ def wait_for(
         return client.wait(launched.handle, progress=progress)
     except (ExecutionFailedError, RpcError):
         raise
-    except BaseException:
-        terminate_quietly(client, launched.execution.id, reason)
+    except BaseException as interrupted:
+        why = f"{reason} ({type(interrupted).__name__})"
+        terminate_quietly(client, launched.execution.id, why)
         raise
 
 

@@ -9,6 +9,7 @@ block ends, also when a test fails.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,6 +34,36 @@ def plait_executable() -> str:
     return str(found)
 
 
+@dataclass(frozen=True)
+class Secure:
+    """TLS with a self-signed certificate for ``localhost``/``127.0.0.1``, and a token.
+
+    Attributes:
+        cert: The certificate (PEM), also the CA clients trust.
+        key: Its private key.
+        token: What every call must carry.
+    """
+
+    cert: Path
+    key: Path
+    token: str
+
+    @staticmethod
+    def make(folder: Path, token: str = "s3cret-token") -> Secure:
+        """A fresh certificate and key in `folder` (with the ``openssl`` command)."""
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            raise RuntimeError("openssl is needed to make a test certificate")
+        key, cert = folder / "key.pem", folder / "cert.pem"
+        subprocess.run(
+            [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+             "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
+             "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        return Secure(cert, key, token)
+
+
 @dataclass
 class Cluster:
     """A running engine and worker.
@@ -48,10 +79,13 @@ class Cluster:
     engine: subprocess.Popen[bytes]
     worker: subprocess.Popen[bytes]
     folder: Path
+    secure: Secure | None = None
 
     def client(self) -> Client:
         """A new client of the engine (close it, or use it as a context manager)."""
-        return Client(self.address)
+        if self.secure is None:
+            return Client(self.address)
+        return Client(self.address, ca_cert=self.secure.cert, token=self.secure.token)
 
     def logs(self) -> str:
         """What the engine and the worker printed so far."""
@@ -118,23 +152,32 @@ def wait_registered(cluster: Cluster, names: Sequence[str]) -> None:
 
 
 @contextmanager
-def plait_cluster(folder: Path, workflows: Path, names: Sequence[str]) -> Iterator[Cluster]:
+def plait_cluster(
+    folder: Path, workflows: Path, names: Sequence[str], secure: Secure | None = None
+) -> Iterator[Cluster]:
     """Run an engine and a worker serving `workflows` until the block ends.
 
     Args:
         folder: Where the data dir and logs go.
         workflows: The Python file of workflows the worker imports and registers.
         names: ``project/domain/name`` of workflows to wait for before yielding.
+        secure: Serve TLS and require a token (the worker uses both).
     """
     folder.mkdir(parents=True, exist_ok=True)
     data_dir = folder / "engine"
     engine_log, worker_log = folder / "engine.log", folder / "worker.log"
-    engine = _spawn(["serve", "--address", "127.0.0.1:0", "--data-dir", str(data_dir)], engine_log)
+    serve_args = ["--address", "127.0.0.1:0", "--data-dir", str(data_dir)]
+    worker_args = ["--slots", "8"]
+    if secure is not None:
+        serve_args += ["--tls-cert", str(secure.cert), "--tls-key", str(secure.key)]
+        serve_args += ["--token", secure.token]
+        worker_args += ["--ca-cert", str(secure.cert), "--token", secure.token]
+    engine = _spawn(["serve", *serve_args], engine_log)
     worker: subprocess.Popen[bytes] | None = None
     try:
         address = _wait_address(engine, data_dir / "engine.addr", engine_log)
-        worker = _spawn(["worker", "--engine", address, "--slots", "8", str(workflows)], worker_log)
-        cluster = Cluster(address, engine, worker, folder)
+        worker = _spawn(["worker", "--engine", address, *worker_args, str(workflows)], worker_log)
+        cluster = Cluster(address, engine, worker, folder, secure)
         wait_registered(cluster, names)
         yield cluster
     finally:

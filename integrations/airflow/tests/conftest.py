@@ -29,7 +29,7 @@ os.environ.update(
 )
 sys.path.insert(0, str(HERE / "dags"))
 
-from plait_servers import Cluster, plait_cluster  # noqa: E402
+from plait_servers import Cluster, Secure, plait_cluster  # noqa: E402
 
 FLOWS = HERE / "airflow_flows.py"
 PREFIX = "default/development/airflow_flows."
@@ -46,6 +46,23 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         conn = {"conn_type": "plait", "host": host, "port": int(port)}
         conn["extra"] = {"console_url": CONSOLE}
         os.environ["AIRFLOW_CONN_PLAIT_DEFAULT"] = json.dumps(conn)
+        yield running
+
+
+@pytest.fixture(scope="session")
+def secure_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """An engine with TLS (self-signed) and a token, and the ``plait_secure`` connection.
+
+    The connection holds the CA as PEM text in its extras and the token as its password.
+    """
+    folder = tmp_path_factory.mktemp("plait-secure")
+    secure = Secure.make(folder)
+    with plait_cluster(folder, FLOWS, [PREFIX + "sum_of_squares"], secure) as running:
+        host, port = running.address.rsplit(":", 1)
+        extra = {"ca_cert": secure.cert.read_text()}
+        conn = {"conn_type": "plait", "host": host, "port": int(port), "extra": extra}
+        os.environ["AIRFLOW_CONN_PLAIT_SECURE"] = json.dumps({**conn, "password": secure.token})
+        os.environ["AIRFLOW_CONN_PLAIT_WRONG_TOKEN"] = json.dumps({**conn, "password": "wrong"})
         yield running
 
 

@@ -21,6 +21,7 @@ from plaitidl.core.v1 import execution_pb2, interface_pb2, types_pb2
 
 from airflow.providers.plait import _steps
 from airflow.providers.plait._inputs import typed_inputs
+from airflow.providers.plait.hooks.plait import PlaitHook
 from airflow.providers.plait.operators.plait import PlaitExecutionOperator
 from airflow.providers.plait.triggers.plait import PlaitExecutionTrigger
 
@@ -152,6 +153,18 @@ def test_bad_targets_fail_clearly(cluster: Cluster) -> None:
     run = plait_dags.missing_dag.test()
     assert states(run) == {"missing": TaskInstanceState.FAILED}
     assert "no workflow or launch plan" in plait_dags.FAILURES["missing"]
+
+
+def test_tls_with_a_pem_ca_in_the_connection_and_a_token(secure_cluster: Cluster) -> None:
+    run = plait_dags.secure_dag.test()
+
+    assert run.state == DagRunState.SUCCESS, states(run)
+    assert xcom(run, "deferred") == {"squares": [4], "total": 4}  # the trigger, over grpc.aio
+    assert xcom(run, "blocking") == {"squares": [9], "total": 9}  # plait.Client
+    assert PlaitHook("plait_secure").test_connection() == (True, "plait engine reachable")
+    ok, message = PlaitHook("plait_wrong_token").test_connection()
+    assert not ok
+    assert message.startswith("UNAUTHENTICATED")
 
 
 def test_rendered_strings_become_the_declared_types(cluster: Cluster) -> None:

@@ -182,7 +182,8 @@ def test_interrupted_step_terminates_the_execution(cluster: Cluster) -> None:
     assert wait_phase(cluster, found[0], [EP.EXECUTION_PHASE_ABORTED], timeout=10)
     with cluster.client() as client:
         execution = client.get(found[0])
-    assert "Dagster step long_echo was interrupted" in execution.error.message
+    message = execution.error.message
+    assert "Dagster step long_echo was interrupted (DagsterExecutionInterruptedError)" in message
 
 
 def test_unknown_target_and_bad_address_are_clear_errors(cluster: Cluster) -> None:

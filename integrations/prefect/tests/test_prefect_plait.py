@@ -142,7 +142,7 @@ def test_cancelled_flow_run_terminates_the_execution(cluster: Cluster, tmp_path:
     assert proc.returncode == -signal.SIGTERM
     wait_phase(cluster, name, [EP.EXECUTION_PHASE_ABORTED], timeout=10)
     with cluster.client() as client:
-        assert "Prefect task run run-plait-execution" in client.get(name).error.message
+        assert "the Prefect task run run-plait-execution" in client.get(name).error.message
 
 
 def _running_execution(cluster: Cluster, label: str, proc: subprocess.Popen[bytes]) -> str:
@@ -167,3 +167,7 @@ def test_timed_out_task_terminates_the_execution(cluster: Cluster) -> None:
 
     [execution] = cluster.executions(test="timeout")
     wait_phase(cluster, execution.id.name, [EP.EXECUTION_PHASE_ABORTED], timeout=10)
+    with cluster.client() as client:
+        message = client.get(execution.id.name).error.message
+    assert "the Prefect task run run-plait-execution" in message
+    assert "was interrupted" in message

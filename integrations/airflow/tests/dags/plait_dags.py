@@ -86,3 +86,18 @@ with DAG("plait_timeout", schedule=None, default_args=NO_WAIT) as timeout_dag:
 
 with DAG("plait_missing", schedule=None, default_args=NO_WAIT) as missing_dag:
     PlaitExecutionOperator(task_id="missing", target=PREFIX + "no_such_workflow")
+
+with DAG("plait_secure", schedule=None, default_args=NO_WAIT) as secure_dag:
+    PlaitExecutionOperator(
+        task_id="deferred",
+        plait_conn_id="plait_secure",
+        target=PREFIX + "sum_of_squares",
+        inputs={"numbers": [2]},
+    )
+    PlaitExecutionOperator(
+        task_id="blocking",
+        plait_conn_id="plait_secure",
+        target=PREFIX + "sum_of_squares",
+        inputs={"numbers": [3]},
+        deferrable=False,
+    )

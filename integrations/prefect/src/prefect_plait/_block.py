@@ -147,8 +147,8 @@ class PlaitConnection(Block):
                 and the task's error.
         """
         context = TaskRunContext.get()
-        who = f"task run {context.task_run.name}" if context is not None else "its caller"
-        reason = f"Prefect {who} was cancelled"
+        who = f" task run {context.task_run.name}" if context is not None else ""
+        reason = f"the Prefect{who} was interrupted"
         with self.connection().client() as client:
             return _steps.wait_for(client, run.launched, reason=reason)
 

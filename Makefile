@@ -12,7 +12,7 @@ BREAKING_AGAINST ?= .git\#branch=main
 
 .PHONY: help
 help: ## List the targets.
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
 
 $(BIN)/activate:
 	$(PY) -m venv $(VENV)
@@ -95,8 +95,25 @@ test-integration: install flyte-env ## Integration tests: real gRPC servers, SQL
 test-system: install ## System tests: engines and workers as processes, killed and restarted.
 	$(BIN)/pytest -q tests/system
 
+# The orchestrator integrations (integrations/README.md): each in its own virtualenv, with plait
+# installed from this checkout next to the orchestrator, at the versions of its constraints.txt.
+INTEGRATIONS := airflow dagster prefect
+IVENVS := integrations/.venvs
+
+$(IVENVS)/%/.installed: integrations/%/pyproject.toml integrations/%/constraints.txt pyproject.toml
+	test -x $(IVENVS)/$*/bin/python || $(PY) -m venv $(IVENVS)/$*
+	$(IVENVS)/$*/bin/pip install -q -c integrations/$*/constraints.txt -e . -e 'integrations/$*[test]'
+	touch $@
+
+.PHONY: test-integrations
+test-integrations: $(foreach i,$(INTEGRATIONS),$(IVENVS)/$(i)/.installed) ## Airflow, Dagster, Prefect integrations: mypy and their tests.
+	@for i in $(INTEGRATIONS); do \
+	  echo "== integrations/$$i"; \
+	  (cd integrations/$$i && ../.venvs/$$i/bin/mypy && ../.venvs/$$i/bin/pytest -q) || exit 1; \
+	done
+
 .PHONY: test
-test: lint check-gen breaking pytest ## Everything CI checks: lint, check-gen, buf breaking, the whole test suite.
+test: lint check-gen breaking pytest test-integrations ## Everything CI checks: lint, check-gen, buf breaking, all tests.
 
 .PHONY: bench
 bench: install ## Benchmarks against flytekit; print a table, never fail (QUICK=1: ~20 s).

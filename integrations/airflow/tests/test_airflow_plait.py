@@ -32,7 +32,7 @@ pytestmark = pytest.mark.usefixtures("cluster", "airflow_db")
 def xcoms(run: DagRun, task_id: str, key: str = "return_value") -> list[Any]:
     with create_session() as session:
         query = XComModel.get_many(run_id=run.run_id, dag_ids=run.dag_id, task_ids=task_id, key=key)
-        rows = session.scalars(query.order_by(XComModel.map_index)).all()
+        rows: list[Any] = sorted(session.scalars(query).all(), key=lambda row: row.map_index)
         return [XComModel.deserialize_value(row) for row in rows]
 
 

@@ -104,7 +104,7 @@ def test_bad_inputs_fail_the_step_naming_the_input(cluster: Cluster) -> None:
     result = dg.materialize([checked], resources=resources(cluster), raise_on_error=False)
 
     assert not result.success
-    assert "x: cannot convert 'three'" in failure_message(result)
+    assert "x: expected int, got str 'three'" in failure_message(result)
     assert cluster.executions(**{"dagster-run": result.run_id}) == []
 
 

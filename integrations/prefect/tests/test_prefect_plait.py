@@ -72,7 +72,7 @@ def test_bad_target_and_inputs_are_clear_errors(cluster: Cluster) -> None:
 
     with pytest.raises(ValueError, match="target 'no-slashes': expected 'project/domain/name'"):
         bad("no-slashes", {})
-    with pytest.raises(TypeError, match="x: cannot convert 'three'"):
+    with pytest.raises(TypeError, match="x: expected int, got str 'three'"):
         bad(PREFIX + "must_be_positive", {"x": "three"})
 
 

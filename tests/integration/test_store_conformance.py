@@ -20,6 +20,7 @@ from plait_engine.store import (
     ExecutionFilter,
     ExecutionPayload,
     ExecutionRecord,
+    LogEntry,
     NodeRecord,
     NodeUpdate,
     OwnershipLost,
@@ -451,6 +452,41 @@ def test_retention_lists_finished_executions_by_age(factory: Factory, tmp_path: 
     run(factory, tmp_path, t)
 
 
+def test_logs_are_appended_and_read_in_order_by_node_and_attempt(
+    factory: Factory, tmp_path: Path
+) -> None:
+    async def t(store: Store) -> None:
+        rec = await _create(store, "e1")
+        other = await _create(store, "e2")
+        await store.append_logs(
+            [
+                LogEntry(rec.eid, "n0", 1, 1, 1.0, "first"),
+                LogEntry(rec.eid, "n1", 1, 2, 2.0, "other node"),
+                LogEntry(other.eid, "n0", 1, 1, 2.5, "other execution"),
+                LogEntry(rec.eid, "n0", 2, 1, 3.0, "retry"),
+            ]
+        )
+        everything = await store.logs(rec.eid, "", 0, 0, 100)
+        assert [e.text for _, e in everything] == ["first", "other node", "retry"]
+        positions = [p for p, _ in everything]
+        assert positions == sorted(positions)
+        n0 = await store.logs(rec.eid, "n0", 0, 0, 100)
+        assert [(e.attempt, e.text) for _, e in n0] == [(1, "first"), (2, "retry")]
+        second = await store.logs(rec.eid, "n0", 2, 0, 100)
+        assert [e.text for _, e in second] == ["retry"]
+        rest = await store.logs(rec.eid, "", 0, positions[0], 1)
+        assert [e.text for _, e in rest] == ["other node"]
+        # Deleting an execution deletes its logs.
+        batch = WriteBatch()
+        batch.of(rec.eid, rec.epoch).phase = EP.EXECUTION_PHASE_SUCCEEDED
+        await store.apply(batch, now=1.0)
+        await store.delete_execution(rec.eid)
+        assert await store.logs(rec.eid, "", 0, 0, 100) == []
+        assert len(await store.logs(other.eid, "", 0, 0, 100)) == 1
+
+    run(factory, tmp_path, t)
+
+
 # -- the SQLite file ---------------------------------------------------------------------------
 def test_schema_is_migrated_once_and_survives_reopen(tmp_path: Path) -> None:
     async def t() -> None:
@@ -461,7 +497,7 @@ def test_schema_is_migrated_once_and_survives_reopen(tmp_path: Path) -> None:
         await s.close()
         s2 = SqliteStore(path)
         try:
-            assert await s2.schema_version() == version >= 3
+            assert await s2.schema_version() == version >= 4
             got = await s2.get_execution_by_eid(rec.eid)
             assert got is not None and got.name == "e1" and got.owner == "r1"
         finally:

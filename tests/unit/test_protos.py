@@ -41,8 +41,10 @@ from plaitidl.core.v1 import (
     workflow_pb2,
 )
 from plaitidl.service.v1 import (
+    data_service_pb2,
     execution_service_pb2,
     registry_service_pb2,
+    schedule_service_pb2,
     worker_service_pb2,
 )
 
@@ -53,6 +55,8 @@ W = workflow_pb2
 ES = execution_service_pb2
 RS = registry_service_pb2
 WS = worker_service_pb2
+DS = data_service_pb2
+SS = schedule_service_pb2
 
 START = "start-node"
 
@@ -595,7 +599,76 @@ def service_instances() -> list[Message]:
     ]
 
 
-INSTANCES = core_instances() + service_instances()
+def newer_instances() -> list[Message]:
+    """Messages of the second round of the contract: data, logs, schedules, validation."""
+    tpl = dynamic_job_spec().tasks[0]
+    schedule = W.Schedule(
+        cron="0 * * * *",
+        kickoff_time_input="at",
+        catch_up=W.Schedule.CATCH_UP_ALL,
+        start_time=ts(0),
+    )
+    lp = W.LaunchPlan(
+        id=ident("examples.hourly", identifier_pb2.RESOURCE_TYPE_LAUNCH_PLAN),
+        workflow_id=ident("examples.wf", identifier_pb2.RESOURCE_TYPE_WORKFLOW),
+        schedule=schedule,
+    )
+    state = SS.ScheduleState(
+        launch_plan_id=lp.id,
+        schedule=W.Schedule(fixed_rate=Duration(seconds=90)),
+        paused=True,
+        next_tick=ts(90),
+        last_tick=ts(0),
+        last_execution=EXEC_ID,
+    )
+    secret = tasks_pb2.TaskTemplate()
+    secret.CopyFrom(tpl)
+    secret.metadata.secrets.add(name="warehouse", env_var="DB_URL")
+    secret.metadata.code_digest = "c0de"
+    secret.metadata.retries.backoff.FromSeconds(2)
+    secret.metadata.retries.backoff_multiplier = 3.0
+    secret.metadata.retries.max_backoff.FromSeconds(60)
+    secret.metadata.retries.backoff_jitter = 0.1
+    line = ES.LogLine(
+        node_id="n0", attempt=2, stream=ES.LOG_STREAM_STDOUT, time=ts(3), text="hello"
+    )
+    chunk = WS.LogChunk(
+        assignment_id="a1", attempt=1, stream=WS.LogChunk.STREAM_STDERR, time=ts(4), text="x\n"
+    )
+    return [
+        lp,
+        secret,
+        SS.ListSchedulesRequest(project="p", domain="d"),
+        SS.ListSchedulesResponse(schedules=[state]),
+        SS.PauseScheduleRequest(launch_plan_id=lp.id),
+        SS.PauseScheduleResponse(schedule=state),
+        SS.ResumeScheduleRequest(launch_plan_id=lp.id),
+        SS.ResumeScheduleResponse(schedule=state),
+        DS.ReadDataRequest(uri="plait-data://p/d/x1/k", offset=10),
+        DS.ReadDataResponse(chunk=b"abc", size_bytes=3, sha256="ab"),
+        DS.WriteDataRequest(
+            header=DS.WriteDataHeader(execution_id=EXEC_ID, size_bytes=3, sha256="ab")
+        ),
+        DS.WriteDataRequest(chunk=b"abc"),
+        DS.WriteDataResponse(uri="plait-data://p/d/x1/k", size_bytes=3, sha256="ab"),
+        ES.DeleteExecutionRequest(id=EXEC_ID),
+        ES.DeleteExecutionResponse(),
+        ES.StreamLogsRequest(id=EXEC_ID, node_id="n0", attempt=2, follow=True, after_position=7),
+        ES.StreamLogsResponse(lines=[line], position=8),
+        RS.ValidateTemplatesRequest(tasks=[tpl], workflows=[], launch_plans=[lp]),
+        RS.ValidateTemplatesResponse(
+            violations=[RS.FieldViolation(field="tasks[0].id.name", description="bad")]
+        ),
+        WS.SessionRequest(logs=WS.LogBatch(chunks=[chunk])),
+        WS.SessionRequest(
+            hello=WS.Hello(
+                worker_id="w2", queues=["q"], slots=1, tasks=[tpl.id], task_types=["sql"]
+            )
+        ),
+    ]
+
+
+INSTANCES = core_instances() + service_instances() + newer_instances()
 
 
 def _id(m: Message) -> str:

@@ -21,7 +21,7 @@ from plait_engine.api.requests import (
     require,
 )
 from plait_engine.service import ExecutionsService
-from plait_engine.store import ExecutionFilter, ExecutionRecord, NodeRecord
+from plait_engine.store import ExecutionFilter, ExecutionRecord, LogEntry, NodeRecord
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -49,6 +49,7 @@ def execution_proto(rec: ExecutionRecord, counts: dict[str, int]) -> es.Executio
         nodes=node_counts(counts),
         labels=rec.labels,
         last_sequence=rec.last_seq,
+        request_id=rec.request_id,
     )
     out.id.project, out.id.domain, out.id.name = rec.project, rec.domain, rec.name
     wf = ids.key_to_id(rec.workflow_key, identifier_pb2.RESOURCE_TYPE_WORKFLOW)
@@ -72,6 +73,8 @@ def node_proto(rec: NodeRecord, eid: identifier_pb2.ExecutionIdentifier) -> es.N
         is_dynamic=rec.is_dynamic,
         created_at=_ts(rec.created_at),
         updated_at=_ts(rec.updated_at),
+        name=rec.name,
+        detail=rec.detail,
     )
     out.id.node_id = rec.node_id
     out.id.execution_id.CopyFrom(eid)
@@ -81,6 +84,17 @@ def node_proto(rec: NodeRecord, eid: identifier_pb2.ExecutionIdentifier) -> es.N
     if task is not None:
         out.task_id.CopyFrom(task)
     return out
+
+
+def log_line(e: LogEntry) -> es.LogLine:
+    """A stored log entry as the API shows it."""
+    return es.LogLine(
+        node_id=e.node_id,
+        attempt=e.attempt,
+        stream=e.stream,  # type: ignore[arg-type]
+        time=_ts(e.time),
+        text=e.text,
+    )
 
 
 class ExecutionServicer(es_grpc.ExecutionServiceServicer):
@@ -117,7 +131,7 @@ class ExecutionServicer(es_grpc.ExecutionServiceServicer):
         require(target, "target", "a workflow_id or a launch_plan_id")
         ident = request.workflow_id if target == "workflow_id" else request.launch_plan_id
         require(ident.name, f"{target}.name", "a name")
-        rec = await self._x.create(
+        rec, created = await self._x.create_or_get(
             workflow_id=ident if target == "workflow_id" else None,
             launch_plan_id=ident if target == "launch_plan_id" else None,
             inputs=request.inputs,
@@ -127,7 +141,7 @@ class ExecutionServicer(es_grpc.ExecutionServiceServicer):
             name=request.name,
             labels=dict(request.labels),
         )
-        return es.CreateExecutionResponse(execution=self._proto(rec))
+        return es.CreateExecutionResponse(execution=self._proto(rec), created=created)
 
     async def GetExecution(  # noqa: N802
         self, request: es.GetExecutionRequest, context: Context
@@ -145,6 +159,14 @@ class ExecutionServicer(es_grpc.ExecutionServiceServicer):
             project=request.project or ids.DEFAULT_PROJECT,
             domain=request.domain or ids.DEFAULT_DOMAIN,
             phases=tuple(int(p) for p in request.phases),
+            workflow=(
+                f"{request.project or ids.DEFAULT_PROJECT}/{request.domain or ids.DEFAULT_DOMAIN}/"
+                f"{request.workflow_name}/"
+                if request.workflow_name
+                else ""
+            ),
+            labels=tuple(sorted(request.labels.items())),
+            request_id=request.request_id,
         )
         rows = await self._x.list_executions(where, limit + 1, before)
         token = encode_token("x", str(rows[limit - 1].eid)) if len(rows) > limit else ""
@@ -206,6 +228,27 @@ class ExecutionServicer(es_grpc.ExecutionServiceServicer):
         rec, node_id = await self._node_request(request)
         data = await self._x.node_data(rec, node_id)
         return es.GetNodeExecutionDataResponse(inputs=data.inputs, outputs=data.outputs)
+
+    async def DeleteExecution(  # noqa: N802
+        self, request: es.DeleteExecutionRequest, context: Context
+    ) -> es.DeleteExecutionResponse:
+        """See `ExecutionService.DeleteExecution`."""
+        await self._x.delete(await self._execution(request))
+        return es.DeleteExecutionResponse()
+
+    async def StreamLogs(  # noqa: N802
+        self, request: es.StreamLogsRequest, context: Context
+    ) -> AsyncIterator[es.StreamLogsResponse]:
+        """See `ExecutionService.StreamLogs`."""
+        rec = await self._execution(request)
+        async for rows in self._x.logs(
+            rec,
+            request.node_id,
+            request.attempt,
+            after=request.after_position,
+            follow=request.follow,
+        ):
+            yield es.StreamLogsResponse(lines=[log_line(e) for _, e in rows], position=rows[-1][0])
 
     async def GetDynamicSpec(  # noqa: N802
         self, request: es.GetDynamicSpecRequest, context: Context

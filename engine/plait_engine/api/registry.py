@@ -34,6 +34,17 @@ class RegistryServicer(rs_grpc.RegistryServiceServicer):
         )
         return rs.RegisterResponse(created=result.created, unchanged=result.unchanged)
 
+    async def ValidateTemplates(  # noqa: N802
+        self, request: rs.ValidateTemplatesRequest, context: Context
+    ) -> rs.ValidateTemplatesResponse:
+        """See `RegistryService.ValidateTemplates`."""
+        found = await self._registry.validate(
+            request.tasks, request.workflows, request.launch_plans
+        )
+        return rs.ValidateTemplatesResponse(
+            violations=[rs.FieldViolation(field=v.field, description=v.description) for v in found]
+        )
+
     async def _list(self, kind: TemplateKind, request: Any) -> tuple[list[Template], str]:
         limit = page_size(request.page_size)
         offset = decode_int_token(f"t{int(kind)}", request.page_token)

@@ -13,7 +13,7 @@ from plaitidl.core.v1 import errors_pb2, events_pb2, execution_pb2, literals_pb2
 
 from plait_engine import ids
 from plait_engine.blob import Payloads, PendingBlob
-from plait_engine.scheduler.state import NodeExec, Run
+from plait_engine.scheduler.state import NodeExec, Run, display_name
 from plait_engine.store import (
     CacheEntry,
     DynamicSpecRecord,
@@ -157,13 +157,13 @@ class Journal:
                     run.eid, n.path, phase, n.attempt, n.user_failures, n.system_failures,
                     self._pack_map(n.inputs, run, n.path, "inputs"), outputs, err,
                     n.cache_status, n.frame.prefix, n.task_key, n.is_dynamic, n.detail,
-                    n.created_at, self.now,
+                    n.created_at, self.now, display_name(n.node),
                 )
             )  # fmt: skip
         if emit:
             self._event(run, _node_event(n, phase, old, error, dynamic))
 
-    def skipped(self, parent: NodeExec, local_id: str) -> None:
+    def skipped(self, parent: NodeExec, local_id: str, name: str = "") -> None:
         """A branch case that was not taken: recorded SKIPPED, never run."""
         run = parent.frame.run
         path = f"{parent.path}/{local_id}"
@@ -177,10 +177,11 @@ class Journal:
                 parent_id=parent.path,
                 created_at=self.now,
                 updated_at=self.now,
+                name=name,
             )
         )
         t = events_pb2.NodeTransition(
-            node_id=path, phase=_EP.NODE_PHASE_SKIPPED, parent_node_id=parent.path
+            node_id=path, phase=_EP.NODE_PHASE_SKIPPED, parent_node_id=parent.path, name=name
         )
         self._event(run, events_pb2.ExecutionEvent(node=t))
 
@@ -254,6 +255,8 @@ def _node_event(
     if n.task is not None and (phase == _EP.NODE_PHASE_RUNNING or old == 0):
         # Once per attempt is enough to tell which task a node runs.
         t.task_id.CopyFrom(n.task.id)
+    if old == 0:
+        t.name = display_name(n.node)
     if n.worker:
         t.worker_id = n.worker
     if n.started_at and phase != _EP.NODE_PHASE_RUNNING:

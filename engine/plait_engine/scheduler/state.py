@@ -70,6 +70,22 @@ def _find(by_key: dict[str, _T], id: identifier_pb2.Identifier) -> _T | None:
     return found
 
 
+def display_name(node: workflow_pb2.Node) -> str:
+    """What users call a node: its metadata name, else the short name of what it runs."""
+    if node.metadata.name:
+        return node.metadata.name
+    which = node.WhichOneof("target")
+    ref: identifier_pb2.Identifier | None = None
+    if which == "task_node":
+        ref = node.task_node.task_id
+    elif which == "array_node":
+        return display_name(node.array_node.node)
+    elif which == "workflow_node":
+        wn = node.workflow_node
+        ref = wn.launch_plan_id if wn.HasField("launch_plan_id") else wn.sub_workflow_id
+    return ref.name.rsplit(".", 1)[-1] if ref is not None else ""
+
+
 class FrameHooks(Protocol):
     """A frame whose progress its kind's handler drives (array instances)."""
 

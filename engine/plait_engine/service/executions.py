@@ -8,6 +8,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from plaitidl.core.v1 import (
     dynamic_job_pb2,
@@ -36,6 +37,7 @@ from plait_engine.store import (
     ExecutionFilter,
     ExecutionPayload,
     ExecutionRecord,
+    LogEntry,
     NodeRecord,
     Store,
     TemplateKind,
@@ -105,7 +107,11 @@ class ExecutionsService:
             raise NotFound(f"workflow {ids.id_key(workflow_id)} is not registered")
         return wf, lp
 
-    async def create(
+    async def create(self, **kwargs: Any) -> ExecutionRecord:
+        """`create_or_get` without telling whether it was created."""
+        return (await self.create_or_get(**kwargs))[0]
+
+    async def create_or_get(
         self,
         *,
         workflow_id: identifier_pb2.Identifier | None = None,
@@ -116,9 +122,10 @@ class ExecutionsService:
         domain: str = "",
         name: str = "",
         labels: Mapping[str, str] | None = None,
-    ) -> ExecutionRecord:
+    ) -> tuple[ExecutionRecord, bool]:
         """Check the inputs, store a new execution owned by this replica and start it (see
-        `ExecutionService.CreateExecution`; a repeated `request_id` returns the first)."""
+        `ExecutionService.CreateExecution`); returns it and whether this call created it (a
+        repeated `request_id` returns the first execution and False)."""
         wf, lp = await self._target(workflow_id, launch_plan_id)
         limits = self._limits
         closure = await compile_resolving(
@@ -163,7 +170,7 @@ class ExecutionsService:
             raise AlreadyExists(f"execution {record.key} already exists") from None
         if created:
             self._scheduler.adopt(stored)
-        return stored
+        return stored, created
 
     async def resume(self, rec: ExecutionRecord) -> ExecutionRecord:
         """Drive an unfinished execution here (the embedded runner's ``--resume``).
@@ -325,6 +332,50 @@ class ExecutionsService:
             blobs.delete, "payloads", "executions", rec.project, rec.domain, rec.name
         )
         await asyncio.to_thread(blobs.delete, "executions", rec.project, rec.domain, rec.name)
+
+    # -- logs --------------------------------------------------------------------------
+    async def logs(
+        self,
+        rec: ExecutionRecord,
+        node_id: str = "",
+        attempt: int = 0,
+        *,
+        after: int = 0,
+        follow: bool = False,
+    ) -> AsyncIterator[list[tuple[int, LogEntry]]]:
+        """Batches of captured output, oldest first; with `follow`, new lines as they come
+        until the execution (or the node) has ended and everything was sent."""
+        ev = self._scheduler.watch(rec.eid)
+        try:
+            while True:
+                ev.clear()
+                rows = await self._store.logs(rec.eid, node_id, attempt, after, _WATCH_PAGE)
+                if rows:
+                    after = rows[-1][0]
+                    yield rows
+                    if len(rows) == _WATCH_PAGE:
+                        continue
+                if not follow or await self._ended(rec, node_id):
+                    # One last look: lines written just before the end.
+                    rows = await self._store.logs(rec.eid, node_id, attempt, after, _WATCH_PAGE)
+                    if rows:
+                        after = rows[-1][0]
+                        yield rows
+                        continue
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ev.wait(), _POLL)
+        finally:
+            self._scheduler.unwatch(rec.eid, ev)
+
+    async def _ended(self, rec: ExecutionRecord, node_id: str) -> bool:
+        current = await self._store.get_execution_by_eid(rec.eid)
+        if current is None or current.terminal:
+            return True
+        if not node_id:
+            return False
+        node = await self._store.get_node(rec.eid, node_id)
+        return node is not None and node.phase in ids.TERMINAL_NODE_PHASES
 
     # -- waiting -----------------------------------------------------------------------
     async def wait(

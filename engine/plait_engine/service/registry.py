@@ -83,12 +83,7 @@ class RegistryService:
                 [FieldViolation("tasks", "give at least one task, workflow or launch plan")],
             )
         new = _normalized(tasks, workflows, launch_plans)
-        overlay: dict[tuple[TemplateKind, str], Template] = {}
-        for kind, m in new:
-            overlay[(kind, ids.id_key(m.id))] = m
-            # A reference without a version within the request means this one.
-            overlay.setdefault((kind, ids.name_prefix(m.id)), m)
-        await compile_resolving(self.source, lambda r: self._check(new, r), overlay)
+        await self._compile(new)
         items = []
         for kind, m in new:
             body = m.SerializeToString(deterministic=True)
@@ -104,6 +99,27 @@ class RegistryService:
         return RegisterResult(
             created=[i for i, c in pairs if c], unchanged=[i for i, c in pairs if not c]
         )
+
+    async def validate(
+        self,
+        tasks: Sequence[tasks_pb2.TaskTemplate] = (),
+        workflows: Sequence[workflow_pb2.WorkflowTemplate] = (),
+        launch_plans: Sequence[workflow_pb2.LaunchPlan] = (),
+    ) -> list[FieldViolation]:
+        """Every problem `register` would refuse the templates for; nothing is stored."""
+        try:
+            await self._compile(_normalized(tasks, workflows, launch_plans))
+        except InvalidArgument as exc:
+            return list(exc.violations) or [FieldViolation("", exc.message)]
+        return []
+
+    async def _compile(self, new: list[tuple[TemplateKind, Template]]) -> None:
+        overlay: dict[tuple[TemplateKind, str], Template] = {}
+        for kind, m in new:
+            overlay[(kind, ids.id_key(m.id))] = m
+            # A reference without a version within the request means this one.
+            overlay.setdefault((kind, ids.name_prefix(m.id)), m)
+        await compile_resolving(self.source, lambda r: self._check(new, r), overlay)
 
     def _check(self, new: list[tuple[TemplateKind, Template]], resolver: KnownResolver) -> None:
         violations: list[FieldViolation] = []

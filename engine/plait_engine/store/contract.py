@@ -24,6 +24,7 @@ from plait_engine.store.records import (
     ExecutionFilter,
     ExecutionPayload,
     ExecutionRecord,
+    LogEntry,
     NodeRecord,
     TemplateKind,
     WriteBatch,
@@ -146,7 +147,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def delete_execution(self, eid: int) -> bool:
-        """Delete a finished execution with its nodes, events, specs and payload.
+        """Delete a finished execution with its nodes, events, specs, logs and payload.
 
         Returns:
             True when it was deleted, False when it does not exist.
@@ -183,6 +184,18 @@ class Store(abc.ABC):
     async def events(self, eid: int, after_seq: int, limit: int) -> list[tuple[int, bytes]]:
         """Events with sequence > `after_seq`, in order, as (sequence, serialized event with
         its sequence set)."""
+
+    # -- logs --------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def append_logs(self, entries: Sequence[LogEntry]) -> None:
+        """Store captured output. Not fenced: any replica a worker talks to may write it."""
+
+    @abc.abstractmethod
+    async def logs(
+        self, eid: int, node_id: str, attempt: int, after: int, limit: int
+    ) -> list[tuple[int, LogEntry]]:
+        """Stored output of an execution in write order, as (position, entry), with position >
+        `after`; only `node_id`'s when it is not "", only `attempt`'s when it is not 0."""
 
     # -- cache -------------------------------------------------------------------------
     @abc.abstractmethod

@@ -22,6 +22,7 @@ from plait_engine.store.records import (
     ExecutionPayload,
     ExecutionRecord,
     ExecutionWrites,
+    LogEntry,
     NodeRecord,
     TemplateKind,
     WriteBatch,
@@ -44,6 +45,7 @@ class MemoryStore(Store):
         self._cache: dict[str, CacheEntry] = {}
         self._reservations: dict[str, tuple[str, float]] = {}
         self._tokens: dict[int, str] = {}
+        self._logs: list[tuple[int, LogEntry]] = []
 
     # -- templates ---------------------------------------------------------------------
     async def put_templates(self, items: Sequence[TemplateItem]) -> list[bool]:
@@ -198,6 +200,7 @@ class MemoryStore(Store):
             raise Conflict(f"execution {eid} has not finished")
         for table in (self._execs, self._payloads, self._nodes, self._specs, self._events):
             table.pop(eid, None)
+        self._logs = [(pos, e) for pos, e in self._logs if e.eid != eid]
         return True
 
     # -- nodes, specs, events ------------------------------------------------------------
@@ -229,6 +232,24 @@ class MemoryStore(Store):
     async def events(self, eid: int, after_seq: int, limit: int) -> list[tuple[int, bytes]]:
         bodies = self._events.get(eid, [])
         return [(i + 1, bodies[i]) for i in range(after_seq, min(len(bodies), after_seq + limit))]
+
+    # -- logs --------------------------------------------------------------------------
+    async def append_logs(self, entries: Sequence[LogEntry]) -> None:
+        for e in entries:
+            self._logs.append((len(self._logs) + 1, copy.copy(e)))
+
+    async def logs(
+        self, eid: int, node_id: str, attempt: int, after: int, limit: int
+    ) -> list[tuple[int, LogEntry]]:
+        found = [
+            (pos, copy.copy(e))
+            for pos, e in self._logs
+            if pos > after
+            and e.eid == eid
+            and (not node_id or e.node_id == node_id)
+            and (not node_id or not attempt or e.attempt == attempt)
+        ]
+        return found[:limit]
 
     # -- cache -------------------------------------------------------------------------
     async def cache_get_many(self, keys: Sequence[str]) -> dict[str, CacheEntry]:
@@ -310,6 +331,7 @@ def _matches(e: ExecutionRecord, where: ExecutionFilter) -> bool:
         not where.phases or e.phase in where.phases,
         not where.workflow or e.workflow_key.startswith(where.workflow),
         all(e.labels.get(k) == v for k, v in where.labels),
+        not where.request_id or e.request_id == where.request_id,
         not where.finished_before
         or (e.phase in ids.TERMINAL_EXECUTION_PHASES and e.updated_at < where.finished_before),
     )

@@ -121,6 +121,7 @@ class NodeRecord:
         detail: Kind-specific state, e.g. the branch case taken.
         created_at: Unix time it was first recorded.
         updated_at: Unix time of its last transition.
+        name: Display name (the task's or workflow's short name, or the conditional's).
     """
 
     eid: int
@@ -139,6 +140,7 @@ class NodeRecord:
     detail: str = ""
     created_at: float = 0.0
     updated_at: float = 0.0
+    name: str = ""
 
 
 @dataclass(slots=True)
@@ -176,6 +178,27 @@ class CacheEntry:
     eid: int
     node_id: str
     created_at: float
+
+
+@dataclass(slots=True)
+class LogEntry:
+    """Captured output of one attempt (one or more whole lines).
+
+    Attributes:
+        eid: The execution.
+        node_id: The node.
+        attempt: The attempt, 1-based.
+        stream: A `LogStream` value (stdout, stderr, logger, engine).
+        time: Unix time it was written.
+        text: The lines, newline-separated, without a trailing newline.
+    """
+
+    eid: int
+    node_id: str
+    attempt: int
+    stream: int
+    time: float
+    text: str
 
 
 @dataclass(slots=True)
@@ -294,6 +317,7 @@ class ExecutionFilter:
             (``project/domain/name/`` for every version).
         labels: Only executions carrying all these labels.
         finished_before: Only finished executions last updated before this Unix time (0: any).
+        request_id: Only the execution created with this request id.
     """
 
     project: str = ""
@@ -302,6 +326,7 @@ class ExecutionFilter:
     workflow: str = ""
     labels: tuple[tuple[str, str], ...] = ()
     finished_before: float = 0.0
+    request_id: str = ""
 
 
 def sequenced(event: bytes, seq: int) -> bytes:

@@ -28,6 +28,7 @@ from plait_engine.store.records import (
     ExecutionFilter,
     ExecutionPayload,
     ExecutionRecord,
+    LogEntry,
     NodeRecord,
     TemplateKind,
     WriteBatch,
@@ -275,6 +276,9 @@ class SqliteStore(Store):
         for k, v in where.labels:
             sql.append("AND json_extract(labels, ?) = ?")
             params += ['$."' + k.replace('"', '""') + '"', v]
+        if where.request_id:
+            sql.append("AND request_id = ?")
+            params.append(where.request_id)
         if where.finished_before:
             sql.append(f"AND phase IN ({TERMINAL}) AND updated_at < ?")
             params.append(where.finished_before)
@@ -372,7 +376,7 @@ class SqliteStore(Store):
                 return False
             if int(row[0]) not in ids.TERMINAL_EXECUTION_PHASES:
                 raise Conflict(f"execution {eid} has not finished")
-            for table in ("nodes", "events", "dynamic_specs", "executions"):
+            for table in ("nodes", "events", "dynamic_specs", "logs", "executions"):
                 c.execute(f"DELETE FROM {table} WHERE eid = ?", (eid,))
             return True
 
@@ -420,6 +424,42 @@ class SqliteStore(Store):
             (eid, after_seq, limit),
         )
         return [(int(r[0]), bytes(r[1])) for r in rows]
+
+    # -- logs --------------------------------------------------------------------------
+    async def append_logs(self, entries: Sequence[LogEntry]) -> None:
+        rows = [(e.eid, e.node_id, e.attempt, e.stream, e.time, e.text) for e in entries]
+
+        def append(c: sqlite3.Connection) -> None:
+            c.executemany(
+                "INSERT INTO logs (eid, node_id, attempt, stream, time, text) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+        if rows:
+            await self._w(append)
+
+    async def logs(
+        self, eid: int, node_id: str, attempt: int, after: int, limit: int
+    ) -> list[tuple[int, LogEntry]]:
+        sql = "SELECT pos, eid, node_id, attempt, stream, time, text FROM logs WHERE eid = ?"
+        params: list[object] = [eid]
+        if node_id:
+            sql += " AND node_id = ?"
+            params.append(node_id)
+            if attempt:
+                sql += " AND attempt = ?"
+                params.append(attempt)
+        sql += " AND pos > ? ORDER BY pos LIMIT ?"
+        params += [after, limit]
+        rows = await self._r(sql, params)
+        return [
+            (
+                int(r[0]),
+                LogEntry(int(r[1]), str(r[2]), int(r[3]), int(r[4]), float(r[5]), str(r[6])),
+            )
+            for r in rows
+        ]
 
     # -- cache -------------------------------------------------------------------------
     async def cache_get_many(self, keys: Sequence[str]) -> dict[str, CacheEntry]:

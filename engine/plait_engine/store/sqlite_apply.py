@@ -58,7 +58,7 @@ def apply_batch(batch: WriteBatch, now: float, c: sqlite3.Connection) -> ApplyRe
     if nodes:
         c.executemany(
             f"INSERT OR REPLACE INTO nodes ({NODE_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             nodes,
         )
     if updates:

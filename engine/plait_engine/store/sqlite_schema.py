@@ -108,6 +108,20 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX executions_scope ON executions (project, domain, eid);
     CREATE INDEX nodes_parent ON nodes (eid, parent_id, node_id);
     """,
+    # 4: captured output of task attempts; nodes' display names.
+    """
+    ALTER TABLE nodes ADD COLUMN name TEXT NOT NULL DEFAULT '';
+    CREATE TABLE logs (
+        pos INTEGER PRIMARY KEY AUTOINCREMENT,
+        eid INTEGER NOT NULL,
+        node_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        stream INTEGER NOT NULL,
+        time REAL NOT NULL,
+        text TEXT NOT NULL
+    );
+    CREATE INDEX logs_node ON logs (eid, node_id, pos);
+    """,
 )
 
 EXEC_COLUMNS = (
@@ -117,7 +131,7 @@ EXEC_COLUMNS = (
 )
 NODE_COLUMNS = (
     "eid, node_id, phase, attempt, user_failures, system_failures, inputs, outputs, error, "
-    "cache_status, parent_id, task_key, is_dynamic, detail, created_at, updated_at"
+    "cache_status, parent_id, task_key, is_dynamic, detail, created_at, updated_at, name"
 )
 UNFINISHED = ", ".join(str(p) for p in sorted(ids.UNFINISHED_EXECUTION_PHASES))
 TERMINAL = ", ".join(str(p) for p in sorted(ids.TERMINAL_EXECUTION_PHASES))
@@ -169,6 +183,7 @@ def node_from_row(row: Sequence[Any]) -> NodeRecord:
         detail=str(row[13]),
         created_at=float(row[14]),
         updated_at=float(row[15]),
+        name=str(row[16]),
     )
 
 
@@ -176,7 +191,7 @@ def node_row(n: NodeRecord) -> tuple[Any, ...]:
     return (
         n.eid, n.node_id, n.phase, n.attempt, n.user_failures, n.system_failures, n.inputs,
         n.outputs, n.error, n.cache_status, n.parent_id, n.task_key, n.is_dynamic, n.detail,
-        n.created_at, n.updated_at,
+        n.created_at, n.updated_at, n.name,
     )  # fmt: skip
 
 

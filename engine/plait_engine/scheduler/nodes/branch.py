@@ -7,7 +7,7 @@ from plaitidl.core.v1 import execution_pb2, literals_pb2, workflow_pb2
 
 from plait_engine.scheduler.bindings import BindingError, evaluate
 from plait_engine.scheduler.nodes.base import Graph, user_error
-from plait_engine.scheduler.state import NodeExec, Templates
+from plait_engine.scheduler.state import NodeExec, Templates, display_name
 from plait_engine.store import NodeRecord
 
 
@@ -42,7 +42,7 @@ class BranchHandler:
         others = [c.then_node for c in cases] + ([br.else_node] if br.HasField("else_node") else [])
         for other in others:
             if other.id != chosen.id and recovered is None:  # else recorded before
-                self._g.journal.skipped(n, other.id)
+                self._g.journal.skipped(n, other.id, display_name(other))
         n.detail = chosen.id
         outs = [
             literals_pb2.Binding(

@@ -94,6 +94,9 @@ class NodeTransition(_message.Message):
     TASK_ID_FIELD_NUMBER: _builtins.int
     WORKER_ID_FIELD_NUMBER: _builtins.int
     STARTED_AT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    RETRY_AT_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     """The node id (path)."""
     phase: _execution_pb2.NodePhase.ValueType
@@ -106,6 +109,14 @@ class NodeTransition(_message.Message):
     """The id of the node that contains this one ("" for top-level nodes)."""
     worker_id: _builtins.str
     """The worker that ran the attempt, when known (set on the event that ends the attempt)."""
+    reason: _builtins.str
+    """Why the node waits, while it does (set with QUEUED; for example "no connected worker
+    serves task p/d/t version v2"); empty otherwise.
+    """
+    name: _builtins.str
+    """The node's display name: the task's or workflow's short name, or the conditional's name.
+    Set on the node's first event.
+    """
     @_builtins.property
     def error(self) -> _errors_pb2.ExecutionError:
         """Set when the phase is FAILED or RETRYING."""
@@ -127,6 +138,10 @@ class NodeTransition(_message.Message):
         committed the dispatch), it is the attempt's schedule-to-start latency.
         """
 
+    @_builtins.property
+    def retry_at(self) -> _timestamp_pb2.Timestamp:
+        """When a retry is delayed (backoff), when the next attempt is due. Set with RETRYING."""
+
     def __init__(
         self,
         *,
@@ -140,10 +155,13 @@ class NodeTransition(_message.Message):
         task_id: _identifier_pb2.Identifier | None = ...,
         worker_id: _builtins.str = ...,
         started_at: _timestamp_pb2.Timestamp | None = ...,
+        reason: _builtins.str = ...,
+        name: _builtins.str = ...,
+        retry_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["dynamic", b"dynamic", "error", b"error", "started_at", b"started_at", "task_id", b"task_id"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dynamic", b"dynamic", "error", b"error", "retry_at", b"retry_at", "started_at", b"started_at", "task_id", b"task_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cache_status", b"cache_status", "dynamic", b"dynamic", "error", b"error", "node_id", b"node_id", "parent_node_id", b"parent_node_id", "phase", b"phase", "started_at", b"started_at", "task_id", b"task_id", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cache_status", b"cache_status", "dynamic", b"dynamic", "error", b"error", "name", b"name", "node_id", b"node_id", "parent_node_id", b"parent_node_id", "phase", b"phase", "reason", b"reason", "retry_at", b"retry_at", "started_at", b"started_at", "task_id", b"task_id", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -350,8 +350,9 @@ Global___Record: _TypeAlias = Record  # noqa: Y015
 
 @_typing.final
 class OffloadedLiteral(_message.Message):
-    """OffloadedLiteral points at a serialized `Literal` stored in the engine's blob store,
-    used when a value is too large to travel inline.
+    """OffloadedLiteral points at a serialized `Literal` stored by the engine, used when a value is
+    larger than the engine's inline limit. Read it (and write new ones) with
+    `plaitidl.service.v1.DataService`. It never nests: the stored literal holds the value itself.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -361,11 +362,13 @@ class OffloadedLiteral(_message.Message):
     SHA256_FIELD_NUMBER: _builtins.int
     TYPE_FIELD_NUMBER: _builtins.int
     uri: _builtins.str
-    """Where the serialized `Literal` (binary protobuf) is stored."""
+    """Where the serialized `Literal` (binary protobuf) is stored: a `plait-data://` URI the
+    engine issued.
+    """
     size_bytes: _builtins.int
     """Size of the serialized literal in bytes."""
     sha256: _builtins.str
-    """Lowercase hex SHA-256 of the canonical form of the literal (see the cache docs)."""
+    """Lowercase hex SHA-256 of the stored bytes; readers check it."""
     @_builtins.property
     def type(self) -> _types_pb2.LiteralType:
         """The type of the offloaded value."""

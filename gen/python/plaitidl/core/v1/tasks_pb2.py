@@ -28,7 +28,7 @@ from plaitidl.core.v1 import identifier_pb2 as plaitidl_dot_core_dot_v1_dot_iden
 from plaitidl.core.v1 import interface_pb2 as plaitidl_dot_core_dot_v1_dot_interface__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cplaitidl/core/v1/tasks.proto\x12\x10plaitidl.core.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a!plaitidl/core/v1/identifier.proto\x1a plaitidl/core/v1/interface.proto\"P\n\rRetryStrategy\x12\x0f\n\x07retries\x18\x01 \x01(\r\x12\x1b\n\x0esystem_retries\x18\x02 \x01(\rH\x00\x88\x01\x01\x42\x11\n\x0f_system_retries\"\xcc\x01\n\x0fRuntimeMetadata\x12;\n\x04type\x18\x01 \x01(\x0e\x32-.plaitidl.core.v1.RuntimeMetadata.RuntimeType\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"Y\n\x0bRuntimeType\x12\x1c\n\x18RUNTIME_TYPE_UNSPECIFIED\x10\x00\x12\x14\n\x10RUNTIME_TYPE_SDK\x10\x01\x12\x16\n\x12RUNTIME_TYPE_OTHER\x10\x02\"\xa8\x02\n\x0cTaskMetadata\x12\x30\n\x07retries\x18\x01 \x01(\x0b\x32\x1f.plaitidl.core.v1.RetryStrategy\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05\x63\x61\x63he\x18\x03 \x01(\x08\x12\x15\n\rcache_version\x18\x04 \x01(\t\x12\x17\n\x0f\x63\x61\x63he_serialize\x18\x05 \x01(\x08\x12\x1b\n\x13\x63\x61\x63he_ignore_inputs\x18\x06 \x03(\t\x12\x15\n\rinterruptible\x18\x07 \x01(\x08\x12\x32\n\x07runtime\x18\x08 \x01(\x0b\x32!.plaitidl.core.v1.RuntimeMetadata\x12\x13\n\x0b\x64\x65scription\x18\t \x01(\t\".\n\x0cWorkerTarget\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x0f\n\x07handler\x18\x02 \x01(\t\"\xa0\x01\n\rProcessTarget\x12\x0f\n\x07\x63ommand\x18\x01 \x03(\t\x12\x0c\n\x04\x61rgs\x18\x02 \x03(\t\x12\x35\n\x03\x65nv\x18\x03 \x03(\x0b\x32(.plaitidl.core.v1.ProcessTarget.EnvEntry\x12\r\n\x05image\x18\x04 \x01(\t\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc6\x02\n\x0cTaskTemplate\x12(\n\x02id\x18\x01 \x01(\x0b\x32\x1c.plaitidl.core.v1.Identifier\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x30\n\x08metadata\x18\x03 \x01(\x0b\x32\x1e.plaitidl.core.v1.TaskMetadata\x12\x33\n\tinterface\x18\x04 \x01(\x0b\x32 .plaitidl.core.v1.TypedInterface\x12\x30\n\x06worker\x18\x05 \x01(\x0b\x32\x1e.plaitidl.core.v1.WorkerTargetH\x00\x12\x32\n\x07process\x18\x06 \x01(\x0b\x32\x1f.plaitidl.core.v1.ProcessTargetH\x00\x12\'\n\x06\x63ustom\x18\x07 \x01(\x0b\x32\x17.google.protobuf.StructB\x08\n\x06targetb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cplaitidl/core/v1/tasks.proto\x12\x10plaitidl.core.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a!plaitidl/core/v1/identifier.proto\x1a plaitidl/core/v1/interface.proto\"\x94\x02\n\rRetryStrategy\x12\x0f\n\x07retries\x18\x01 \x01(\r\x12\x1b\n\x0esystem_retries\x18\x02 \x01(\rH\x00\x88\x01\x01\x12*\n\x07\x62\x61\x63koff\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1f\n\x12\x62\x61\x63koff_multiplier\x18\x04 \x01(\x01H\x01\x88\x01\x01\x12.\n\x0bmax_backoff\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1b\n\x0e\x62\x61\x63koff_jitter\x18\x06 \x01(\x01H\x02\x88\x01\x01\x42\x11\n\x0f_system_retriesB\x15\n\x13_backoff_multiplierB\x11\n\x0f_backoff_jitter\".\n\rSecretRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x65nv_var\x18\x02 \x01(\t\"\xcc\x01\n\x0fRuntimeMetadata\x12;\n\x04type\x18\x01 \x01(\x0e\x32-.plaitidl.core.v1.RuntimeMetadata.RuntimeType\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"Y\n\x0bRuntimeType\x12\x1c\n\x18RUNTIME_TYPE_UNSPECIFIED\x10\x00\x12\x14\n\x10RUNTIME_TYPE_SDK\x10\x01\x12\x16\n\x12RUNTIME_TYPE_OTHER\x10\x02\"\xef\x02\n\x0cTaskMetadata\x12\x30\n\x07retries\x18\x01 \x01(\x0b\x32\x1f.plaitidl.core.v1.RetryStrategy\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05\x63\x61\x63he\x18\x03 \x01(\x08\x12\x15\n\rcache_version\x18\x04 \x01(\t\x12\x17\n\x0f\x63\x61\x63he_serialize\x18\x05 \x01(\x08\x12\x1b\n\x13\x63\x61\x63he_ignore_inputs\x18\x06 \x03(\t\x12\x15\n\rinterruptible\x18\x07 \x01(\x08\x12\x32\n\x07runtime\x18\x08 \x01(\x0b\x32!.plaitidl.core.v1.RuntimeMetadata\x12\x13\n\x0b\x64\x65scription\x18\t \x01(\t\x12\x30\n\x07secrets\x18\n \x03(\x0b\x32\x1f.plaitidl.core.v1.SecretRequest\x12\x13\n\x0b\x63ode_digest\x18\x0b \x01(\t\".\n\x0cWorkerTarget\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x0f\n\x07handler\x18\x02 \x01(\t\"\xa0\x01\n\rProcessTarget\x12\x0f\n\x07\x63ommand\x18\x01 \x03(\t\x12\x0c\n\x04\x61rgs\x18\x02 \x03(\t\x12\x35\n\x03\x65nv\x18\x03 \x03(\x0b\x32(.plaitidl.core.v1.ProcessTarget.EnvEntry\x12\r\n\x05image\x18\x04 \x01(\t\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc6\x02\n\x0cTaskTemplate\x12(\n\x02id\x18\x01 \x01(\x0b\x32\x1c.plaitidl.core.v1.Identifier\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x30\n\x08metadata\x18\x03 \x01(\x0b\x32\x1e.plaitidl.core.v1.TaskMetadata\x12\x33\n\tinterface\x18\x04 \x01(\x0b\x32 .plaitidl.core.v1.TypedInterface\x12\x30\n\x06worker\x18\x05 \x01(\x0b\x32\x1e.plaitidl.core.v1.WorkerTargetH\x00\x12\x32\n\x07process\x18\x06 \x01(\x0b\x32\x1f.plaitidl.core.v1.ProcessTargetH\x00\x12\'\n\x06\x63ustom\x18\x07 \x01(\x0b\x32\x17.google.protobuf.StructB\x08\n\x06targetb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,20 +37,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PROCESSTARGET_ENVENTRY']._loaded_options = None
   _globals['_PROCESSTARGET_ENVENTRY']._serialized_options = b'8\001'
-  _globals['_RETRYSTRATEGY']._serialized_start=181
-  _globals['_RETRYSTRATEGY']._serialized_end=261
-  _globals['_RUNTIMEMETADATA']._serialized_start=264
-  _globals['_RUNTIMEMETADATA']._serialized_end=468
-  _globals['_RUNTIMEMETADATA_RUNTIMETYPE']._serialized_start=379
-  _globals['_RUNTIMEMETADATA_RUNTIMETYPE']._serialized_end=468
-  _globals['_TASKMETADATA']._serialized_start=471
-  _globals['_TASKMETADATA']._serialized_end=767
-  _globals['_WORKERTARGET']._serialized_start=769
-  _globals['_WORKERTARGET']._serialized_end=815
-  _globals['_PROCESSTARGET']._serialized_start=818
-  _globals['_PROCESSTARGET']._serialized_end=978
-  _globals['_PROCESSTARGET_ENVENTRY']._serialized_start=936
-  _globals['_PROCESSTARGET_ENVENTRY']._serialized_end=978
-  _globals['_TASKTEMPLATE']._serialized_start=981
-  _globals['_TASKTEMPLATE']._serialized_end=1307
+  _globals['_RETRYSTRATEGY']._serialized_start=182
+  _globals['_RETRYSTRATEGY']._serialized_end=458
+  _globals['_SECRETREQUEST']._serialized_start=460
+  _globals['_SECRETREQUEST']._serialized_end=506
+  _globals['_RUNTIMEMETADATA']._serialized_start=509
+  _globals['_RUNTIMEMETADATA']._serialized_end=713
+  _globals['_RUNTIMEMETADATA_RUNTIMETYPE']._serialized_start=624
+  _globals['_RUNTIMEMETADATA_RUNTIMETYPE']._serialized_end=713
+  _globals['_TASKMETADATA']._serialized_start=716
+  _globals['_TASKMETADATA']._serialized_end=1083
+  _globals['_WORKERTARGET']._serialized_start=1085
+  _globals['_WORKERTARGET']._serialized_end=1131
+  _globals['_PROCESSTARGET']._serialized_start=1134
+  _globals['_PROCESSTARGET']._serialized_end=1294
+  _globals['_PROCESSTARGET_ENVENTRY']._serialized_start=1252
+  _globals['_PROCESSTARGET_ENVENTRY']._serialized_end=1294
+  _globals['_TASKTEMPLATE']._serialized_start=1297
+  _globals['_TASKTEMPLATE']._serialized_end=1623
 # @@protoc_insertion_point(module_scope)

@@ -31,6 +31,10 @@ class RetryStrategy(_message.Message):
 
     RETRIES_FIELD_NUMBER: _builtins.int
     SYSTEM_RETRIES_FIELD_NUMBER: _builtins.int
+    BACKOFF_FIELD_NUMBER: _builtins.int
+    BACKOFF_MULTIPLIER_FIELD_NUMBER: _builtins.int
+    MAX_BACKOFF_FIELD_NUMBER: _builtins.int
+    BACKOFF_JITTER_FIELD_NUMBER: _builtins.int
     retries: _builtins.int
     """Extra attempts after a recoverable user error (a task that fails with `recoverable = true`,
     or that times out). 0 means the first failure is final.
@@ -39,21 +43,81 @@ class RetryStrategy(_message.Message):
     """Extra attempts after a system error (a lost worker, an expired lease, a crashed process).
     Unset means the engine's default budget.
     """
+    backoff_multiplier: _builtins.float
+    """Factor the wait grows by after each retry (exponential backoff). Unset means 2."""
+    backoff_jitter: _builtins.float
+    """Fraction of each wait drawn at random (0 to 1), so that retries of many nodes spread out.
+    Unset means 0.2.
+    """
+    @_builtins.property
+    def backoff(self) -> _duration_pb2.Duration:
+        """Wait before the first retry of a recoverable user error. Unset means the engine's default
+        (1 second); zero retries at once. System errors are retried at once.
+        """
+
+    @_builtins.property
+    def max_backoff(self) -> _duration_pb2.Duration:
+        """Longest wait between retries. Unset means the engine's default (5 minutes)."""
+
     def __init__(
         self,
         *,
         retries: _builtins.int = ...,
         system_retries: _builtins.int | None = ...,
+        backoff: _duration_pb2.Duration | None = ...,
+        backoff_multiplier: _builtins.float | None = ...,
+        max_backoff: _duration_pb2.Duration | None = ...,
+        backoff_jitter: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_system_retries", b"_system_retries", "system_retries", b"system_retries"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_backoff_jitter", b"_backoff_jitter", "_backoff_multiplier", b"_backoff_multiplier", "_system_retries", b"_system_retries", "backoff", b"backoff", "backoff_jitter", b"backoff_jitter", "backoff_multiplier", b"backoff_multiplier", "max_backoff", b"max_backoff", "system_retries", b"system_retries"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_system_retries", b"_system_retries", "retries", b"retries", "system_retries", b"system_retries"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_backoff_jitter", b"_backoff_jitter", "_backoff_multiplier", b"_backoff_multiplier", "_system_retries", b"_system_retries", "backoff", b"backoff", "backoff_jitter", b"backoff_jitter", "backoff_multiplier", b"backoff_multiplier", "max_backoff", b"max_backoff", "retries", b"retries", "system_retries", b"system_retries"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__backoff_jitter: _TypeAlias = _typing.Literal["backoff_jitter"]  # noqa: Y015
+    _WhichOneofArgType__backoff_jitter: _TypeAlias = _typing.Literal["_backoff_jitter", b"_backoff_jitter"]  # noqa: Y015
+    _WhichOneofReturnType__backoff_multiplier: _TypeAlias = _typing.Literal["backoff_multiplier"]  # noqa: Y015
+    _WhichOneofArgType__backoff_multiplier: _TypeAlias = _typing.Literal["_backoff_multiplier", b"_backoff_multiplier"]  # noqa: Y015
     _WhichOneofReturnType__system_retries: _TypeAlias = _typing.Literal["system_retries"]  # noqa: Y015
     _WhichOneofArgType__system_retries: _TypeAlias = _typing.Literal["_system_retries", b"_system_retries"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__backoff_jitter) -> _WhichOneofReturnType__backoff_jitter | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__backoff_multiplier) -> _WhichOneofReturnType__backoff_multiplier | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__system_retries) -> _WhichOneofReturnType__system_retries | None: ...
 
 Global___RetryStrategy: _TypeAlias = RetryStrategy  # noqa: Y015
+
+@_typing.final
+class SecretRequest(_message.Message):
+    """SecretRequest names a secret a task needs at run time. The executor that runs the task asks
+    its secret provider for the value (environment or files on the worker or engine side) and
+    passes it to the task; values never travel in templates, inputs, outputs, events or logs.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ENV_VAR_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The secret's name in the provider, for example "warehouse-password"."""
+    env_var: _builtins.str
+    """Environment variable the task reads the value from. Empty means `PLAIT_SECRET_<NAME>`
+    (the name upper-cased, every character outside [A-Z0-9] replaced by `_`).
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        env_var: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["env_var", b"env_var", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SecretRequest: _TypeAlias = SecretRequest  # noqa: Y015
 
 @_typing.final
 class RuntimeMetadata(_message.Message):
@@ -123,6 +187,8 @@ class TaskMetadata(_message.Message):
     INTERRUPTIBLE_FIELD_NUMBER: _builtins.int
     RUNTIME_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
+    SECRETS_FIELD_NUMBER: _builtins.int
+    CODE_DIGEST_FIELD_NUMBER: _builtins.int
     cache: _builtins.bool
     """When true, outputs are cached by (task name, cache_version, interface, inputs)."""
     cache_version: _builtins.str
@@ -133,6 +199,12 @@ class TaskMetadata(_message.Message):
     """When true, the task tolerates being run on interruptible (preemptible) capacity."""
     description: _builtins.str
     """Human readable description."""
+    code_digest: _builtins.str
+    """Digest of the task's code (for the Python SDK: the function and what it uses from its
+    module). The SDK makes it part of the version. When `cache_version` is empty the cache key
+    uses it instead, so editing the code invalidates cached results; a `cache_version` set by
+    the user pins the key.
+    """
     @_builtins.property
     def retries(self) -> Global___RetryStrategy:
         """Retry budgets."""
@@ -151,6 +223,10 @@ class TaskMetadata(_message.Message):
     def runtime(self) -> Global___RuntimeMetadata:
         """The runtime that produced the template."""
 
+    @_builtins.property
+    def secrets(self) -> _containers.RepeatedCompositeFieldContainer[Global___SecretRequest]:
+        """Secrets the task needs at run time."""
+
     def __init__(
         self,
         *,
@@ -163,10 +239,12 @@ class TaskMetadata(_message.Message):
         interruptible: _builtins.bool = ...,
         runtime: Global___RuntimeMetadata | None = ...,
         description: _builtins.str = ...,
+        secrets: _abc.Iterable[Global___SecretRequest] | None = ...,
+        code_digest: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["retries", b"retries", "runtime", b"runtime", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache", b"cache", "cache_ignore_inputs", b"cache_ignore_inputs", "cache_serialize", b"cache_serialize", "cache_version", b"cache_version", "description", b"description", "interruptible", b"interruptible", "retries", b"retries", "runtime", b"runtime", "timeout", b"timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache", b"cache", "cache_ignore_inputs", b"cache_ignore_inputs", "cache_serialize", b"cache_serialize", "cache_version", b"cache_version", "code_digest", b"code_digest", "description", b"description", "interruptible", b"interruptible", "retries", b"retries", "runtime", b"runtime", "secrets", b"secrets", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -278,8 +356,10 @@ class TaskTemplate(_message.Message):
     PROCESS_FIELD_NUMBER: _builtins.int
     CUSTOM_FIELD_NUMBER: _builtins.int
     type: _builtins.str
-    """Free-form task type, for example "python-task" or "dynamic". A task whose body yields a
-    `DynamicJobSpec` should say "dynamic"; any task may return one.
+    """The task type, for example "python-task", "dynamic", "sql" or "ray". A task whose body
+    yields a `DynamicJobSpec` should say "dynamic"; any task may return one. A worker target is
+    dispatched only to workers that serve its queue and, when they declare task types, its
+    type; a type an installed engine plugin serves runs inside the engine.
     """
     @_builtins.property
     def id(self) -> _identifier_pb2.Identifier:
@@ -303,7 +383,9 @@ class TaskTemplate(_message.Message):
 
     @_builtins.property
     def custom(self) -> _struct_pb2.Struct:
-        """Target-specific configuration, passed to the worker unchanged."""
+        """Configuration of the task's type (see `type`), passed to its executor unchanged. For a
+        task type served by a plugin, the plugin validates it at registration.
+        """
 
     def __init__(
         self,

@@ -23,6 +23,7 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from plaitidl.core.v1 import condition_pb2 as plaitidl_dot_core_dot_v1_dot_condition__pb2
 from plaitidl.core.v1 import identifier_pb2 as plaitidl_dot_core_dot_v1_dot_identifier__pb2
 from plaitidl.core.v1 import interface_pb2 as plaitidl_dot_core_dot_v1_dot_interface__pb2
@@ -30,31 +31,35 @@ from plaitidl.core.v1 import literals_pb2 as plaitidl_dot_core_dot_v1_dot_litera
 from plaitidl.core.v1 import tasks_pb2 as plaitidl_dot_core_dot_v1_dot_tasks__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fplaitidl/core/v1/workflow.proto\x12\x10plaitidl.core.v1\x1a\x1egoogle/protobuf/duration.proto\x1a plaitidl/core/v1/condition.proto\x1a!plaitidl/core/v1/identifier.proto\x1a plaitidl/core/v1/interface.proto\x1a\x1fplaitidl/core/v1/literals.proto\x1a\x1cplaitidl/core/v1/tasks.proto\"\xdd\x01\n\x0cNodeMetadata\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\x07retries\x18\x03 \x01(\x0b\x32\x1f.plaitidl.core.v1.RetryStrategy\x12\x12\n\x05\x63\x61\x63he\x18\x04 \x01(\x08H\x00\x88\x01\x01\x12\x15\n\rcache_version\x18\x05 \x01(\t\x12\x1a\n\rinterruptible\x18\x06 \x01(\x08H\x01\x88\x01\x01\x42\x08\n\x06_cacheB\x10\n\x0e_interruptible\"9\n\x08TaskNode\x12-\n\x07task_id\x18\x01 \x01(\x0b\x32\x1c.plaitidl.core.v1.Identifier\"\x8c\x01\n\x0cWorkflowNode\x12\x36\n\x0elaunch_plan_id\x18\x01 \x01(\x0b\x32\x1c.plaitidl.core.v1.IdentifierH\x00\x12\x37\n\x0fsub_workflow_id\x18\x02 \x01(\x0b\x32\x1c.plaitidl.core.v1.IdentifierH\x00\x42\x0b\n\treference\"l\n\x07IfBlock\x12\x36\n\tcondition\x18\x01 \x01(\x0b\x32#.plaitidl.core.v1.BooleanExpression\x12)\n\tthen_node\x18\x02 \x01(\x0b\x32\x16.plaitidl.core.v1.Node\" \n\rBranchFailure\x12\x0f\n\x07message\x18\x01 \x01(\t\"\xc9\x01\n\nBranchNode\x12\'\n\x04\x63\x61se\x18\x01 \x01(\x0b\x32\x19.plaitidl.core.v1.IfBlock\x12(\n\x05other\x18\x02 \x03(\x0b\x32\x19.plaitidl.core.v1.IfBlock\x12+\n\telse_node\x18\x03 \x01(\x0b\x32\x16.plaitidl.core.v1.NodeH\x00\x12\x30\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x1f.plaitidl.core.v1.BranchFailureH\x00\x42\t\n\x07\x64\x65\x66\x61ult\"\xaa\x01\n\tArrayNode\x12$\n\x04node\x18\x01 \x01(\x0b\x32\x16.plaitidl.core.v1.Node\x12\x13\n\x0bparallelism\x18\x02 \x01(\r\x12\x17\n\rmin_successes\x18\x03 \x01(\rH\x00\x12\x1b\n\x11min_success_ratio\x18\x04 \x01(\x02H\x00\x12\x18\n\x10\x62roadcast_inputs\x18\x05 \x03(\tB\x12\n\x10success_criteria\"\xe6\x02\n\x04Node\x12\n\n\x02id\x18\x01 \x01(\t\x12\x30\n\x08metadata\x18\x02 \x01(\x0b\x32\x1e.plaitidl.core.v1.NodeMetadata\x12)\n\x06inputs\x18\x03 \x03(\x0b\x32\x19.plaitidl.core.v1.Binding\x12\x19\n\x11upstream_node_ids\x18\x04 \x03(\t\x12/\n\ttask_node\x18\x05 \x01(\x0b\x32\x1a.plaitidl.core.v1.TaskNodeH\x00\x12\x37\n\rworkflow_node\x18\x06 \x01(\x0b\x32\x1e.plaitidl.core.v1.WorkflowNodeH\x00\x12\x33\n\x0b\x62ranch_node\x18\x07 \x01(\x0b\x32\x1c.plaitidl.core.v1.BranchNodeH\x00\x12\x31\n\narray_node\x18\x08 \x01(\x0b\x32\x1b.plaitidl.core.v1.ArrayNodeH\x00\x42\x08\n\x06target\"\x8b\x02\n\x10WorkflowTemplate\x12(\n\x02id\x18\x01 \x01(\x0b\x32\x1c.plaitidl.core.v1.Identifier\x12\x33\n\tinterface\x18\x02 \x01(\x0b\x32 .plaitidl.core.v1.TypedInterface\x12%\n\x05nodes\x18\x03 \x03(\x0b\x32\x16.plaitidl.core.v1.Node\x12*\n\x07outputs\x18\x04 \x03(\x0b\x32\x19.plaitidl.core.v1.Binding\x12\x30\n\x08\x64\x65\x66\x61ults\x18\x05 \x01(\x0b\x32\x1e.plaitidl.core.v1.ParameterMap\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\"\xd5\x01\n\nLaunchPlan\x12(\n\x02id\x18\x01 \x01(\x0b\x32\x1c.plaitidl.core.v1.Identifier\x12\x31\n\x0bworkflow_id\x18\x02 \x01(\x0b\x32\x1c.plaitidl.core.v1.Identifier\x12\x32\n\x0c\x66ixed_inputs\x18\x03 \x01(\x0b\x32\x1c.plaitidl.core.v1.LiteralMap\x12\x36\n\x0e\x64\x65\x66\x61ult_inputs\x18\x04 \x01(\x0b\x32\x1e.plaitidl.core.v1.ParameterMapb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fplaitidl/core/v1/workflow.proto\x12\x10plaitidl.core.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a plaitidl/core/v1/condition.proto\x1a!plaitidl/core/v1/identifier.proto\x1a plaitidl/core/v1/interface.proto\x1a\x1fplaitidl/core/v1/literals.proto\x1a\x1cplaitidl/core/v1/tasks.proto\"\xdd\x01\n\x0cNodeMetadata\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\x07retries\x18\x03 \x01(\x0b\x32\x1f.plaitidl.core.v1.RetryStrategy\x12\x12\n\x05\x63\x61\x63he\x18\x04 \x01(\x08H\x00\x88\x01\x01\x12\x15\n\rcache_version\x18\x05 \x01(\t\x12\x1a\n\rinterruptible\x18\x06 \x01(\x08H\x01\x88\x01\x01\x42\x08\n\x06_cacheB\x10\n\x0e_interruptible\"9\n\x08TaskNode\x12-\n\x07task_id\x18\x01 \x01(\x0b\x32\x1c.plaitidl.core.v1.Identifier\"\x8c\x01\n\x0cWorkflowNode\x12\x36\n\x0elaunch_plan_id\x18\x01 \x01(\x0b\x32\x1c.plaitidl.core.v1.IdentifierH\x00\x12\x37\n\x0fsub_workflow_id\x18\x02 \x01(\x0b\x32\x1c.plaitidl.core.v1.IdentifierH\x00\x42\x0b\n\treference\"l\n\x07IfBlock\x12\x36\n\tcondition\x18\x01 \x01(\x0b\x32#.plaitidl.core.v1.BooleanExpression\x12)\n\tthen_node\x18\x02 \x01(\x0b\x32\x16.plaitidl.core.v1.Node\" \n\rBranchFailure\x12\x0f\n\x07message\x18\x01 \x01(\t\"\xc9\x01\n\nBranchNode\x12\'\n\x04\x63\x61se\x18\x01 \x01(\x0b\x32\x19.plaitidl.core.v1.IfBlock\x12(\n\x05other\x18\x02 \x03(\x0b\x32\x19.plaitidl.core.v1.IfBlock\x12+\n\telse_node\x18\x03 \x01(\x0b\x32\x16.plaitidl.core.v1.NodeH\x00\x12\x30\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x1f.plaitidl.core.v1.BranchFailureH\x00\x42\t\n\x07\x64\x65\x66\x61ult\"\xaa\x01\n\tArrayNode\x12$\n\x04node\x18\x01 \x01(\x0b\x32\x16.plaitidl.core.v1.Node\x12\x13\n\x0bparallelism\x18\x02 \x01(\r\x12\x17\n\rmin_successes\x18\x03 \x01(\rH\x00\x12\x1b\n\x11min_success_ratio\x18\x04 \x01(\x02H\x00\x12\x18\n\x10\x62roadcast_inputs\x18\x05 \x03(\tB\x12\n\x10success_criteria\"\xe6\x02\n\x04Node\x12\n\n\x02id\x18\x01 \x01(\t\x12\x30\n\x08metadata\x18\x02 \x01(\x0b\x32\x1e.plaitidl.core.v1.NodeMetadata\x12)\n\x06inputs\x18\x03 \x03(\x0b\x32\x19.plaitidl.core.v1.Binding\x12\x19\n\x11upstream_node_ids\x18\x04 \x03(\t\x12/\n\ttask_node\x18\x05 \x01(\x0b\x32\x1a.plaitidl.core.v1.TaskNodeH\x00\x12\x37\n\rworkflow_node\x18\x06 \x01(\x0b\x32\x1e.plaitidl.core.v1.WorkflowNodeH\x00\x12\x33\n\x0b\x62ranch_node\x18\x07 \x01(\x0b\x32\x1c.plaitidl.core.v1.BranchNodeH\x00\x12\x31\n\narray_node\x18\x08 \x01(\x0b\x32\x1b.plaitidl.core.v1.ArrayNodeH\x00\x42\x08\n\x06target\"\x8b\x02\n\x10WorkflowTemplate\x12(\n\x02id\x18\x01 \x01(\x0b\x32\x1c.plaitidl.core.v1.Identifier\x12\x33\n\tinterface\x18\x02 \x01(\x0b\x32 .plaitidl.core.v1.TypedInterface\x12%\n\x05nodes\x18\x03 \x03(\x0b\x32\x16.plaitidl.core.v1.Node\x12*\n\x07outputs\x18\x04 \x03(\x0b\x32\x19.plaitidl.core.v1.Binding\x12\x30\n\x08\x64\x65\x66\x61ults\x18\x05 \x01(\x0b\x32\x1e.plaitidl.core.v1.ParameterMap\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\"\x83\x02\n\nLaunchPlan\x12(\n\x02id\x18\x01 \x01(\x0b\x32\x1c.plaitidl.core.v1.Identifier\x12\x31\n\x0bworkflow_id\x18\x02 \x01(\x0b\x32\x1c.plaitidl.core.v1.Identifier\x12\x32\n\x0c\x66ixed_inputs\x18\x03 \x01(\x0b\x32\x1c.plaitidl.core.v1.LiteralMap\x12\x36\n\x0e\x64\x65\x66\x61ult_inputs\x18\x04 \x01(\x0b\x32\x1e.plaitidl.core.v1.ParameterMap\x12,\n\x08schedule\x18\x05 \x01(\x0b\x32\x1a.plaitidl.core.v1.Schedule\"\xb6\x02\n\x08Schedule\x12\x0e\n\x04\x63ron\x18\x01 \x01(\tH\x00\x12/\n\nfixed_rate\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationH\x00\x12\x1a\n\x12kickoff_time_input\x18\x03 \x01(\t\x12\x34\n\x08\x63\x61tch_up\x18\x04 \x01(\x0e\x32\".plaitidl.core.v1.Schedule.CatchUp\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"]\n\x07\x43\x61tchUp\x12\x18\n\x14\x43\x41TCH_UP_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x43\x41TCH_UP_LATEST\x10\x01\x12\x10\n\x0c\x43\x41TCH_UP_ALL\x10\x02\x12\x11\n\rCATCH_UP_NONE\x10\x03\x42\x08\n\x06timingb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'plaitidl.core.v1.workflow_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_NODEMETADATA']._serialized_start=252
-  _globals['_NODEMETADATA']._serialized_end=473
-  _globals['_TASKNODE']._serialized_start=475
-  _globals['_TASKNODE']._serialized_end=532
-  _globals['_WORKFLOWNODE']._serialized_start=535
-  _globals['_WORKFLOWNODE']._serialized_end=675
-  _globals['_IFBLOCK']._serialized_start=677
-  _globals['_IFBLOCK']._serialized_end=785
-  _globals['_BRANCHFAILURE']._serialized_start=787
-  _globals['_BRANCHFAILURE']._serialized_end=819
-  _globals['_BRANCHNODE']._serialized_start=822
-  _globals['_BRANCHNODE']._serialized_end=1023
-  _globals['_ARRAYNODE']._serialized_start=1026
-  _globals['_ARRAYNODE']._serialized_end=1196
-  _globals['_NODE']._serialized_start=1199
-  _globals['_NODE']._serialized_end=1557
-  _globals['_WORKFLOWTEMPLATE']._serialized_start=1560
-  _globals['_WORKFLOWTEMPLATE']._serialized_end=1827
-  _globals['_LAUNCHPLAN']._serialized_start=1830
-  _globals['_LAUNCHPLAN']._serialized_end=2043
+  _globals['_NODEMETADATA']._serialized_start=285
+  _globals['_NODEMETADATA']._serialized_end=506
+  _globals['_TASKNODE']._serialized_start=508
+  _globals['_TASKNODE']._serialized_end=565
+  _globals['_WORKFLOWNODE']._serialized_start=568
+  _globals['_WORKFLOWNODE']._serialized_end=708
+  _globals['_IFBLOCK']._serialized_start=710
+  _globals['_IFBLOCK']._serialized_end=818
+  _globals['_BRANCHFAILURE']._serialized_start=820
+  _globals['_BRANCHFAILURE']._serialized_end=852
+  _globals['_BRANCHNODE']._serialized_start=855
+  _globals['_BRANCHNODE']._serialized_end=1056
+  _globals['_ARRAYNODE']._serialized_start=1059
+  _globals['_ARRAYNODE']._serialized_end=1229
+  _globals['_NODE']._serialized_start=1232
+  _globals['_NODE']._serialized_end=1590
+  _globals['_WORKFLOWTEMPLATE']._serialized_start=1593
+  _globals['_WORKFLOWTEMPLATE']._serialized_end=1860
+  _globals['_LAUNCHPLAN']._serialized_start=1863
+  _globals['_LAUNCHPLAN']._serialized_end=2122
+  _globals['_SCHEDULE']._serialized_start=2125
+  _globals['_SCHEDULE']._serialized_end=2435
+  _globals['_SCHEDULE_CATCHUP']._serialized_start=2332
+  _globals['_SCHEDULE_CATCHUP']._serialized_end=2425
 # @@protoc_insertion_point(module_scope)

@@ -7,7 +7,9 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from plaitidl.core.v1 import condition_pb2 as _condition_pb2
 from plaitidl.core.v1 import identifier_pb2 as _identifier_pb2
 from plaitidl.core.v1 import interface_pb2 as _interface_pb2
@@ -411,6 +413,7 @@ class LaunchPlan(_message.Message):
     WORKFLOW_ID_FIELD_NUMBER: _builtins.int
     FIXED_INPUTS_FIELD_NUMBER: _builtins.int
     DEFAULT_INPUTS_FIELD_NUMBER: _builtins.int
+    SCHEDULE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def id(self) -> _identifier_pb2.Identifier:
         """The launch plan's identifier; resource_type must be RESOURCE_TYPE_LAUNCH_PLAN."""
@@ -427,6 +430,10 @@ class LaunchPlan(_message.Message):
     def default_inputs(self) -> _interface_pb2.ParameterMap:
         """Inputs with defaults that callers may override; `required` ones must be given."""
 
+    @_builtins.property
+    def schedule(self) -> Global___Schedule:
+        """When set, the engine starts an execution of the launch plan on every tick."""
+
     def __init__(
         self,
         *,
@@ -434,11 +441,90 @@ class LaunchPlan(_message.Message):
         workflow_id: _identifier_pb2.Identifier | None = ...,
         fixed_inputs: _literals_pb2.LiteralMap | None = ...,
         default_inputs: _interface_pb2.ParameterMap | None = ...,
+        schedule: Global___Schedule | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["default_inputs", b"default_inputs", "fixed_inputs", b"fixed_inputs", "id", b"id", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["default_inputs", b"default_inputs", "fixed_inputs", b"fixed_inputs", "id", b"id", "schedule", b"schedule", "workflow_id", b"workflow_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_inputs", b"default_inputs", "fixed_inputs", b"fixed_inputs", "id", b"id", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_inputs", b"default_inputs", "fixed_inputs", b"fixed_inputs", "id", b"id", "schedule", b"schedule", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LaunchPlan: _TypeAlias = LaunchPlan  # noqa: Y015
+
+@_typing.final
+class Schedule(_message.Message):
+    """Schedule starts a launch plan's executions on a timetable. Each tick starts exactly one
+    execution, even across engine restarts and replicas: its name is derived from the launch plan
+    and the tick's time.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _CatchUp:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _CatchUpEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Schedule._CatchUp.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        CATCH_UP_UNSPECIFIED: Schedule._CatchUp.ValueType  # 0
+        """The default: CATCH_UP_LATEST."""
+        CATCH_UP_LATEST: Schedule._CatchUp.ValueType  # 1
+        """Run the most recent missed tick once, skip the older ones."""
+        CATCH_UP_ALL: Schedule._CatchUp.ValueType  # 2
+        """Run every missed tick, oldest first."""
+        CATCH_UP_NONE: Schedule._CatchUp.ValueType  # 3
+        """Skip every missed tick."""
+
+    class CatchUp(_CatchUp, metaclass=_CatchUpEnumTypeWrapper):
+        """What to do with ticks missed while no engine ran."""
+
+    CATCH_UP_UNSPECIFIED: Schedule.CatchUp.ValueType  # 0
+    """The default: CATCH_UP_LATEST."""
+    CATCH_UP_LATEST: Schedule.CatchUp.ValueType  # 1
+    """Run the most recent missed tick once, skip the older ones."""
+    CATCH_UP_ALL: Schedule.CatchUp.ValueType  # 2
+    """Run every missed tick, oldest first."""
+    CATCH_UP_NONE: Schedule.CatchUp.ValueType  # 3
+    """Skip every missed tick."""
+
+    CRON_FIELD_NUMBER: _builtins.int
+    FIXED_RATE_FIELD_NUMBER: _builtins.int
+    KICKOFF_TIME_INPUT_FIELD_NUMBER: _builtins.int
+    CATCH_UP_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    cron: _builtins.str
+    """A cron expression of five fields (minute hour day-of-month month day-of-week), in UTC,
+    or a macro: @hourly, @daily, @weekly, @monthly, @yearly.
+    """
+    kickoff_time_input: _builtins.str
+    """The input that receives the tick's time (a datetime input of the workflow); empty for
+    none.
+    """
+    catch_up: Global___Schedule.CatchUp.ValueType
+    """Missed ticks."""
+    @_builtins.property
+    def fixed_rate(self) -> _duration_pb2.Duration:
+        """A tick every period, counted from `start_time` (or the registration time)."""
+
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """No tick before this time; unset means the registration time."""
+
+    def __init__(
+        self,
+        *,
+        cron: _builtins.str = ...,
+        fixed_rate: _duration_pb2.Duration | None = ...,
+        kickoff_time_input: _builtins.str = ...,
+        catch_up: Global___Schedule.CatchUp.ValueType = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cron", b"cron", "fixed_rate", b"fixed_rate", "start_time", b"start_time", "timing", b"timing"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["catch_up", b"catch_up", "cron", b"cron", "fixed_rate", b"fixed_rate", "kickoff_time_input", b"kickoff_time_input", "start_time", b"start_time", "timing", b"timing"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_timing: _TypeAlias = _typing.Literal["cron", "fixed_rate"]  # noqa: Y015
+    _WhichOneofArgType_timing: _TypeAlias = _typing.Literal["timing", b"timing"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_timing) -> _WhichOneofReturnType_timing | None: ...
+
+Global___Schedule: _TypeAlias = Schedule  # noqa: Y015

@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from plaitidl.core.v1 import dynamic_job_pb2 as _dynamic_job_pb2
 from plaitidl.core.v1 import errors_pb2 as _errors_pb2
 from plaitidl.core.v1 import events_pb2 as _events_pb2
@@ -27,6 +28,38 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _LogStream:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LogStreamEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LogStream.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LOG_STREAM_UNSPECIFIED: _LogStream.ValueType  # 0
+    """Unknown."""
+    LOG_STREAM_STDOUT: _LogStream.ValueType  # 1
+    """The task's standard output."""
+    LOG_STREAM_STDERR: _LogStream.ValueType  # 2
+    """The task's standard error."""
+    LOG_STREAM_LOGGER: _LogStream.ValueType  # 3
+    """The task's logger (`plait.current_context().logger` in Python)."""
+    LOG_STREAM_ENGINE: _LogStream.ValueType  # 4
+    """The engine, about the attempt (started, retried, truncated)."""
+
+class LogStream(_LogStream, metaclass=_LogStreamEnumTypeWrapper):
+    """LogStream tells where a log line came from."""
+
+LOG_STREAM_UNSPECIFIED: LogStream.ValueType  # 0
+"""Unknown."""
+LOG_STREAM_STDOUT: LogStream.ValueType  # 1
+"""The task's standard output."""
+LOG_STREAM_STDERR: LogStream.ValueType  # 2
+"""The task's standard error."""
+LOG_STREAM_LOGGER: LogStream.ValueType  # 3
+"""The task's logger (`plait.current_context().logger` in Python)."""
+LOG_STREAM_ENGINE: LogStream.ValueType  # 4
+"""The engine, about the attempt (started, retried, truncated)."""
+Global___LogStream: _TypeAlias = LogStream  # noqa: Y015
+
 @_typing.final
 class NodeCounts(_message.Message):
     """NodeCounts summarizes the nodes of an execution by phase."""
@@ -39,6 +72,7 @@ class NodeCounts(_message.Message):
     FAILED_FIELD_NUMBER: _builtins.int
     SKIPPED_FIELD_NUMBER: _builtins.int
     CACHED_FIELD_NUMBER: _builtins.int
+    QUEUED_FIELD_NUMBER: _builtins.int
     total: _builtins.int
     """Nodes known to the engine so far (sub-graph nodes are added as they appear)."""
     succeeded: _builtins.int
@@ -51,6 +85,10 @@ class NodeCounts(_message.Message):
     """Nodes skipped."""
     cached: _builtins.int
     """Nodes served from the cache."""
+    queued: _builtins.int
+    """Nodes waiting to run: for a free worker slot, a worker that serves their task version, a
+    retry's backoff, or another node's serialized cache computation. Included in `running`.
+    """
     def __init__(
         self,
         *,
@@ -60,10 +98,11 @@ class NodeCounts(_message.Message):
         failed: _builtins.int = ...,
         skipped: _builtins.int = ...,
         cached: _builtins.int = ...,
+        queued: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cached", b"cached", "failed", b"failed", "running", b"running", "skipped", b"skipped", "succeeded", b"succeeded", "total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cached", b"cached", "failed", b"failed", "queued", b"queued", "running", b"running", "skipped", b"skipped", "succeeded", b"succeeded", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -105,10 +144,13 @@ class Execution(_message.Message):
     NODES_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
     LAST_SEQUENCE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     phase: _execution_pb2.ExecutionPhase.ValueType
     """Current phase."""
     last_sequence: _builtins.int
     """The last event sequence number."""
+    request_id: _builtins.str
+    """The idempotency key it was created with, if any."""
     @_builtins.property
     def id(self) -> _identifier_pb2.ExecutionIdentifier:
         """The execution's id."""
@@ -154,10 +196,11 @@ class Execution(_message.Message):
         nodes: Global___NodeCounts | None = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         last_sequence: _builtins.int = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "error", b"error", "id", b"id", "launch_plan_id", b"launch_plan_id", "nodes", b"nodes", "updated_at", b"updated_at", "workflow_id", b"workflow_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "error", b"error", "id", b"id", "labels", b"labels", "last_sequence", b"last_sequence", "launch_plan_id", b"launch_plan_id", "nodes", b"nodes", "phase", b"phase", "updated_at", b"updated_at", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "error", b"error", "id", b"id", "labels", b"labels", "last_sequence", b"last_sequence", "launch_plan_id", b"launch_plan_id", "nodes", b"nodes", "phase", b"phase", "request_id", b"request_id", "updated_at", b"updated_at", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -252,6 +295,9 @@ class CreateExecutionResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     EXECUTION_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    created: _builtins.bool
+    """True when this request created it; false when `request_id` named an earlier execution."""
     @_builtins.property
     def execution(self) -> Global___Execution:
         """The execution."""
@@ -260,10 +306,11 @@ class CreateExecutionResponse(_message.Message):
         self,
         *,
         execution: Global___Execution | None = ...,
+        created: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["execution", b"execution"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution", b"execution"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "execution", b"execution"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -323,11 +370,34 @@ class ListExecutionsRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class LabelsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     PROJECT_FIELD_NUMBER: _builtins.int
     DOMAIN_FIELD_NUMBER: _builtins.int
     PHASES_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    WORKFLOW_NAME_FIELD_NUMBER: _builtins.int
+    LABELS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     project: _builtins.str
     """Only this project; empty means the default project."""
     domain: _builtins.str
@@ -336,9 +406,17 @@ class ListExecutionsRequest(_message.Message):
     """Maximum results per page (default 100, maximum 1000)."""
     page_token: _builtins.str
     """Token from a previous response's next_page_token."""
+    workflow_name: _builtins.str
+    """Only executions of this workflow (any version), by name; empty means all."""
+    request_id: _builtins.str
+    """Only the execution created with this request id."""
     @_builtins.property
     def phases(self) -> _containers.RepeatedScalarFieldContainer[_execution_pb2.ExecutionPhase.ValueType]:
         """Only these phases; empty means all."""
+
+    @_builtins.property
+    def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Only executions carrying all these labels."""
 
     def __init__(
         self,
@@ -348,10 +426,13 @@ class ListExecutionsRequest(_message.Message):
         phases: _abc.Iterable[_execution_pb2.ExecutionPhase.ValueType] | None = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        workflow_name: _builtins.str = ...,
+        labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["domain", b"domain", "page_size", b"page_size", "page_token", b"page_token", "phases", b"phases", "project", b"project"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["domain", b"domain", "labels", b"labels", "page_size", b"page_size", "page_token", b"page_token", "phases", b"phases", "project", b"project", "request_id", b"request_id", "workflow_name", b"workflow_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -359,7 +440,10 @@ Global___ListExecutionsRequest: _TypeAlias = ListExecutionsRequest  # noqa: Y015
 
 @_typing.final
 class ListExecutionsResponse(_message.Message):
-    """ListExecutionsResponse is one page of executions."""
+    """ListExecutionsResponse is one page of executions. A page holds at most `page_size`
+    executions and stays below the message size limit: a page cut short by size still has a
+    next_page_token.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -521,7 +605,9 @@ Global___GetExecutionDataRequest: _TypeAlias = GetExecutionDataRequest  # noqa: 
 
 @_typing.final
 class GetExecutionDataResponse(_message.Message):
-    """GetExecutionDataResponse carries an execution's data."""
+    """GetExecutionDataResponse carries an execution's data. A value larger than the engine's inline
+    limit comes as an `OffloadedLiteral`: fetch it with `DataService.ReadData`.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -565,6 +651,9 @@ class NodeExecution(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     TASK_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    WORKER_ID_FIELD_NUMBER: _builtins.int
     phase: _execution_pb2.NodePhase.ValueType
     """Current phase."""
     attempt: _builtins.int
@@ -575,6 +664,12 @@ class NodeExecution(_message.Message):
     """The containing node's id; empty for top-level nodes."""
     is_dynamic: _builtins.bool
     """Whether the node yielded a dynamic spec."""
+    name: _builtins.str
+    """Display name: the task's or workflow's short name, or the conditional's name."""
+    detail: _builtins.str
+    """Kind-specific detail: the case a branch took, or why a waiting node waits."""
+    worker_id: _builtins.str
+    """The worker that ran the last attempt, when known."""
     @_builtins.property
     def id(self) -> _identifier_pb2.NodeExecutionIdentifier:
         """The node."""
@@ -608,10 +703,13 @@ class NodeExecution(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         task_id: _identifier_pb2.Identifier | None = ...,
+        name: _builtins.str = ...,
+        detail: _builtins.str = ...,
+        worker_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "error", b"error", "id", b"id", "task_id", b"task_id", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cache_status", b"cache_status", "created_at", b"created_at", "error", b"error", "id", b"id", "is_dynamic", b"is_dynamic", "parent_node_id", b"parent_node_id", "phase", b"phase", "task_id", b"task_id", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cache_status", b"cache_status", "created_at", b"created_at", "detail", b"detail", "error", b"error", "id", b"id", "is_dynamic", b"is_dynamic", "name", b"name", "parent_node_id", b"parent_node_id", "phase", b"phase", "task_id", b"task_id", "updated_at", b"updated_at", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -707,7 +805,7 @@ Global___GetNodeExecutionDataRequest: _TypeAlias = GetNodeExecutionDataRequest  
 
 @_typing.final
 class GetNodeExecutionDataResponse(_message.Message):
-    """GetNodeExecutionDataResponse carries a node's data."""
+    """GetNodeExecutionDataResponse carries a node's data (large values as `OffloadedLiteral`s)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -794,3 +892,152 @@ class GetDynamicSpecResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetDynamicSpecResponse: _TypeAlias = GetDynamicSpecResponse  # noqa: Y015
+
+@_typing.final
+class DeleteExecutionRequest(_message.Message):
+    """DeleteExecutionRequest names an execution to delete."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def id(self) -> _identifier_pb2.ExecutionIdentifier:
+        """The execution."""
+
+    def __init__(
+        self,
+        *,
+        id: _identifier_pb2.ExecutionIdentifier | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteExecutionRequest: _TypeAlias = DeleteExecutionRequest  # noqa: Y015
+
+@_typing.final
+class DeleteExecutionResponse(_message.Message):
+    """DeleteExecutionResponse acknowledges a deletion."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteExecutionResponse: _TypeAlias = DeleteExecutionResponse  # noqa: Y015
+
+@_typing.final
+class LogLine(_message.Message):
+    """LogLine is one captured line of one attempt."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    STREAM_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.str
+    """The node."""
+    attempt: _builtins.int
+    """The attempt, 1-based."""
+    stream: Global___LogStream.ValueType
+    """Where the line came from."""
+    text: _builtins.str
+    """The text, without the trailing newline."""
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """When it was written."""
+
+    def __init__(
+        self,
+        *,
+        node_id: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+        stream: Global___LogStream.ValueType = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        text: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "node_id", b"node_id", "stream", b"stream", "text", b"text", "time", b"time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogLine: _TypeAlias = LogLine  # noqa: Y015
+
+@_typing.final
+class StreamLogsRequest(_message.Message):
+    """StreamLogsRequest selects the logs to send."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    FOLLOW_FIELD_NUMBER: _builtins.int
+    AFTER_POSITION_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.str
+    """Only this node (and its attempts); empty means every node."""
+    attempt: _builtins.int
+    """Only this attempt of the node; 0 means every attempt."""
+    follow: _builtins.bool
+    """Keep the stream open and send new lines until the execution (or the node) ends."""
+    after_position: _builtins.int
+    """Resume after this position (a `StreamLogsResponse.position` already received)."""
+    @_builtins.property
+    def id(self) -> _identifier_pb2.ExecutionIdentifier:
+        """The execution."""
+
+    def __init__(
+        self,
+        *,
+        id: _identifier_pb2.ExecutionIdentifier | None = ...,
+        node_id: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+        follow: _builtins.bool = ...,
+        after_position: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_position", b"after_position", "attempt", b"attempt", "follow", b"follow", "id", b"id", "node_id", b"node_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamLogsRequest: _TypeAlias = StreamLogsRequest  # noqa: Y015
+
+@_typing.final
+class StreamLogsResponse(_message.Message):
+    """StreamLogsResponse carries consecutive log lines."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINES_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    position: _builtins.int
+    """Position of the last line: pass it as `after_position` to resume."""
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogLine]:
+        """The lines, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        lines: _abc.Iterable[Global___LogLine] | None = ...,
+        position: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lines", b"lines", "position", b"position"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamLogsResponse: _TypeAlias = StreamLogsResponse  # noqa: Y015

@@ -80,6 +80,16 @@ class ExecutionServiceStub:
                 request_serializer=plaitidl_dot_service_dot_v1_dot_execution__service__pb2.GetDynamicSpecRequest.SerializeToString,
                 response_deserializer=plaitidl_dot_service_dot_v1_dot_execution__service__pb2.GetDynamicSpecResponse.FromString,
                 _registered_method=True)
+        self.DeleteExecution = channel.unary_unary(
+                '/plaitidl.service.v1.ExecutionService/DeleteExecution',
+                request_serializer=plaitidl_dot_service_dot_v1_dot_execution__service__pb2.DeleteExecutionRequest.SerializeToString,
+                response_deserializer=plaitidl_dot_service_dot_v1_dot_execution__service__pb2.DeleteExecutionResponse.FromString,
+                _registered_method=True)
+        self.StreamLogs = channel.unary_stream(
+                '/plaitidl.service.v1.ExecutionService/StreamLogs',
+                request_serializer=plaitidl_dot_service_dot_v1_dot_execution__service__pb2.StreamLogsRequest.SerializeToString,
+                response_deserializer=plaitidl_dot_service_dot_v1_dot_execution__service__pb2.StreamLogsResponse.FromString,
+                _registered_method=True)
 
 
 class ExecutionServiceServicer:
@@ -156,6 +166,23 @@ class ExecutionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteExecution(self, request, context):
+        """DeleteExecution removes a finished execution with its nodes, events, logs and stored data.
+        FAILED_PRECONDITION while it runs (terminate it first); NOT_FOUND when unknown.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamLogs(self, request, context):
+        """StreamLogs sends the captured stdout, stderr and logger lines of an execution's task
+        attempts (of one node, or of all), oldest first. With `follow`, it keeps the stream open and
+        sends new lines as attempts write them, until the execution (or the node) ends.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -203,6 +230,16 @@ def add_ExecutionServiceServicer_to_server(servicer, server):
                     servicer.GetDynamicSpec,
                     request_deserializer=plaitidl_dot_service_dot_v1_dot_execution__service__pb2.GetDynamicSpecRequest.FromString,
                     response_serializer=plaitidl_dot_service_dot_v1_dot_execution__service__pb2.GetDynamicSpecResponse.SerializeToString,
+            ),
+            'DeleteExecution': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteExecution,
+                    request_deserializer=plaitidl_dot_service_dot_v1_dot_execution__service__pb2.DeleteExecutionRequest.FromString,
+                    response_serializer=plaitidl_dot_service_dot_v1_dot_execution__service__pb2.DeleteExecutionResponse.SerializeToString,
+            ),
+            'StreamLogs': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamLogs,
+                    request_deserializer=plaitidl_dot_service_dot_v1_dot_execution__service__pb2.StreamLogsRequest.FromString,
+                    response_serializer=plaitidl_dot_service_dot_v1_dot_execution__service__pb2.StreamLogsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -449,6 +486,60 @@ class ExecutionService:
             '/plaitidl.service.v1.ExecutionService/GetDynamicSpec',
             plaitidl_dot_service_dot_v1_dot_execution__service__pb2.GetDynamicSpecRequest.SerializeToString,
             plaitidl_dot_service_dot_v1_dot_execution__service__pb2.GetDynamicSpecResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteExecution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plaitidl.service.v1.ExecutionService/DeleteExecution',
+            plaitidl_dot_service_dot_v1_dot_execution__service__pb2.DeleteExecutionRequest.SerializeToString,
+            plaitidl_dot_service_dot_v1_dot_execution__service__pb2.DeleteExecutionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/plaitidl.service.v1.ExecutionService/StreamLogs',
+            plaitidl_dot_service_dot_v1_dot_execution__service__pb2.StreamLogsRequest.SerializeToString,
+            plaitidl_dot_service_dot_v1_dot_execution__service__pb2.StreamLogsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -62,6 +62,15 @@ class ExecutionServiceStub:
     """GetDynamicSpec returns the compiled spec a dynamic node yielded. NOT_FOUND when the node
     yielded none.
     """
+    DeleteExecution: _grpc.UnaryUnaryMultiCallable[_execution_service_pb2.DeleteExecutionRequest, _execution_service_pb2.DeleteExecutionResponse]
+    """DeleteExecution removes a finished execution with its nodes, events, logs and stored data.
+    FAILED_PRECONDITION while it runs (terminate it first); NOT_FOUND when unknown.
+    """
+    StreamLogs: _grpc.UnaryStreamMultiCallable[_execution_service_pb2.StreamLogsRequest, _execution_service_pb2.StreamLogsResponse]
+    """StreamLogs sends the captured stdout, stderr and logger lines of an execution's task
+    attempts (of one node, or of all), oldest first. With `follow`, it keeps the stream open and
+    sends new lines as attempts write them, until the execution (or the node) ends.
+    """
 
 @_typing.type_check_only
 class ExecutionServiceAsyncStub(ExecutionServiceStub):
@@ -96,6 +105,15 @@ class ExecutionServiceAsyncStub(ExecutionServiceStub):
     GetDynamicSpec: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.GetDynamicSpecRequest, _execution_service_pb2.GetDynamicSpecResponse]  # type: ignore[assignment]
     """GetDynamicSpec returns the compiled spec a dynamic node yielded. NOT_FOUND when the node
     yielded none.
+    """
+    DeleteExecution: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.DeleteExecutionRequest, _execution_service_pb2.DeleteExecutionResponse]  # type: ignore[assignment]
+    """DeleteExecution removes a finished execution with its nodes, events, logs and stored data.
+    FAILED_PRECONDITION while it runs (terminate it first); NOT_FOUND when unknown.
+    """
+    StreamLogs: _aio.UnaryStreamMultiCallable[_execution_service_pb2.StreamLogsRequest, _execution_service_pb2.StreamLogsResponse]  # type: ignore[assignment]
+    """StreamLogs sends the captured stdout, stderr and logger lines of an execution's task
+    attempts (of one node, or of all), oldest first. With `follow`, it keeps the stream open and
+    sends new lines as attempts write them, until the execution (or the node) ends.
     """
 
 class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -182,6 +200,27 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_execution_service_pb2.GetDynamicSpecResponse, _abc.Awaitable[_execution_service_pb2.GetDynamicSpecResponse]]:
         """GetDynamicSpec returns the compiled spec a dynamic node yielded. NOT_FOUND when the node
         yielded none.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteExecution(
+        self,
+        request: _execution_service_pb2.DeleteExecutionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_execution_service_pb2.DeleteExecutionResponse, _abc.Awaitable[_execution_service_pb2.DeleteExecutionResponse]]:
+        """DeleteExecution removes a finished execution with its nodes, events, logs and stored data.
+        FAILED_PRECONDITION while it runs (terminate it first); NOT_FOUND when unknown.
+        """
+
+    @_abc_1.abstractmethod
+    def StreamLogs(
+        self,
+        request: _execution_service_pb2.StreamLogsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_execution_service_pb2.StreamLogsResponse], _abc.AsyncIterator[_execution_service_pb2.StreamLogsResponse]]:
+        """StreamLogs sends the captured stdout, stderr and logger lines of an execution's task
+        attempts (of one node, or of all), oldest first. With `follow`, it keeps the stream open and
+        sends new lines as attempts write them, until the execution (or the node) ends.
         """
 
 def add_ExecutionServiceServicer_to_server(servicer: ExecutionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

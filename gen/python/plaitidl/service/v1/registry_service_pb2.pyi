@@ -428,3 +428,89 @@ class ListLaunchPlansResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListLaunchPlansResponse: _TypeAlias = ListLaunchPlansResponse  # noqa: Y015
+
+@_typing.final
+class ValidateTemplatesRequest(_message.Message):
+    """ValidateTemplatesRequest carries templates to check."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASKS_FIELD_NUMBER: _builtins.int
+    WORKFLOWS_FIELD_NUMBER: _builtins.int
+    LAUNCH_PLANS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def tasks(self) -> _containers.RepeatedCompositeFieldContainer[_tasks_pb2.TaskTemplate]:
+        """Task templates."""
+
+    @_builtins.property
+    def workflows(self) -> _containers.RepeatedCompositeFieldContainer[_workflow_pb2.WorkflowTemplate]:
+        """Workflow templates."""
+
+    @_builtins.property
+    def launch_plans(self) -> _containers.RepeatedCompositeFieldContainer[_workflow_pb2.LaunchPlan]:
+        """Launch plans."""
+
+    def __init__(
+        self,
+        *,
+        tasks: _abc.Iterable[_tasks_pb2.TaskTemplate] | None = ...,
+        workflows: _abc.Iterable[_workflow_pb2.WorkflowTemplate] | None = ...,
+        launch_plans: _abc.Iterable[_workflow_pb2.LaunchPlan] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["launch_plans", b"launch_plans", "tasks", b"tasks", "workflows", b"workflows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ValidateTemplatesRequest: _TypeAlias = ValidateTemplatesRequest  # noqa: Y015
+
+@_typing.final
+class FieldViolation(_message.Message):
+    """FieldViolation is one problem with a request, named by its field path."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIELD_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    field: _builtins.str
+    """The path, for example "workflows[0].nodes[2].inputs.numbers"."""
+    description: _builtins.str
+    """What is wrong."""
+    def __init__(
+        self,
+        *,
+        field: _builtins.str = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "field", b"field"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FieldViolation: _TypeAlias = FieldViolation  # noqa: Y015
+
+@_typing.final
+class ValidateTemplatesResponse(_message.Message):
+    """ValidateTemplatesResponse lists the problems; empty when `Register` would accept the request."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VIOLATIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def violations(self) -> _containers.RepeatedCompositeFieldContainer[Global___FieldViolation]:
+        """The problems, in the order `Register` reports them."""
+
+    def __init__(
+        self,
+        *,
+        violations: _abc.Iterable[Global___FieldViolation] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["violations", b"violations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ValidateTemplatesResponse: _TypeAlias = ValidateTemplatesResponse  # noqa: Y015

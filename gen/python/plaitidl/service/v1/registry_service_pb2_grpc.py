@@ -70,6 +70,11 @@ class RegistryServiceStub:
                 request_serializer=plaitidl_dot_service_dot_v1_dot_registry__service__pb2.ListLaunchPlansRequest.SerializeToString,
                 response_deserializer=plaitidl_dot_service_dot_v1_dot_registry__service__pb2.ListLaunchPlansResponse.FromString,
                 _registered_method=True)
+        self.ValidateTemplates = channel.unary_unary(
+                '/plaitidl.service.v1.RegistryService/ValidateTemplates',
+                request_serializer=plaitidl_dot_service_dot_v1_dot_registry__service__pb2.ValidateTemplatesRequest.SerializeToString,
+                response_deserializer=plaitidl_dot_service_dot_v1_dot_registry__service__pb2.ValidateTemplatesResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer:
@@ -133,6 +138,14 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ValidateTemplates(self, request, context):
+        """ValidateTemplates compiles templates as `Register` would, stores nothing, and returns every
+        problem found in its response (an error's trailers carry only the first ones).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -170,6 +183,11 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.ListLaunchPlans,
                     request_deserializer=plaitidl_dot_service_dot_v1_dot_registry__service__pb2.ListLaunchPlansRequest.FromString,
                     response_serializer=plaitidl_dot_service_dot_v1_dot_registry__service__pb2.ListLaunchPlansResponse.SerializeToString,
+            ),
+            'ValidateTemplates': grpc.unary_unary_rpc_method_handler(
+                    servicer.ValidateTemplates,
+                    request_deserializer=plaitidl_dot_service_dot_v1_dot_registry__service__pb2.ValidateTemplatesRequest.FromString,
+                    response_serializer=plaitidl_dot_service_dot_v1_dot_registry__service__pb2.ValidateTemplatesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -362,6 +380,33 @@ class RegistryService:
             '/plaitidl.service.v1.RegistryService/ListLaunchPlans',
             plaitidl_dot_service_dot_v1_dot_registry__service__pb2.ListLaunchPlansRequest.SerializeToString,
             plaitidl_dot_service_dot_v1_dot_registry__service__pb2.ListLaunchPlansResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ValidateTemplates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plaitidl.service.v1.RegistryService/ValidateTemplates',
+            plaitidl_dot_service_dot_v1_dot_registry__service__pb2.ValidateTemplatesRequest.SerializeToString,
+            plaitidl_dot_service_dot_v1_dot_registry__service__pb2.ValidateTemplatesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -59,6 +59,10 @@ class RegistryServiceStub:
     """
     ListLaunchPlans: _grpc.UnaryUnaryMultiCallable[_registry_service_pb2.ListLaunchPlansRequest, _registry_service_pb2.ListLaunchPlansResponse]
     """ListLaunchPlans lists launch plans, newest first."""
+    ValidateTemplates: _grpc.UnaryUnaryMultiCallable[_registry_service_pb2.ValidateTemplatesRequest, _registry_service_pb2.ValidateTemplatesResponse]
+    """ValidateTemplates compiles templates as `Register` would, stores nothing, and returns every
+    problem found in its response (an error's trailers carry only the first ones).
+    """
 
 @_typing.type_check_only
 class RegistryServiceAsyncStub(RegistryServiceStub):
@@ -91,6 +95,10 @@ class RegistryServiceAsyncStub(RegistryServiceStub):
     """
     ListLaunchPlans: _aio.UnaryUnaryMultiCallable[_registry_service_pb2.ListLaunchPlansRequest, _registry_service_pb2.ListLaunchPlansResponse]  # type: ignore[assignment]
     """ListLaunchPlans lists launch plans, newest first."""
+    ValidateTemplates: _aio.UnaryUnaryMultiCallable[_registry_service_pb2.ValidateTemplatesRequest, _registry_service_pb2.ValidateTemplatesResponse]  # type: ignore[assignment]
+    """ValidateTemplates compiles templates as `Register` would, stores nothing, and returns every
+    problem found in its response (an error's trailers carry only the first ones).
+    """
 
 class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
     """RegistryService stores immutable, compiled templates by identifier."""
@@ -162,5 +170,15 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_registry_service_pb2.ListLaunchPlansResponse, _abc.Awaitable[_registry_service_pb2.ListLaunchPlansResponse]]:
         """ListLaunchPlans lists launch plans, newest first."""
+
+    @_abc_1.abstractmethod
+    def ValidateTemplates(
+        self,
+        request: _registry_service_pb2.ValidateTemplatesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_service_pb2.ValidateTemplatesResponse, _abc.Awaitable[_registry_service_pb2.ValidateTemplatesResponse]]:
+        """ValidateTemplates compiles templates as `Register` would, stores nothing, and returns every
+        problem found in its response (an error's trailers carry only the first ones).
+        """
 
 def add_RegistryServiceServicer_to_server(servicer: RegistryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -31,33 +31,39 @@ from plaitidl.core.v1 import literals_pb2 as plaitidl_dot_core_dot_v1_dot_litera
 from plaitidl.core.v1 import tasks_pb2 as plaitidl_dot_core_dot_v1_dot_tasks__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(plaitidl/service/v1/worker_service.proto\x12\x13plaitidl.service.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"plaitidl/core/v1/dynamic_job.proto\x1a\x1dplaitidl/core/v1/errors.proto\x1a!plaitidl/core/v1/identifier.proto\x1a\x1fplaitidl/core/v1/literals.proto\x1a\x1cplaitidl/core/v1/tasks.proto\"\\\n\x05Hello\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0e\n\x06queues\x18\x02 \x03(\t\x12\r\n\x05slots\x18\x03 \x01(\r\x12\x10\n\x08language\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\t\"+\n\tHeartbeat\x12\x1e\n\x16running_assignment_ids\x18\x01 \x03(\t\"\x90\x02\n\nTaskResult\x12\x15\n\rassignment_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12/\n\x07outputs\x18\x03 \x01(\x0b\x32\x1c.plaitidl.core.v1.LiteralMapH\x00\x12<\n\x10\x64ynamic_job_spec\x18\x04 \x01(\x0b\x32 .plaitidl.core.v1.DynamicJobSpecH\x00\x12\x31\n\x05\x65rror\x18\x05 \x01(\x0b\x32 .plaitidl.core.v1.ExecutionErrorH\x00\x12.\n\nstarted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x08\n\x06result\"?\n\x0bResultBatch\x12\x30\n\x07results\x18\x01 \x03(\x0b\x32\x1f.plaitidl.service.v1.TaskResult\"\xb2\x01\n\x0eSessionRequest\x12+\n\x05hello\x18\x01 \x01(\x0b\x32\x1a.plaitidl.service.v1.HelloH\x00\x12\x33\n\theartbeat\x18\x02 \x01(\x0b\x32\x1e.plaitidl.service.v1.HeartbeatH\x00\x12\x33\n\x07results\x18\x03 \x01(\x0b\x32 .plaitidl.service.v1.ResultBatchH\x00\x42\t\n\x07message\"\x87\x01\n\x07Welcome\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x35\n\x12heartbeat_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\x0elease_duration\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xba\x02\n\nAssignment\x12\x15\n\rassignment_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x14\n\x0ctemplate_key\x18\x03 \x01(\t\x12\x35\n\rtask_template\x18\x04 \x01(\x0b\x32\x1e.plaitidl.core.v1.TaskTemplate\x12,\n\x06inputs\x18\x05 \x01(\x0b\x32\x1c.plaitidl.core.v1.LiteralMap\x12,\n\x08\x64\x65\x61\x64line\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x44\n\x11task_execution_id\x18\x07 \x01(\x0b\x32).plaitidl.core.v1.TaskExecutionIdentifier\x12\x15\n\routput_prefix\x18\x08 \x01(\t\"G\n\x0f\x41ssignmentBatch\x12\x34\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x1f.plaitidl.service.v1.Assignment\"7\n\rCancellations\x12\x16\n\x0e\x61ssignment_ids\x18\x01 \x03(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xc7\x01\n\x0fSessionResponse\x12/\n\x07welcome\x18\x01 \x01(\x0b\x32\x1c.plaitidl.service.v1.WelcomeH\x00\x12;\n\x0b\x61ssignments\x18\x02 \x01(\x0b\x32$.plaitidl.service.v1.AssignmentBatchH\x00\x12;\n\rcancellations\x18\x03 \x01(\x0b\x32\".plaitidl.service.v1.CancellationsH\x00\x42\t\n\x07message2i\n\rWorkerService\x12X\n\x07Session\x12#.plaitidl.service.v1.SessionRequest\x1a$.plaitidl.service.v1.SessionResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(plaitidl/service/v1/worker_service.proto\x12\x13plaitidl.service.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"plaitidl/core/v1/dynamic_job.proto\x1a\x1dplaitidl/core/v1/errors.proto\x1a!plaitidl/core/v1/identifier.proto\x1a\x1fplaitidl/core/v1/literals.proto\x1a\x1cplaitidl/core/v1/tasks.proto\"\x9d\x01\n\x05Hello\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0e\n\x06queues\x18\x02 \x03(\t\x12\r\n\x05slots\x18\x03 \x01(\r\x12\x10\n\x08language\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\t\x12+\n\x05tasks\x18\x06 \x03(\x0b\x32\x1c.plaitidl.core.v1.Identifier\x12\x12\n\ntask_types\x18\x07 \x03(\t\"+\n\tHeartbeat\x12\x1e\n\x16running_assignment_ids\x18\x01 \x03(\t\"\xfb\x01\n\x08LogChunk\x12\x15\n\rassignment_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x34\n\x06stream\x18\x03 \x01(\x0e\x32$.plaitidl.service.v1.LogChunk.Stream\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04text\x18\x05 \x01(\t\"Y\n\x06Stream\x12\x16\n\x12STREAM_UNSPECIFIED\x10\x00\x12\x11\n\rSTREAM_STDOUT\x10\x01\x12\x11\n\rSTREAM_STDERR\x10\x02\x12\x11\n\rSTREAM_LOGGER\x10\x03\"9\n\x08LogBatch\x12-\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x1d.plaitidl.service.v1.LogChunk\"\x90\x02\n\nTaskResult\x12\x15\n\rassignment_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12/\n\x07outputs\x18\x03 \x01(\x0b\x32\x1c.plaitidl.core.v1.LiteralMapH\x00\x12<\n\x10\x64ynamic_job_spec\x18\x04 \x01(\x0b\x32 .plaitidl.core.v1.DynamicJobSpecH\x00\x12\x31\n\x05\x65rror\x18\x05 \x01(\x0b\x32 .plaitidl.core.v1.ExecutionErrorH\x00\x12.\n\nstarted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x08\n\x06result\"?\n\x0bResultBatch\x12\x30\n\x07results\x18\x01 \x03(\x0b\x32\x1f.plaitidl.service.v1.TaskResult\"\xe1\x01\n\x0eSessionRequest\x12+\n\x05hello\x18\x01 \x01(\x0b\x32\x1a.plaitidl.service.v1.HelloH\x00\x12\x33\n\theartbeat\x18\x02 \x01(\x0b\x32\x1e.plaitidl.service.v1.HeartbeatH\x00\x12\x33\n\x07results\x18\x03 \x01(\x0b\x32 .plaitidl.service.v1.ResultBatchH\x00\x12-\n\x04logs\x18\x04 \x01(\x0b\x32\x1d.plaitidl.service.v1.LogBatchH\x00\x42\t\n\x07message\"\x87\x01\n\x07Welcome\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x35\n\x12heartbeat_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\x0elease_duration\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xba\x02\n\nAssignment\x12\x15\n\rassignment_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x14\n\x0ctemplate_key\x18\x03 \x01(\t\x12\x35\n\rtask_template\x18\x04 \x01(\x0b\x32\x1e.plaitidl.core.v1.TaskTemplate\x12,\n\x06inputs\x18\x05 \x01(\x0b\x32\x1c.plaitidl.core.v1.LiteralMap\x12,\n\x08\x64\x65\x61\x64line\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x44\n\x11task_execution_id\x18\x07 \x01(\x0b\x32).plaitidl.core.v1.TaskExecutionIdentifier\x12\x15\n\routput_prefix\x18\x08 \x01(\t\"G\n\x0f\x41ssignmentBatch\x12\x34\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x1f.plaitidl.service.v1.Assignment\"7\n\rCancellations\x12\x16\n\x0e\x61ssignment_ids\x18\x01 \x03(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xc7\x01\n\x0fSessionResponse\x12/\n\x07welcome\x18\x01 \x01(\x0b\x32\x1c.plaitidl.service.v1.WelcomeH\x00\x12;\n\x0b\x61ssignments\x18\x02 \x01(\x0b\x32$.plaitidl.service.v1.AssignmentBatchH\x00\x12;\n\rcancellations\x18\x03 \x01(\x0b\x32\".plaitidl.service.v1.CancellationsH\x00\x42\t\n\x07message2i\n\rWorkerService\x12X\n\x07Session\x12#.plaitidl.service.v1.SessionRequest\x1a$.plaitidl.service.v1.SessionResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'plaitidl.service.v1.worker_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_HELLO']._serialized_start=295
-  _globals['_HELLO']._serialized_end=387
-  _globals['_HEARTBEAT']._serialized_start=389
-  _globals['_HEARTBEAT']._serialized_end=432
-  _globals['_TASKRESULT']._serialized_start=435
-  _globals['_TASKRESULT']._serialized_end=707
-  _globals['_RESULTBATCH']._serialized_start=709
-  _globals['_RESULTBATCH']._serialized_end=772
-  _globals['_SESSIONREQUEST']._serialized_start=775
-  _globals['_SESSIONREQUEST']._serialized_end=953
-  _globals['_WELCOME']._serialized_start=956
-  _globals['_WELCOME']._serialized_end=1091
-  _globals['_ASSIGNMENT']._serialized_start=1094
-  _globals['_ASSIGNMENT']._serialized_end=1408
-  _globals['_ASSIGNMENTBATCH']._serialized_start=1410
-  _globals['_ASSIGNMENTBATCH']._serialized_end=1481
-  _globals['_CANCELLATIONS']._serialized_start=1483
-  _globals['_CANCELLATIONS']._serialized_end=1538
-  _globals['_SESSIONRESPONSE']._serialized_start=1541
-  _globals['_SESSIONRESPONSE']._serialized_end=1740
-  _globals['_WORKERSERVICE']._serialized_start=1742
-  _globals['_WORKERSERVICE']._serialized_end=1847
+  _globals['_HELLO']._serialized_start=296
+  _globals['_HELLO']._serialized_end=453
+  _globals['_HEARTBEAT']._serialized_start=455
+  _globals['_HEARTBEAT']._serialized_end=498
+  _globals['_LOGCHUNK']._serialized_start=501
+  _globals['_LOGCHUNK']._serialized_end=752
+  _globals['_LOGCHUNK_STREAM']._serialized_start=663
+  _globals['_LOGCHUNK_STREAM']._serialized_end=752
+  _globals['_LOGBATCH']._serialized_start=754
+  _globals['_LOGBATCH']._serialized_end=811
+  _globals['_TASKRESULT']._serialized_start=814
+  _globals['_TASKRESULT']._serialized_end=1086
+  _globals['_RESULTBATCH']._serialized_start=1088
+  _globals['_RESULTBATCH']._serialized_end=1151
+  _globals['_SESSIONREQUEST']._serialized_start=1154
+  _globals['_SESSIONREQUEST']._serialized_end=1379
+  _globals['_WELCOME']._serialized_start=1382
+  _globals['_WELCOME']._serialized_end=1517
+  _globals['_ASSIGNMENT']._serialized_start=1520
+  _globals['_ASSIGNMENT']._serialized_end=1834
+  _globals['_ASSIGNMENTBATCH']._serialized_start=1836
+  _globals['_ASSIGNMENTBATCH']._serialized_end=1907
+  _globals['_CANCELLATIONS']._serialized_start=1909
+  _globals['_CANCELLATIONS']._serialized_end=1964
+  _globals['_SESSIONRESPONSE']._serialized_start=1967
+  _globals['_SESSIONRESPONSE']._serialized_end=2166
+  _globals['_WORKERSERVICE']._serialized_start=2168
+  _globals['_WORKERSERVICE']._serialized_end=2273
 # @@protoc_insertion_point(module_scope)

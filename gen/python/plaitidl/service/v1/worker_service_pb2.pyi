@@ -9,6 +9,7 @@ from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from plaitidl.core.v1 import dynamic_job_pb2 as _dynamic_job_pb2
 from plaitidl.core.v1 import errors_pb2 as _errors_pb2
 from plaitidl.core.v1 import identifier_pb2 as _identifier_pb2
@@ -36,6 +37,8 @@ class Hello(_message.Message):
     SLOTS_FIELD_NUMBER: _builtins.int
     LANGUAGE_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    TASKS_FIELD_NUMBER: _builtins.int
+    TASK_TYPES_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
     """Stable id of the worker process, chosen by the worker (for example host and pid)."""
     slots: _builtins.int
@@ -48,6 +51,20 @@ class Hello(_message.Message):
     def queues(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Queues served (see `WorkerTarget.queue`). Must not be empty."""
 
+    @_builtins.property
+    def tasks(self) -> _containers.RepeatedCompositeFieldContainer[_identifier_pb2.Identifier]:
+        """The task versions this worker can run. When set, the engine sends it only assignments of
+        these versions: an execution that needs a version no connected worker serves waits, with
+        the reason on its node. Empty means any task of its queues (a worker that runs whatever
+        handler it is given).
+        """
+
+    @_builtins.property
+    def task_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The task types this worker runs (see `TaskTemplate.type`). When set, the engine sends it
+        only assignments of these types; empty means any type.
+        """
+
     def __init__(
         self,
         *,
@@ -56,10 +73,12 @@ class Hello(_message.Message):
         slots: _builtins.int = ...,
         language: _builtins.str = ...,
         version: _builtins.str = ...,
+        tasks: _abc.Iterable[_identifier_pb2.Identifier] | None = ...,
+        task_types: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["language", b"language", "queues", b"queues", "slots", b"slots", "version", b"version", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["language", b"language", "queues", b"queues", "slots", b"slots", "task_types", b"task_types", "tasks", b"tasks", "version", b"version", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -67,15 +86,16 @@ Global___Hello: _TypeAlias = Hello  # noqa: Y015
 
 @_typing.final
 class Heartbeat(_message.Message):
-    """Heartbeat keeps a session and its leases alive."""
+    """Heartbeat keeps a session alive and reconciles its assignments."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     RUNNING_ASSIGNMENT_IDS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def running_assignment_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Assignments the worker is still running. Informational: every lease of the session is
-        renewed by any message of the session.
+        """Every assignment the worker is running (received and not yet answered). An assignment the
+        engine sent more than two heartbeat intervals before and that is missing here is taken
+        back and dispatched again.
         """
 
     def __init__(
@@ -90,6 +110,97 @@ class Heartbeat(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Heartbeat: _TypeAlias = Heartbeat  # noqa: Y015
+
+@_typing.final
+class LogChunk(_message.Message):
+    """LogChunk is captured output of one running assignment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Stream:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _StreamEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[LogChunk._Stream.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        STREAM_UNSPECIFIED: LogChunk._Stream.ValueType  # 0
+        """Unknown."""
+        STREAM_STDOUT: LogChunk._Stream.ValueType  # 1
+        """Standard output."""
+        STREAM_STDERR: LogChunk._Stream.ValueType  # 2
+        """Standard error."""
+        STREAM_LOGGER: LogChunk._Stream.ValueType  # 3
+        """The task's logger."""
+
+    class Stream(_Stream, metaclass=_StreamEnumTypeWrapper):
+        """Where the text came from."""
+
+    STREAM_UNSPECIFIED: LogChunk.Stream.ValueType  # 0
+    """Unknown."""
+    STREAM_STDOUT: LogChunk.Stream.ValueType  # 1
+    """Standard output."""
+    STREAM_STDERR: LogChunk.Stream.ValueType  # 2
+    """Standard error."""
+    STREAM_LOGGER: LogChunk.Stream.ValueType  # 3
+    """The task's logger."""
+
+    ASSIGNMENT_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    STREAM_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    assignment_id: _builtins.str
+    """The assignment."""
+    attempt: _builtins.int
+    """Its attempt."""
+    stream: Global___LogChunk.Stream.ValueType
+    """Where the text came from."""
+    text: _builtins.str
+    """Whole lines of UTF-8 text, separated by newlines."""
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """When the text was written."""
+
+    def __init__(
+        self,
+        *,
+        assignment_id: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+        stream: Global___LogChunk.Stream.ValueType = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        text: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignment_id", b"assignment_id", "attempt", b"attempt", "stream", b"stream", "text", b"text", "time", b"time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogChunk: _TypeAlias = LogChunk  # noqa: Y015
+
+@_typing.final
+class LogBatch(_message.Message):
+    """LogBatch carries captured output."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHUNKS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def chunks(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogChunk]:
+        """The chunks, in the order they were written."""
+
+    def __init__(
+        self,
+        *,
+        chunks: _abc.Iterable[Global___LogChunk] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogBatch: _TypeAlias = LogBatch  # noqa: Y015
 
 @_typing.final
 class TaskResult(_message.Message):
@@ -178,6 +289,7 @@ class SessionRequest(_message.Message):
     HELLO_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     RESULTS_FIELD_NUMBER: _builtins.int
+    LOGS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___Hello:
         """First message of every session."""
@@ -190,18 +302,23 @@ class SessionRequest(_message.Message):
     def results(self) -> Global___ResultBatch:
         """Results."""
 
+    @_builtins.property
+    def logs(self) -> Global___LogBatch:
+        """Captured output of running assignments."""
+
     def __init__(
         self,
         *,
         hello: Global___Hello | None = ...,
         heartbeat: Global___Heartbeat | None = ...,
         results: Global___ResultBatch | None = ...,
+        logs: Global___LogBatch | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "message", b"message", "results", b"results"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "logs", b"logs", "message", b"message", "results", b"results"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "message", b"message", "results", b"results"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "logs", b"logs", "message", b"message", "results", b"results"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["hello", "heartbeat", "results"]  # noqa: Y015
+    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["hello", "heartbeat", "results", "logs"]  # noqa: Y015
     _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
 

@@ -30,28 +30,36 @@ class WorkerServiceStub:
 
     The protocol, step by step:
     1. The worker opens `Session` and sends a `SessionRequest` with `hello` first: its id, the
-    queues it serves, how many tasks it runs at once (`slots`) and its language.
+    queues it serves, how many tasks it runs at once (`slots`), its language, and optionally
+    the task versions and task types it serves.
     2. The engine answers with `welcome`: the session id, the heartbeat interval and the lease
     duration.
     3. The engine pushes `assignments` into free slots. Each `Assignment` has an id, an attempt
     number, the task template (in full the first time this session sees its
     `template_key`, afterwards only the key), the inputs and a deadline. One message may
-    carry many assignments.
+    carry many assignments, and stays below the message size limit. An input larger than the
+    engine's inline limit arrives as an `OffloadedLiteral`: read it with
+    `DataService.ReadData`. An output the worker finds too large to send inline it writes
+    with `DataService.WriteData` and returns as an `OffloadedLiteral`.
     4. The worker runs each assignment and answers it with exactly one `TaskResult`: outputs
     (one literal per declared output), a `DynamicJobSpec` (the task is a generator), or an
     `ExecutionError`. One message may carry many results; a slot is free again once its
     result is sent.
-    5. The worker sends a message at least every heartbeat interval (a `heartbeat` when it has
-    no results to send). Leases live as long as the session: any message keeps the session
-    and all its leases alive. A session silent for the lease duration is ended. The
-    assignments of an ended session are taken back and retried on the task's system-error
+    5. The worker sends a `heartbeat` at least every heartbeat interval, listing the assignments
+    it is running. Any message keeps the session alive; a session silent for the lease
+    duration is ended. Heartbeats reconcile: an assignment the worker does not list within two
+    heartbeat intervals after it was sent is taken back (a system error) and dispatched again.
+    The assignments of an ended session are taken back and retried on the task's system-error
     budget, so tasks must be idempotent: delivery is at least once.
+    5b. While an assignment runs, the worker may send `logs`: its captured stdout, stderr and
+    logger lines, which the engine stores with the attempt (bounded) and streams to
+    `ExecutionService.StreamLogs`.
     6. The engine may send `cancellations` for assignments it no longer wants (the execution
     was terminated); the worker should stop them and need not send a result.
     A result is matched by (assignment_id, attempt); a result for an assignment that is no
-    longer leased to this session is recorded as ignored and does not change the node. A result
-    for an assignment this session holds but with another attempt is a protocol error: the
-    engine ends the session with INVALID_ARGUMENT.
+    longer leased to this session is counted as ignored, logged, and does not change the node.
+    A result for an assignment this session holds but with another attempt is a protocol error:
+    the engine ends the session with INVALID_ARGUMENT.
     """
 
     def __init__(self, channel):
@@ -72,28 +80,36 @@ class WorkerServiceServicer:
 
     The protocol, step by step:
     1. The worker opens `Session` and sends a `SessionRequest` with `hello` first: its id, the
-    queues it serves, how many tasks it runs at once (`slots`) and its language.
+    queues it serves, how many tasks it runs at once (`slots`), its language, and optionally
+    the task versions and task types it serves.
     2. The engine answers with `welcome`: the session id, the heartbeat interval and the lease
     duration.
     3. The engine pushes `assignments` into free slots. Each `Assignment` has an id, an attempt
     number, the task template (in full the first time this session sees its
     `template_key`, afterwards only the key), the inputs and a deadline. One message may
-    carry many assignments.
+    carry many assignments, and stays below the message size limit. An input larger than the
+    engine's inline limit arrives as an `OffloadedLiteral`: read it with
+    `DataService.ReadData`. An output the worker finds too large to send inline it writes
+    with `DataService.WriteData` and returns as an `OffloadedLiteral`.
     4. The worker runs each assignment and answers it with exactly one `TaskResult`: outputs
     (one literal per declared output), a `DynamicJobSpec` (the task is a generator), or an
     `ExecutionError`. One message may carry many results; a slot is free again once its
     result is sent.
-    5. The worker sends a message at least every heartbeat interval (a `heartbeat` when it has
-    no results to send). Leases live as long as the session: any message keeps the session
-    and all its leases alive. A session silent for the lease duration is ended. The
-    assignments of an ended session are taken back and retried on the task's system-error
+    5. The worker sends a `heartbeat` at least every heartbeat interval, listing the assignments
+    it is running. Any message keeps the session alive; a session silent for the lease
+    duration is ended. Heartbeats reconcile: an assignment the worker does not list within two
+    heartbeat intervals after it was sent is taken back (a system error) and dispatched again.
+    The assignments of an ended session are taken back and retried on the task's system-error
     budget, so tasks must be idempotent: delivery is at least once.
+    5b. While an assignment runs, the worker may send `logs`: its captured stdout, stderr and
+    logger lines, which the engine stores with the attempt (bounded) and streams to
+    `ExecutionService.StreamLogs`.
     6. The engine may send `cancellations` for assignments it no longer wants (the execution
     was terminated); the worker should stop them and need not send a result.
     A result is matched by (assignment_id, attempt); a result for an assignment that is no
-    longer leased to this session is recorded as ignored and does not change the node. A result
-    for an assignment this session holds but with another attempt is a protocol error: the
-    engine ends the session with INVALID_ARGUMENT.
+    longer leased to this session is counted as ignored, logged, and does not change the node.
+    A result for an assignment this session holds but with another attempt is a protocol error:
+    the engine ends the session with INVALID_ARGUMENT.
     """
 
     def Session(self, request_iterator, context):
@@ -124,28 +140,36 @@ class WorkerService:
 
     The protocol, step by step:
     1. The worker opens `Session` and sends a `SessionRequest` with `hello` first: its id, the
-    queues it serves, how many tasks it runs at once (`slots`) and its language.
+    queues it serves, how many tasks it runs at once (`slots`), its language, and optionally
+    the task versions and task types it serves.
     2. The engine answers with `welcome`: the session id, the heartbeat interval and the lease
     duration.
     3. The engine pushes `assignments` into free slots. Each `Assignment` has an id, an attempt
     number, the task template (in full the first time this session sees its
     `template_key`, afterwards only the key), the inputs and a deadline. One message may
-    carry many assignments.
+    carry many assignments, and stays below the message size limit. An input larger than the
+    engine's inline limit arrives as an `OffloadedLiteral`: read it with
+    `DataService.ReadData`. An output the worker finds too large to send inline it writes
+    with `DataService.WriteData` and returns as an `OffloadedLiteral`.
     4. The worker runs each assignment and answers it with exactly one `TaskResult`: outputs
     (one literal per declared output), a `DynamicJobSpec` (the task is a generator), or an
     `ExecutionError`. One message may carry many results; a slot is free again once its
     result is sent.
-    5. The worker sends a message at least every heartbeat interval (a `heartbeat` when it has
-    no results to send). Leases live as long as the session: any message keeps the session
-    and all its leases alive. A session silent for the lease duration is ended. The
-    assignments of an ended session are taken back and retried on the task's system-error
+    5. The worker sends a `heartbeat` at least every heartbeat interval, listing the assignments
+    it is running. Any message keeps the session alive; a session silent for the lease
+    duration is ended. Heartbeats reconcile: an assignment the worker does not list within two
+    heartbeat intervals after it was sent is taken back (a system error) and dispatched again.
+    The assignments of an ended session are taken back and retried on the task's system-error
     budget, so tasks must be idempotent: delivery is at least once.
+    5b. While an assignment runs, the worker may send `logs`: its captured stdout, stderr and
+    logger lines, which the engine stores with the attempt (bounded) and streams to
+    `ExecutionService.StreamLogs`.
     6. The engine may send `cancellations` for assignments it no longer wants (the execution
     was terminated); the worker should stop them and need not send a result.
     A result is matched by (assignment_id, attempt); a result for an assignment that is no
-    longer leased to this session is recorded as ignored and does not change the node. A result
-    for an assignment this session holds but with another attempt is a protocol error: the
-    engine ends the session with INVALID_ARGUMENT.
+    longer leased to this session is counted as ignored, logged, and does not change the node.
+    A result for an assignment this session holds but with another attempt is a protocol error:
+    the engine ends the session with INVALID_ARGUMENT.
     """
 
     @staticmethod

@@ -15,6 +15,7 @@ from plait_engine.blob import BlobStore, Payloads
 from plait_engine.config import EngineConfig
 from plait_engine.executors import Executor, TaskRunner
 from plait_engine.executors.inprocess import InProcessExecutor
+from plait_engine.executors.logs import LogWriter
 from plait_engine.executors.process import ProcessExecutor
 from plait_engine.executors.workers import WorkerSessions
 from plait_engine.scheduler import Scheduler, SchedulerConfig
@@ -38,6 +39,7 @@ class Engine:
         workers: Worker sessions (a server), or None (embedded).
         process: The executor of process targets.
         in_process: The executor running SDK tasks in this process (embedded), or None.
+        logs: Captured output of attempts, on its way to the store.
     """
 
     config: EngineConfig
@@ -49,6 +51,7 @@ class Engine:
     workers: WorkerSessions | None
     process: ProcessExecutor
     in_process: InProcessExecutor | None
+    logs: LogWriter
 
     def executor_for(self, task: tasks_pb2.TaskTemplate) -> Executor | None:
         """The executor of a task's target."""
@@ -61,6 +64,7 @@ class Engine:
     async def start(self) -> None:
         """Start executors and the scheduler (a server adopts unfinished executions)."""
         loop = asyncio.get_running_loop()
+        self.logs.start()
         sink = self.scheduler.post_results
         self.process.start(sink, loop)
         if self.workers is not None:
@@ -77,6 +81,7 @@ class Engine:
             await self.workers.stop()
         if self.in_process is not None:
             await self.in_process.stop()
+        await self.logs.stop()
         await self.store.close()
 
 
@@ -108,10 +113,13 @@ def build_engine(
     payloads = Payloads(blobs)
     source = TemplateSource(store)
     embedded = task_runner is not None
+    logs = LogWriter(store, config.max_log_bytes)
     in_process: InProcessExecutor | None = None
     workers: WorkerSessions | None = None
     if task_runner is not None:
-        in_process = InProcessExecutor(task_runner, task_threads, trusted=runner_checks_outputs)
+        in_process = InProcessExecutor(
+            task_runner, task_threads, trusted=runner_checks_outputs, logs=logs
+        )
     else:
         workers = WorkerSessions(config.heartbeat_interval, config.lease_duration)
     process = ProcessExecutor(blobs)
@@ -144,6 +152,7 @@ def build_engine(
         workers=workers,
         process=process,
         in_process=in_process,
+        logs=logs,
     )
     holder.append(engine)
     return engine

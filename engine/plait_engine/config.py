@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +50,23 @@ class EngineConfig:
         default_timeout: Seconds an attempt may run when its task sets no timeout (0: none).
         sqlite_synchronous: SQLite's ``synchronous`` level: NORMAL survives a crash of the
             engine process, FULL also an OS crash or power loss (an fsync per commit).
-        token: When set, every RPC but health checks must send ``authorization: Bearer <token>``.
+        token: When set, every RPC but health checks must send ``authorization: Bearer <token>``
+            (one admin token; see `token_file` for scoped tokens).
         tls_cert: PEM certificate chain; with `tls_key`, the server speaks TLS only.
         tls_key: PEM private key.
+        token_file: A file mapping tokens to a role (admin, client, worker) and projects.
+        allow_process: Patterns of the commands process targets may run (``fnmatch`` on the
+            program, e.g. ``/opt/tasks/*``); empty refuses every process target.
+        process_user: Run process targets as this user (the engine must be allowed to).
+        max_inputs_bytes: Serialized size of an execution's inputs.
+        max_log_bytes: Output kept per attempt; the rest is counted, not stored.
+        retention: Seconds a finished execution is kept (0: forever); then it is deleted with
+            its nodes, events, logs and blobs.
+        store: Where state lives: empty for the SQLite file in the data dir, or a
+            ``postgresql://`` URL.
+        log_format: ``text`` or ``json`` lines on stderr.
+        log_level: ``debug``, ``info``, ``warning`` or ``error``.
+        console_address: ``HOST:PORT`` of the web console and JSON/HTTP endpoint (empty: off).
     """
 
     address: str = "127.0.0.1:8089"
@@ -68,6 +84,16 @@ class EngineConfig:
     token: str | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    token_file: Path | None = None
+    allow_process: tuple[str, ...] = ()
+    process_user: str | None = None
+    max_inputs_bytes: int = 32 << 20
+    max_log_bytes: int = 1 << 20
+    retention: float = 0.0
+    store: str = ""
+    log_format: str = "text"
+    log_level: str = "info"
+    console_address: str = ""
 
     def limits(self) -> Limits:
         """What the compiler accepts."""
@@ -95,12 +121,58 @@ _KINDS: dict[str, type] = {
     "token": str,
     "tls_cert": Path,
     "tls_key": Path,
+    "token_file": Path,
+    "allow_process": tuple,
+    "process_user": str,
+    "max_inputs_bytes": int,
+    "max_log_bytes": int,
+    "retention": timedelta,
+    "store": str,
+    "log_format": str,
+    "log_level": str,
+    "console_address": str,
 }
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration like ``90s``, ``1h30m``, ``30d`` or a plain number of seconds.
+
+    Raises:
+        ValueError: Not a duration.
+    """
+    text = text.strip().replace(" ", "")
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    total, at = 0.0, 0
+    for m in _DURATION.finditer(text):
+        if m.start() != at:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        at = m.end()
+    if at != len(text) or not text:
+        raise ValueError(text)
+    return total
 
 
 def _coerce(key: str, value: object, source: str) -> object:
     kind = _KINDS[key]
     try:
+        if kind is tuple:
+            if isinstance(value, str):
+                return tuple(p.strip() for p in value.split(",") if p.strip())
+            if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+                return tuple(value)
+            raise ValueError(value)
+        if kind is timedelta:
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return float(value)
+            if isinstance(value, str):
+                return parse_duration(value)
+            raise ValueError(value)
         if kind is int:
             if isinstance(value, bool | float):
                 raise ValueError(value)
@@ -113,10 +185,13 @@ def _coerce(key: str, value: object, source: str) -> object:
             raise ValueError(value)
         return Path(value).expanduser() if kind is Path else value
     except ValueError:
-        raise ConfigError(
-            f"{source}: {key} must be {'a number' if kind in (int, float) else 'a string'}, "
-            f"got {value!r}"
-        ) from None
+        what = {
+            int: "a number",
+            float: "a number",
+            tuple: "a list of strings (or a comma-separated string)",
+            timedelta: "a duration such as 90s, 12h or 30d",
+        }.get(kind, "a string")
+        raise ConfigError(f"{source}: {key} must be {what}, got {value!r}") from None
 
 
 def _apply(values: dict[str, Any], pairs: Mapping[str, object], source: str) -> None:
@@ -171,6 +246,12 @@ def load_config(
     if config.max_message_bytes <= 0:
         raise ConfigError("max_message_bytes must be positive")
     config.sqlite_synchronous = config.sqlite_synchronous.upper()
+    if config.log_format not in ("text", "json"):
+        raise ConfigError("log_format must be text or json")
+    if config.log_level.lower() not in ("debug", "info", "warning", "error"):
+        raise ConfigError("log_level must be debug, info, warning or error")
+    if config.token and config.token_file:
+        raise ConfigError("give token or token_file, not both")
     if config.sqlite_synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
         raise ConfigError("sqlite_synchronous must be one of OFF, NORMAL, FULL, EXTRA")
     return config

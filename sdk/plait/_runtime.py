@@ -78,12 +78,16 @@ def _error(
     )
 
 
-def execute(template: tasks_pb2.TaskTemplate, inputs: literals_pb2.LiteralMap) -> Result:
+def execute(
+    template: tasks_pb2.TaskTemplate, inputs: literals_pb2.LiteralMap, context: Any = None
+) -> Result:
     """Runs one attempt of a task (or a dynamic's generator) in this process.
 
     Args:
         template: The task's template; its worker handler names the Python function.
         inputs: The input literals, by input name.
+        context: Who the attempt is (`plait_engine.executors.AttemptContext` when the embedded
+            engine runs it), or None.
 
     Returns:
         The output `LiteralMap`; for a dynamic, the `DynamicJobSpec` its body describes; or an

@@ -117,7 +117,9 @@ KINDS = {
 }
 
 
-def runner(template: tasks_pb2.TaskTemplate, inputs: literals_pb2.LiteralMap) -> Outcome:
+def runner(
+    template: tasks_pb2.TaskTemplate, inputs: literals_pb2.LiteralMap, context: object = None
+) -> Outcome:
     handler = template.worker.handler
     if handler == "echo":
         out = literals_pb2.LiteralMap()

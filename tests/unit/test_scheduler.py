@@ -211,7 +211,9 @@ def _int_binding(v: int) -> literals_pb2.BindingData:
 
 
 def _runner(min_successes: int) -> TaskRunner:
-    def run(template: tasks_pb2.TaskTemplate, inputs: literals_pb2.LiteralMap) -> Outcome:
+    def run(
+        template: tasks_pb2.TaskTemplate, inputs: literals_pb2.LiteralMap, context: object = None
+    ) -> Outcome:
         n = inputs.literals["n"].scalar.primitive.integer
         if template.id.name == "check":
             if n % 2:

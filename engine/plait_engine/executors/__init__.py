@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from plaitidl.core.v1 import dynamic_job_pb2, errors_pb2, literals_pb2, tasks_pb2
+from plaitidl.core.v1 import dynamic_job_pb2, errors_pb2, identifier_pb2, literals_pb2, tasks_pb2
 
 Outcome = literals_pb2.LiteralMap | dynamic_job_pb2.DynamicJobSpec | errors_pb2.ExecutionError
 
@@ -67,7 +67,30 @@ class Result:
 
 
 ResultSink = Callable[[Sequence[Result]], None]
-TaskRunner = Callable[[tasks_pb2.TaskTemplate, literals_pb2.LiteralMap], Outcome]
+# (stream, text): a `LogStream` value and whole lines of output.
+LogFn = Callable[[int, str], None]
+
+
+@dataclass(frozen=True)
+class AttemptContext:
+    """Who an attempt is, for the code that runs it (and its logs).
+
+    Attributes:
+        execution: ``project/domain/name`` of the execution.
+        node_id: The node's path.
+        attempt: 1-based attempt number.
+        task: The task's identifier.
+        log: Records captured output of the attempt (thread-safe).
+    """
+
+    execution: str
+    node_id: str
+    attempt: int
+    task: identifier_pb2.Identifier
+    log: LogFn
+
+
+TaskRunner = Callable[[tasks_pb2.TaskTemplate, literals_pb2.LiteralMap, AttemptContext], Outcome]
 
 
 def system_error(code: str, message: str) -> errors_pb2.ExecutionError:
@@ -94,7 +117,9 @@ class Executor(Protocol):
 
 
 __all__ = [
+    "AttemptContext",
     "Dispatch",
+    "LogFn",
     "Executor",
     "Outcome",
     "Result",

@@ -8,7 +8,15 @@ import threading
 import time
 from collections.abc import Sequence
 
-from plait_engine.executors import Dispatch, Result, ResultSink, TaskRunner, system_error
+from plait_engine.executors import (
+    AttemptContext,
+    Dispatch,
+    Result,
+    ResultSink,
+    TaskRunner,
+    system_error,
+)
+from plait_engine.executors.logs import LogWriter
 
 # Results of a chunk are handed over at least this often (seconds), so a finished task is
 # committed soon even when its chunk holds slow neighbours.
@@ -29,9 +37,16 @@ class InProcessExecutor:
     """
 
     def __init__(
-        self, runner: TaskRunner, threads: int = 8, chunk: int = 64, *, trusted: bool = False
+        self,
+        runner: TaskRunner,
+        threads: int = 8,
+        chunk: int = 64,
+        *,
+        trusted: bool = False,
+        logs: LogWriter | None = None,
     ) -> None:
         self._runner = runner
+        self._logs = logs
         self._trusted = trusted
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=threads, thread_name_prefix="plait-task"
@@ -66,9 +81,11 @@ class InProcessExecutor:
                     continue
             started = time.time()
             try:
-                outcome = self._runner(d.task, d.inputs)
+                outcome = self._runner(d.task, d.inputs, self._context(d))
             except BaseException as exc:  # the runner itself broke: a platform failure
                 outcome = system_error("RunnerError", f"{type(exc).__name__}: {exc}")
+            if self._logs is not None:
+                self._logs.ended(d.assignment_id)
             results.append(
                 Result(d.assignment_id, d.attempt, outcome, "in-process", self._trusted, started)
             )
@@ -77,6 +94,15 @@ class InProcessExecutor:
                 results = []
                 flushed = time.monotonic()
         self._hand_over(results)
+
+    def _context(self, d: Dispatch) -> AttemptContext:
+        logs, aid = self._logs, d.assignment_id
+
+        def write(stream: int, text: str) -> None:
+            if logs is not None:
+                logs.write(aid, stream, text)
+
+        return AttemptContext(d.execution, d.node_id, d.attempt, d.task.id, write)
 
     def _hand_over(self, results: list[Result]) -> None:
         if results and self._loop is not None and self._sink is not None:

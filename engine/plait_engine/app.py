@@ -148,7 +148,9 @@ def build_engine(
         payloads=payloads,
         scheduler=scheduler,
         registry=RegistryService(store, source, limits),
-        executions=ExecutionsService(store, payloads, source, scheduler, limits),
+        executions=ExecutionsService(
+            store, payloads, source, scheduler, limits, config.max_inputs_bytes
+        ),
         workers=workers,
         process=process,
         in_process=in_process,

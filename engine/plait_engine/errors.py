@@ -44,3 +44,15 @@ class AlreadyExists(EngineError):  # noqa: N818
 
 class FailedPrecondition(EngineError):  # noqa: N818
     """The request is valid but the state does not allow it (maps to FAILED_PRECONDITION)."""
+
+
+class ResourceExhausted(EngineError):  # noqa: N818
+    """A request over a size or count limit (maps to RESOURCE_EXHAUSTED).
+
+    Attributes:
+        violations: The fields over their limit.
+    """
+
+    def __init__(self, message: str, violations: Sequence[FieldViolation] = ()) -> None:
+        super().__init__(message)
+        self.violations: tuple[FieldViolation, ...] = tuple(violations)

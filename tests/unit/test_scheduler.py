@@ -7,7 +7,9 @@ in-memory backend (which passes the same conformance suite as SQLite).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
@@ -23,6 +25,7 @@ from plait_engine.store.memory import MemoryStore
 from plaitidl.core.v1 import (
     dynamic_job_pb2,
     errors_pb2,
+    events_pb2,
     execution_pb2,
     identifier_pb2,
     interface_pb2,
@@ -41,12 +44,15 @@ merge_sort = _loader.load_path(str(ROOT / "examples" / "merge_sort.py"))
 EP = execution_pb2
 
 
-def _engine(tmp_path: Path, store: Store, runner: TaskRunner = _runtime.execute) -> Engine:
+def _engine(
+    tmp_path: Path, store: Store, runner: TaskRunner = _runtime.execute, task_threads: int = 8
+) -> Engine:
     return build_engine(
         EngineConfig(data_dir=tmp_path / "data"),
         task_runner=runner,
         runner_checks_outputs=runner is _runtime.execute,
         store=store,
+        task_threads=task_threads,
     )
 
 
@@ -331,3 +337,104 @@ def test_a_restart_resumes_from_the_same_store(tmp_path: Path) -> None:
         assert final.phase == EP.EXECUTION_PHASE_ABORTED
 
     _run(tmp_path, store, second, adopt=True)
+
+
+# -- retries: backoff and priority -----------------------------------------------------------
+FLAKY = _task("flaky", {"n": INT}, {"out": INT})
+
+
+def _retry_workflow(
+    task: tasks_pb2.TaskTemplate, node_ids: list[str]
+) -> workflow_pb2.WorkflowTemplate:
+    def node(nid: str) -> workflow_pb2.Node:
+        return workflow_pb2.Node(
+            id=nid,
+            task_node=workflow_pb2.TaskNode(task_id=task.id),
+            inputs=[literals_pb2.Binding(var="n", binding=_int_binding(int(nid[1:])))],
+        )
+
+    return workflow_pb2.WorkflowTemplate(
+        id=identifier_pb2.Identifier(name=f"{task.id.name}.wf", version="v1"),
+        interface=interface_pb2.TypedInterface(inputs=_vars(), outputs=_vars(out=INT)),
+        nodes=[node(nid) for nid in node_ids],
+        outputs=[
+            literals_pb2.Binding(
+                var="out",
+                binding=literals_pb2.BindingData(
+                    promise=literals_pb2.OutputReference(node_id=node_ids[0], var="out")
+                ),
+            )
+        ],
+    )
+
+
+def test_retries_back_off_exponentially(tmp_path: Path) -> None:
+    task = tasks_pb2.TaskTemplate()
+    task.CopyFrom(FLAKY)
+    r = task.metadata.retries
+    r.retries = 3
+    r.backoff.FromMilliseconds(300)
+    r.backoff_multiplier = 2.0
+    r.backoff_jitter = 0.0
+    starts: list[float] = []
+
+    def run(template: tasks_pb2.TaskTemplate, inputs: Any, context: object = None) -> Outcome:
+        starts.append(time.monotonic())
+        if len(starts) < 3:
+            return errors_pb2.ExecutionError(code="Flaky", message="again", recoverable=True)
+        out = literals_pb2.LiteralMap()
+        out.literals["out"].scalar.primitive.integer = len(starts)
+        return out
+
+    async def body(engine: Engine) -> None:
+        wf = _retry_workflow(task, ["n0"])
+        await engine.registry.register(tasks=[task], workflows=[wf])
+        rec = await engine.executions.create(workflow_id=wf.id)
+        final = await engine.executions.wait(rec, timeout=30)
+        assert final.phase == EP.EXECUTION_PHASE_SUCCEEDED
+        events = [
+            events_pb2.ExecutionEvent.FromString(b)
+            for _, b in await engine.store.events(rec.eid, 0, 100)
+        ]
+        retrying = [e.node for e in events if e.node.phase == EP.NODE_PHASE_RETRYING]
+        assert len(retrying) == 2 and all(t.HasField("retry_at") for t in retrying)
+
+    _run(tmp_path, MemoryStore(), body, runner=run)
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert len(starts) == 3
+    assert 0.25 <= gaps[0] < 0.6, gaps  # 300 ms
+    assert 0.55 <= gaps[1] < 1.0, gaps  # 600 ms
+
+
+def test_a_retry_does_not_wait_behind_the_queue(tmp_path: Path) -> None:
+    """With a long queue of slow tasks, a failed attempt is tried again at once, not after
+    the queue drained."""
+    task = tasks_pb2.TaskTemplate()
+    task.CopyFrom(FLAKY)
+    task.metadata.retries.retries = 1
+    task.metadata.retries.backoff.FromMilliseconds(0)
+    seen: dict[int, list[float]] = {}
+
+    def run(template: tasks_pb2.TaskTemplate, inputs: Any, context: object = None) -> Outcome:
+        n = inputs.literals["n"].scalar.primitive.integer
+        seen.setdefault(n, []).append(time.monotonic())
+        if n == 0 and len(seen[0]) == 1:
+            return errors_pb2.ExecutionError(code="Flaky", message="again", recoverable=True)
+        if n:
+            time.sleep(0.05)
+        out = literals_pb2.LiteralMap()
+        out.literals["out"].scalar.primitive.integer = n
+        return out
+
+    async def body(engine: Engine) -> None:
+        wf = _retry_workflow(task, [f"n{i}" for i in range(60)])
+        await engine.registry.register(tasks=[task], workflows=[wf])
+        rec = await engine.executions.create(workflow_id=wf.id)
+        final = await engine.executions.wait(rec, timeout=60)
+        assert final.phase == EP.EXECUTION_PHASE_SUCCEEDED
+
+    _run(tmp_path, MemoryStore(), body, runner=run, task_threads=2)
+    last_start = max(times[0] for times in seen.values())
+    retried = seen[0][1]
+    # 59 slow tasks on 2 threads take ~1.5 s; the retry ran long before the last one started.
+    assert retried < last_start - 0.5, (retried, last_start)

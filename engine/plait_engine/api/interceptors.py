@@ -18,6 +18,7 @@ from plait_engine.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    ResourceExhausted,
 )
 
 log = logging.getLogger("plait_engine.api")
@@ -27,6 +28,7 @@ _CODES: list[tuple[type[EngineError], grpc.StatusCode, int]] = [
     (NotFound, grpc.StatusCode.NOT_FOUND, code_pb2.NOT_FOUND),
     (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS, code_pb2.ALREADY_EXISTS),
     (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION, code_pb2.FAILED_PRECONDITION),
+    (ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED, code_pb2.RESOURCE_EXHAUSTED),
 ]
 
 # Health checks stay open so that load balancers and orchestrators need no token.
@@ -49,7 +51,7 @@ def to_status(exc: BaseException) -> grpc.Status:
         if isinstance(exc, cls):
             assert isinstance(exc, EngineError)
             status = status_pb2.Status(code=code, message=exc.message)
-            if isinstance(exc, InvalidArgument) and exc.violations:
+            if isinstance(exc, InvalidArgument | ResourceExhausted) and exc.violations:
                 bad = error_details_pb2.BadRequest(
                     field_violations=[
                         error_details_pb2.BadRequest.FieldViolation(

@@ -23,6 +23,7 @@ from plait_engine.compiler.limits import MAX_VIOLATIONS, Limits, Resolver
 from plait_engine.compiler.templates import validate_launch_plan, validate_task
 from plait_engine.compiler.validation import (
     execution_name_problems,
+    identifier_problems,
     labels_problems,
     literal_depth_problems,
     type_depth,
@@ -37,6 +38,7 @@ __all__ = [
     "compile_workflow",
     "execution_name_problems",
     "id_key",
+    "identifier_problems",
     "labels_problems",
     "literal_depth_problems",
     "node_output_types",

@@ -51,6 +51,10 @@ class InProcessExecutor:
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=threads, thread_name_prefix="plait-task"
         )
+        # Retries run on threads of their own: they never wait behind the whole queue.
+        self._retry_pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(1, threads // 4), thread_name_prefix="plait-retry"
+        )
         self._chunk = chunk
         self._threads = threads
         self._sink: ResultSink | None = None
@@ -64,8 +68,11 @@ class InProcessExecutor:
         self._loop = loop
 
     def submit(self, dispatches: Sequence[Dispatch]) -> None:
-        """Queue the attempts on the pool."""
-        items = list(dispatches)
+        """Queue the attempts on the pool (retries on their own threads)."""
+        items = [d for d in dispatches if d.attempt == 1]
+        for d in dispatches:
+            if d.attempt > 1:
+                self._retry_pool.submit(self._run_chunk, [d])
         # Every thread gets a share, so that slow tasks still run side by side.
         size = max(1, min(self._chunk, len(items) // (self._threads * 4)))
         for start in range(0, len(items), size):
@@ -119,3 +126,4 @@ class InProcessExecutor:
     async def stop(self) -> None:
         """Drop queued attempts; running ones finish in their threads."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._retry_pool.shutdown(wait=False, cancel_futures=True)

@@ -28,8 +28,13 @@ def serialized(n: NodeExec) -> bool:
 def key(
     task: tasks_pb2.TaskTemplate, inputs: literals_pb2.LiteralMap, node: workflow_pb2.Node
 ) -> str:
-    """The cache key of a node running `task` on `inputs`."""
-    version = node.metadata.cache_version or task.metadata.cache_version
+    """The cache key of a node running `task` on `inputs`.
+
+    A `cache_version` set on the node or the task is the user's: it alone versions the key.
+    Without one, the task's code digest does, so editing the code invalidates its results.
+    """
+    md = task.metadata
+    version = node.metadata.cache_version or md.cache_version or f"code:{md.code_digest}"
     ignore = set(task.metadata.cache_ignore_inputs)
     parts = [
         task.id.project,

@@ -129,6 +129,8 @@ class Journal:
         error: errors_pb2.ExecutionError | None = None,
         dynamic: events_pb2.DynamicInfo | None = None,
         emit: bool = True,
+        retry_at: float = 0.0,
+        reason: str = "",
     ) -> None:
         """A node's transition: its record (inserted once, then updated) and its event."""
         run = n.frame.run
@@ -161,7 +163,12 @@ class Journal:
                 )
             )  # fmt: skip
         if emit:
-            self._event(run, _node_event(n, phase, old, error, dynamic))
+            ev = _node_event(n, phase, old, error, dynamic)
+            if retry_at:
+                ev.node.retry_at.FromNanoseconds(int(retry_at * 1e9))
+            if reason:
+                ev.node.reason = reason
+            self._event(run, ev)
 
     def skipped(self, parent: NodeExec, local_id: str, name: str = "") -> None:
         """A branch case that was not taken: recorded SKIPPED, never run."""

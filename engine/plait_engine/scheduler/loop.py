@@ -257,10 +257,14 @@ class Scheduler:
         return len(results)
 
     def _check_deadlines(self) -> None:
+        tasks = self.walker.tasks
+        now = time.time()
         try:
-            self.walker.tasks.check_deadlines(time.time())
+            tasks.check_deadlines(now)
         except Exception:  # a deadline's node is unknown here; nothing to isolate
             log.exception("checking deadlines failed")
+        for n in tasks.due_retries(now):
+            self._guard(n.frame.run, tasks.dispatch, n)
 
     async def _advance(self, budget: int) -> None:
         """Start ready nodes, look the cache up and compile yielded specs, until nothing more

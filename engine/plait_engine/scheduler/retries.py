@@ -7,11 +7,18 @@ a crashed process) on their own budget. A timeout is a recoverable user error pe
 
 from __future__ import annotations
 
-from plaitidl.core.v1 import errors_pb2
+import random
+
+from plaitidl.core.v1 import errors_pb2, tasks_pb2
 
 from plait_engine.scheduler.state import NodeExec
 
 SYSTEM = errors_pb2.ExecutionError.KIND_SYSTEM
+DEFAULT_BACKOFF = 1.0
+DEFAULT_MULTIPLIER = 2.0
+DEFAULT_MAX_BACKOFF = 300.0
+DEFAULT_JITTER = 0.2
+_random = random.Random()
 
 
 def user_budget(n: NodeExec) -> int:
@@ -50,3 +57,33 @@ def timeout(n: NodeExec, default: float) -> float:
     if n.task is not None and n.task.metadata.HasField("timeout"):
         return n.task.metadata.timeout.ToTimedelta().total_seconds()
     return default
+
+
+def _strategy(n: NodeExec) -> tasks_pb2.RetryStrategy:
+    md = n.node.metadata
+    if md.HasField("retries"):
+        return md.retries
+    assert n.task is not None
+    return n.task.metadata.retries
+
+
+def backoff(n: NodeExec, err: errors_pb2.ExecutionError) -> float:
+    """Seconds to wait before the next attempt: none after a system error; after the k-th
+    recoverable user error, ``backoff * multiplier**(k-1)`` capped at `max_backoff`, with
+    `jitter` of it drawn at random (so that many retrying nodes spread out)."""
+    if err.kind == SYSTEM:
+        return 0.0
+    r = _strategy(n)
+    base = r.backoff.ToTimedelta().total_seconds() if r.HasField("backoff") else DEFAULT_BACKOFF
+    mult = r.backoff_multiplier if r.HasField("backoff_multiplier") else DEFAULT_MULTIPLIER
+    cap = (
+        r.max_backoff.ToTimedelta().total_seconds()
+        if r.HasField("max_backoff")
+        else DEFAULT_MAX_BACKOFF
+    )
+    jitter = r.backoff_jitter if r.HasField("backoff_jitter") else DEFAULT_JITTER
+    if base <= 0:
+        return 0.0
+    delay = min(cap, base * max(mult, 1.0) ** max(n.user_failures - 1, 0))
+    spread = min(max(jitter, 0.0), 1.0) * delay
+    return max(0.0, delay - spread + 2 * spread * _random.random())

@@ -29,6 +29,7 @@ from plait_engine.errors import (
     FieldViolation,
     InvalidArgument,
     NotFound,
+    ResourceExhausted,
 )
 from plait_engine.scheduler import Scheduler
 from plait_engine.scheduler.ownership import describe_owner
@@ -46,6 +47,8 @@ from plait_engine.templates import TemplateSource, compile_resolving
 
 _EP = execution_pb2
 _WATCH_PAGE = 5000
+_MAX_LABEL_VALUE = 1024
+_MAX_REQUEST_ID = 256
 # How often a waiter looks at the store even without a local signal: another replica may be
 # driving the execution.
 _POLL = 1.0
@@ -68,6 +71,7 @@ class ExecutionsService:
         source: Registered templates.
         scheduler: This replica's scheduler (new executions start on it).
         limits: What the compiler accepts.
+        max_inputs_bytes: Serialized size of an execution's inputs.
     """
 
     def __init__(
@@ -77,7 +81,9 @@ class ExecutionsService:
         source: TemplateSource,
         scheduler: Scheduler,
         limits: compiler.Limits,
+        max_inputs_bytes: int = 32 << 20,
     ) -> None:
+        self._max_inputs_bytes = max_inputs_bytes
         self._store = store
         self._payloads = payloads
         self._source = source
@@ -126,6 +132,7 @@ class ExecutionsService:
         """Check the inputs, store a new execution owned by this replica and start it (see
         `ExecutionService.CreateExecution`); returns it and whether this call created it (a
         repeated `request_id` returns the first execution and False)."""
+        self._check_request(inputs, project, domain, name, labels, request_id)
         wf, lp = await self._target(workflow_id, launch_plan_id)
         limits = self._limits
         closure = await compile_resolving(
@@ -136,6 +143,7 @@ class ExecutionsService:
             _defaults(wf, lp),
             inputs or literals_pb2.LiteralMap(),
             lp.fixed_inputs if lp is not None else None,
+            limits=limits,
         )
         now = time.time()
         record = ExecutionRecord(
@@ -171,6 +179,39 @@ class ExecutionsService:
         if created:
             self._scheduler.adopt(stored)
         return stored, created
+
+    def _check_request(
+        self,
+        inputs: literals_pb2.LiteralMap | None,
+        project: str,
+        domain: str,
+        name: str,
+        labels: Mapping[str, str] | None,
+        request_id: str,
+    ) -> None:
+        """Refuse, naming the fields, what the engine could not store, send or read back."""
+        size = inputs.ByteSize() if inputs is not None else 0
+        if size > self._max_inputs_bytes:
+            raise ResourceExhausted(
+                f"inputs take {size} bytes, over the limit of {self._max_inputs_bytes}",
+                [
+                    FieldViolation(
+                        "inputs",
+                        f"{size} bytes, over the limit of {self._max_inputs_bytes}; pass large "
+                        "values as files or offloaded literals (DataService)",
+                    )
+                ],
+            )
+        violations = list(compiler.execution_name_problems(name))
+        scope = identifier_pb2.Identifier(project=project, domain=domain, name="x", version="v")
+        violations += [
+            FieldViolation(f, d) for f, d in compiler.identifier_problems(scope, "execution")
+        ]
+        violations += compiler.labels_problems(labels or {}, max_value=_MAX_LABEL_VALUE)
+        if len(request_id) > _MAX_REQUEST_ID:
+            violations.append(FieldViolation("request_id", f"at most {_MAX_REQUEST_ID} characters"))
+        if violations:
+            raise InvalidArgument(f"{violations[0].field}: {violations[0].description}", violations)
 
     async def resume(self, rec: ExecutionRecord) -> ExecutionRecord:
         """Drive an unfinished execution here (the embedded runner's ``--resume``).

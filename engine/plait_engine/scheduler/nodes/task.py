@@ -15,11 +15,11 @@ from plaitidl.core.v1 import (
     tasks_pb2,
 )
 
-from plait_engine import ids, type_check
+from plait_engine import compiler, ids, type_check
 from plait_engine.executors import Dispatch, Executor, Result, system_error
 from plait_engine.scheduler import cache, retries
 from plait_engine.scheduler.journal import safe_parts
-from plait_engine.scheduler.nodes.base import Graph, user_error
+from plait_engine.scheduler.nodes.base import Graph, SchedulerConfig, user_error
 from plait_engine.scheduler.nodes.dynamic import DynamicHandler
 from plait_engine.scheduler.state import NodeExec, Run
 from plait_engine.store import CacheEntry, NodeRecord
@@ -56,6 +56,9 @@ class TaskHandler:
         self.granted: list[NodeExec] = []
         self.waiters = cache.Waiters()
         self.ignored_results = 0
+        # Retries waiting for their backoff: (due, tiebreak, node, attempt that failed).
+        self._retries: list[tuple[float, int, NodeExec, int]] = []
+        self._retry_seq = 0
 
     # -- starting ----------------------------------------------------------------------
     def begin(self, n: NodeExec, recovered: NodeRecord | None) -> None:
@@ -180,7 +183,7 @@ class TaskHandler:
         elif isinstance(outcome, dynamic_job_pb2.DynamicJobSpec):
             self._dynamic.on_spec(n, outcome)
         else:
-            problem = None if r.checked else _check_outputs(n.task, outcome)
+            problem = None if r.checked else _check_outputs(n.task, outcome, self._g.config)
             if problem:
                 self._g.fail(n, user_error("BadOutputs", f"node {n.path!r}: {problem}"))
                 return
@@ -193,11 +196,27 @@ class TaskHandler:
         """Retry within the budget, else fail the node."""
         if not err.node_id:
             err.node_id = n.path
-        if retries.should_retry(n, err, self._g.config.system_retries):
+        if not retries.should_retry(n, err, self._g.config.system_retries):
+            self._g.fail(n, err)
+            return
+        delay = retries.backoff(n, err)
+        if delay <= 0:
             self._g.journal.node(n, _EP.NODE_PHASE_RETRYING, error=err)
             self.dispatch(n)
-        else:
-            self._g.fail(n, err)
+            return
+        due = self._g.journal.now + delay
+        self._g.journal.node(n, _EP.NODE_PHASE_RETRYING, error=err, retry_at=due)
+        self._retry_seq += 1
+        heapq.heappush(self._retries, (due, self._retry_seq, n, n.attempt))
+
+    def due_retries(self, now: float) -> list[NodeExec]:
+        """The retrying nodes whose backoff is over (the loop dispatches them)."""
+        due: list[NodeExec] = []
+        while self._retries and self._retries[0][0] <= now:
+            _, _, n, attempt = heapq.heappop(self._retries)
+            if n.live and n.attempt == attempt and n.phase == _EP.NODE_PHASE_RETRYING:
+                due.append(n)
+        return due
 
     def check_deadlines(self, now: float) -> None:
         """Time out attempts past their deadline (a recoverable error)."""
@@ -218,8 +237,9 @@ class TaskHandler:
             )
 
     def next_deadline(self) -> float | None:
-        """When the earliest attempt in flight times out."""
-        return self._deadlines[0][0] if self._deadlines else None
+        """When the earliest attempt in flight times out or a retry is due."""
+        times = [h[0][0] for h in (self._deadlines, self._retries) if h]
+        return min(times) if times else None
 
     # -- completion --------------------------------------------------------------------
     def on_success(self, n: NodeExec) -> None:
@@ -269,10 +289,13 @@ def _eid(d: Dispatch) -> int:
 
 
 def _check_outputs(
-    task: tasks_pb2.TaskTemplate | None, outputs: literals_pb2.LiteralMap
+    task: tasks_pb2.TaskTemplate | None, outputs: literals_pb2.LiteralMap, config: SchedulerConfig
 ) -> str | None:
     if task is None:
         return None
+    deep = compiler.literal_depth_problems(outputs, "outputs", config.limits.max_literal_depth)
+    if deep:
+        return f"{deep[0].field}: {deep[0].description}"
     declared = [v.name for v in task.interface.outputs.variables]
     missing = [v for v in declared if v not in outputs.literals]
     if missing:

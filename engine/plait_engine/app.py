@@ -20,6 +20,7 @@ from plait_engine.executors.process import ProcessExecutor
 from plait_engine.executors.workers import WorkerSessions
 from plait_engine.scheduler import Scheduler, SchedulerConfig
 from plait_engine.service import ExecutionsService, RegistryService
+from plait_engine.service.retention import RetentionSweeper
 from plait_engine.store import Store
 from plait_engine.store.sqlite import SqliteStore
 from plait_engine.templates import TemplateSource
@@ -40,6 +41,7 @@ class Engine:
         process: The executor of process targets.
         in_process: The executor running SDK tasks in this process (embedded), or None.
         logs: Captured output of attempts, on its way to the store.
+        retention: Deletes what is older than the retention period.
     """
 
     config: EngineConfig
@@ -52,6 +54,7 @@ class Engine:
     process: ProcessExecutor
     in_process: InProcessExecutor | None
     logs: LogWriter
+    retention: RetentionSweeper
 
     def executor_for(self, task: tasks_pb2.TaskTemplate) -> Executor | None:
         """The executor of a task's target."""
@@ -72,9 +75,11 @@ class Engine:
         if self.in_process is not None:
             self.in_process.start(sink, loop)
         await self.scheduler.start()
+        self.retention.start()
 
     async def stop(self) -> None:
         """Stop the scheduler and executors; the store keeps everything for a restart."""
+        await self.retention.stop()
         await self.scheduler.stop()
         await self.process.stop()
         if self.workers is not None:
@@ -142,19 +147,21 @@ def build_engine(
         source,
         payloads,
     )
+    executions = ExecutionsService(
+        store, payloads, source, scheduler, limits, config.max_inputs_bytes
+    )
     engine = Engine(
         config=config,
         store=store,
         payloads=payloads,
         scheduler=scheduler,
         registry=RegistryService(store, source, limits),
-        executions=ExecutionsService(
-            store, payloads, source, scheduler, limits, config.max_inputs_bytes
-        ),
+        executions=executions,
         workers=workers,
         process=process,
         in_process=in_process,
         logs=logs,
+        retention=RetentionSweeper(store, executions, blobs, config.retention, scheduler.owner),
     )
     holder.append(engine)
     return engine

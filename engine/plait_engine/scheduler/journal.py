@@ -6,6 +6,7 @@ through here, which keeps its record, its event and the node counts consistent.
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 from google.protobuf import timestamp_pb2
@@ -223,7 +224,7 @@ class Journal:
     # -- cache -------------------------------------------------------------------------
     def cache_entry(self, n: NodeExec, key: str, outputs: literals_pb2.LiteralMap) -> bytes:
         """Store outputs under a cache key; returns what was stored (a pointer when large)."""
-        stored = self.pack(outputs.SerializeToString(), "cache")
+        stored = self.pack(outputs.SerializeToString(), "cache", _key_hash(key))
         self.batch.cache_entries.append(CacheEntry(key, stored, n.frame.run.eid, n.path, self.now))
         return stored
 
@@ -234,6 +235,11 @@ class Journal:
     def release(self, key: str) -> None:
         """Give a cache key's serialization reservation back."""
         self.batch.released.append(key)
+
+
+def _key_hash(key: str) -> str:
+    # The same parts as `service.retention.cache_blob_key`: the entry's blobs go with it.
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 def _node_event(

@@ -185,6 +185,21 @@ class Store(abc.ABC):
         """Events with sequence > `after_seq`, in order, as (sequence, serialized event with
         its sequence set)."""
 
+    # -- named leases: one replica acts --------------------------------------------------
+    @abc.abstractmethod
+    async def acquire_lease(self, name: str, owner: str, now: float, until: float) -> bool:
+        """Take or renew the lease `name` for `owner` until `until`; True when `owner` holds it
+        after the call (it was free, expired at `now`, or already `owner`'s). Background duties
+        (retention, schedules) run on the replica that holds their lease."""
+
+    @abc.abstractmethod
+    async def compact(self) -> None:
+        """Give the space of deleted rows back (after retention), where the backend needs it."""
+
+    @abc.abstractmethod
+    async def delete_cache_before(self, before: float, limit: int) -> list[str]:
+        """Delete up to `limit` cache entries created before `before`; returns their keys."""
+
     # -- logs --------------------------------------------------------------------------
     @abc.abstractmethod
     async def append_logs(self, entries: Sequence[LogEntry]) -> None:

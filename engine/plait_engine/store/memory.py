@@ -46,6 +46,7 @@ class MemoryStore(Store):
         self._reservations: dict[str, tuple[str, float]] = {}
         self._tokens: dict[int, str] = {}
         self._logs: list[tuple[int, LogEntry]] = []
+        self._leases: dict[str, tuple[str, float]] = {}
 
     # -- templates ---------------------------------------------------------------------
     async def put_templates(self, items: Sequence[TemplateItem]) -> list[bool]:
@@ -232,6 +233,24 @@ class MemoryStore(Store):
     async def events(self, eid: int, after_seq: int, limit: int) -> list[tuple[int, bytes]]:
         bodies = self._events.get(eid, [])
         return [(i + 1, bodies[i]) for i in range(after_seq, min(len(bodies), after_seq + limit))]
+
+    # -- named leases ------------------------------------------------------------------
+    async def acquire_lease(self, name: str, owner: str, now: float, until: float) -> bool:
+        held = self._leases.get(name)
+        if held is not None and held[0] != owner and held[1] >= now:
+            return False
+        self._leases[name] = (owner, until)
+        return True
+
+    async def compact(self) -> None:
+        """Nothing to give back."""
+
+    async def delete_cache_before(self, before: float, limit: int) -> list[str]:
+        old = sorted((e.created_at, k) for k, e in self._cache.items() if e.created_at < before)
+        keys = [k for _, k in old[:limit]]
+        for k in keys:
+            del self._cache[k]
+        return keys
 
     # -- logs --------------------------------------------------------------------------
     async def append_logs(self, entries: Sequence[LogEntry]) -> None:

@@ -425,6 +425,43 @@ class SqliteStore(Store):
         )
         return [(int(r[0]), bytes(r[1])) for r in rows]
 
+    # -- named leases ------------------------------------------------------------------
+    async def acquire_lease(self, name: str, owner: str, now: float, until: float) -> bool:
+        def take(c: sqlite3.Connection) -> bool:
+            row = c.execute("SELECT owner, expires_at FROM leases WHERE name = ?", (name,))
+            held = row.fetchone()
+            if held is not None and held[0] != owner and float(held[1]) >= now:
+                return False
+            c.execute(
+                "INSERT OR REPLACE INTO leases (name, owner, expires_at) VALUES (?, ?, ?)",
+                (name, owner, until),
+            )
+            return True
+
+        return await self._w(take)
+
+    async def compact(self) -> None:
+        def checkpoint() -> None:
+            # Deleted pages are reused by later writes; the WAL is folded into the database
+            # and truncated, so the files stay bounded.
+            self._db.conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+        await asyncio.get_running_loop().run_in_executor(self._writer, checkpoint)
+
+    async def delete_cache_before(self, before: float, limit: int) -> list[str]:
+        def delete(c: sqlite3.Connection) -> list[str]:
+            keys = [
+                str(r[0])
+                for r in c.execute(
+                    "SELECT key FROM cache WHERE created_at < ? ORDER BY created_at LIMIT ?",
+                    (before, limit),
+                ).fetchall()
+            ]
+            c.executemany("DELETE FROM cache WHERE key = ?", [(k,) for k in keys])
+            return keys
+
+        return await self._w(delete)
+
     # -- logs --------------------------------------------------------------------------
     async def append_logs(self, entries: Sequence[LogEntry]) -> None:
         rows = [(e.eid, e.node_id, e.attempt, e.stream, e.time, e.text) for e in entries]

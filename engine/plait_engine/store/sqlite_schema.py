@@ -122,6 +122,16 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX logs_node ON logs (eid, node_id, pos);
     """,
+    # 5: named leases (the replica that runs retention, schedules); cache entries by age.
+    """
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        expires_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX cache_age ON cache (created_at);
+    CREATE INDEX executions_finished ON executions (phase, updated_at);
+    """,
 )
 
 EXEC_COLUMNS = (

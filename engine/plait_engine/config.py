@@ -132,6 +132,41 @@ _KINDS: dict[str, type] = {
     "log_level": str,
     "console_address": str,
 }
+# One line of help per setting, for `plait serve --help` (its flags are generated from these).
+HELP: dict[str, str] = {
+    "address": "HOST:PORT to listen on (default 127.0.0.1:8089; port 0 picks a free one)",
+    "data_dir": "engine state: SQLite database, blobs (default ~/.plait/server)",
+    "max_nodes": "nodes per workflow or dynamic spec (default 10000)",
+    "max_depth": "nesting depth of dynamic specs (default 64)",
+    "max_literal_bytes": "size of one inline literal; larger values are offloaded (1 MiB)",
+    "max_message_bytes": "largest gRPC message received or sent (default 64 MiB)",
+    "heartbeat_interval": "seconds between worker heartbeats (default 2)",
+    "lease_duration": "seconds a silent worker session lives (default 10)",
+    "execution_lease": "seconds an engine owns an execution without renewing (default 10)",
+    "system_retries": "retries of system errors per node (default 3)",
+    "default_timeout": "seconds an attempt may run when its task sets none (default 86400)",
+    "sqlite_synchronous": "NORMAL (default: survives a process crash) or FULL (also an OS crash)",
+    "token": "one admin token: every call sends 'authorization: Bearer TOKEN'",
+    "tls_cert": "PEM certificate chain (with --tls-key): serve TLS only",
+    "tls_key": "PEM private key",
+    "token_file": "TOML file of scoped tokens (roles and projects)",
+    "allow_process": "command pattern process targets may run (repeat; default none)",
+    "process_user": "run process targets as this user",
+    "max_inputs_bytes": "size of an execution's inputs (default 32 MiB)",
+    "max_log_bytes": "output kept per attempt (default 1 MiB)",
+    "retention": "keep finished executions this long, e.g. 30d (default: forever)",
+    "store": "postgresql://... URL (default: SQLite in the data dir)",
+    "log_format": "text or json log lines on stderr (default text)",
+    "log_level": "debug, info, warning or error (default info)",
+    "console_address": "HOST:PORT of the web console and JSON/HTTP endpoint (default off)",
+}
+
+
+def setting_kind(name: str) -> type:
+    """How a setting is parsed: int, float, str, Path, tuple (a list) or timedelta."""
+    return _KINDS[name]
+
+
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 

@@ -42,3 +42,19 @@ def test_unknown_key_and_bad_values_are_named(tmp_path: Path) -> None:
         load_config(env={"PLAIT_MAX_DEPTH": "deep"})
     with pytest.raises(ConfigError, match="tls_cert and tls_key"):
         load_config(env={}, overrides={"tls_cert": "/c.pem"})
+
+
+def test_every_setting_has_a_flag_and_help() -> None:
+    import dataclasses
+
+    from plait_engine.config import HELP
+
+    assert set(HELP) == {f.name for f in dataclasses.fields(EngineConfig)}
+    config = load_config(
+        env={},
+        overrides={"retention": "30d", "allow_process": ["/opt/a/*", "/usr/bin/env"]},
+    )
+    assert config.retention == 30 * 86400
+    assert config.allow_process == ("/opt/a/*", "/usr/bin/env")
+    with pytest.raises(ConfigError, match="retention must be a duration"):
+        load_config(env={"PLAIT_RETENTION": "forever"})

@@ -7,31 +7,6 @@ import sys
 
 from plait._cli.common import Subparsers
 
-# Flags that override the engine's settings one to one: (flag, type, help).
-_LIMITS: tuple[tuple[str, type, str], ...] = (
-    ("--max-nodes", int, "nodes per workflow or dynamic spec"),
-    ("--max-depth", int, "nesting depth of dynamic specs"),
-    ("--max-literal-bytes", int, "size of one inline literal"),
-    ("--max-message-bytes", int, "largest gRPC message (default 64 MiB)"),
-    ("--heartbeat-interval", float, "seconds between worker heartbeats"),
-    ("--lease-duration", float, "seconds an assignment lives without a heartbeat"),
-    ("--system-retries", int, "retries of system errors per node"),
-)
-_OVERRIDES = (
-    "address",
-    "data_dir",
-    "max_nodes",
-    "max_depth",
-    "max_literal_bytes",
-    "max_message_bytes",
-    "heartbeat_interval",
-    "lease_duration",
-    "system_retries",
-    "token",
-    "tls_cert",
-    "tls_key",
-)
-
 
 def add_parser(sub: Subparsers[argparse.ArgumentParser]) -> None:
     """Add `serve`; settings: defaults < --config < PLAIT_* environment < flags."""
@@ -42,14 +17,17 @@ def add_parser(sub: Subparsers[argparse.ArgumentParser]) -> None:
         "Settings: defaults < --config FILE ($PLAIT_CONFIG) < PLAIT_* "
         "environment variables < flags.",
     )
+    from plait_engine.config import HELP, setting_kind
+
     srv.add_argument("--config", help="TOML file of settings (default $PLAIT_CONFIG)")
-    srv.add_argument("--address", help="HOST:PORT to listen on (default 127.0.0.1:8089)")
-    srv.add_argument("--data-dir", help="engine state (default ~/.plait/server)")
-    for flag, kind, what in _LIMITS:
-        srv.add_argument(flag, type=kind, help=what)
-    srv.add_argument("--token", help="require 'authorization: Bearer TOKEN' on every call")
-    srv.add_argument("--tls-cert", help="PEM certificate chain (with --tls-key)")
-    srv.add_argument("--tls-key", help="PEM private key")
+    # One flag per engine setting, generated: `plait serve --help` lists them all.
+    for name, what in HELP.items():
+        flag = "--" + name.replace("_", "-")
+        kind = setting_kind(name)
+        if kind is tuple:
+            srv.add_argument(flag, action="append", metavar="VALUE", help=what)
+        else:
+            srv.add_argument(flag, type=kind if kind in (int, float) else str, help=what)
     srv.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     srv.set_defaults(handler=_serve)
 
@@ -59,9 +37,9 @@ def _serve(args: argparse.Namespace, rest: list[str]) -> int:
     import logging
 
     from plait_engine.api.server import serve
-    from plait_engine.config import ConfigError, load_config
+    from plait_engine.config import HELP, ConfigError, load_config
 
-    overrides = {k: getattr(args, k) for k in _OVERRIDES}
+    overrides = {k: getattr(args, k) for k in HELP}
     try:
         config = load_config(args.config, overrides=overrides)
     except ConfigError as exc:

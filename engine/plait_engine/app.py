@@ -21,6 +21,7 @@ from plait_engine.executors.workers import WorkerSessions
 from plait_engine.scheduler import Scheduler, SchedulerConfig
 from plait_engine.service import ExecutionsService, RegistryService
 from plait_engine.service.retention import RetentionSweeper
+from plait_engine.service.schedules import ScheduleRunner, SchedulesService
 from plait_engine.store import Store
 from plait_engine.store.sqlite import SqliteStore
 from plait_engine.templates import TemplateSource
@@ -42,6 +43,8 @@ class Engine:
         in_process: The executor running SDK tasks in this process (embedded), or None.
         logs: Captured output of attempts, on its way to the store.
         retention: Deletes what is older than the retention period.
+        schedules: Schedule use cases.
+        schedule_runner: Starts the executions of due ticks (servers only).
     """
 
     config: EngineConfig
@@ -55,6 +58,8 @@ class Engine:
     in_process: InProcessExecutor | None
     logs: LogWriter
     retention: RetentionSweeper
+    schedules: SchedulesService
+    schedule_runner: ScheduleRunner
 
     def executor_for(self, task: tasks_pb2.TaskTemplate) -> Executor | None:
         """The executor of a task's target."""
@@ -76,10 +81,13 @@ class Engine:
             self.in_process.start(sink, loop)
         await self.scheduler.start()
         self.retention.start()
+        if self.scheduler.config.adopt:  # a server; an embedded runner starts no schedules
+            self.schedule_runner.start()
 
     async def stop(self) -> None:
         """Stop the scheduler and executors; the store keeps everything for a restart."""
         await self.retention.stop()
+        await self.schedule_runner.stop()
         await self.scheduler.stop()
         await self.process.stop()
         if self.workers is not None:
@@ -150,6 +158,7 @@ def build_engine(
     executions = ExecutionsService(
         store, payloads, source, scheduler, limits, config.max_inputs_bytes
     )
+    schedule_runner = ScheduleRunner(store, executions, scheduler.owner)
     engine = Engine(
         config=config,
         store=store,
@@ -162,6 +171,8 @@ def build_engine(
         in_process=in_process,
         logs=logs,
         retention=RetentionSweeper(store, executions, blobs, config.retention, scheduler.owner),
+        schedules=SchedulesService(store, schedule_runner),
+        schedule_runner=schedule_runner,
     )
     holder.append(engine)
     return engine

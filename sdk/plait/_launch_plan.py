@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from plaitidl.core.v1 import identifier_pb2, interface_pb2, literals_pb2, workflow_pb2
@@ -27,10 +28,16 @@ class LaunchPlan(Generic[R]):
         name: The launch plan's registered name.
         fixed_inputs: Inputs that callers cannot change.
         default_inputs: Defaults that override the workflow's own.
+        schedule: Start an execution on every tick: a cron expression in UTC
+            (``"0 * * * *"``, ``"@daily"``) or a `timedelta` (a fixed rate). A server runs
+            it once the launch plan is registered; `plait schedules` pauses and resumes it.
+        kickoff_time_input: A datetime input of the workflow that receives the tick's time.
+        catch_up: Ticks missed while no engine ran: ``"latest"`` (run the last one, the
+            default), ``"all"`` or ``"none"``.
 
     Raises:
         PlaitTypeError: An input name is not an input of the workflow.
-        PlaitValueError: An input is both fixed and defaulted.
+        PlaitValueError: An input is both fixed and defaulted, or the schedule is malformed.
     """
 
     def __init__(
@@ -39,6 +46,10 @@ class LaunchPlan(Generic[R]):
         name: str,
         fixed_inputs: Mapping[str, Any] | None = None,
         default_inputs: Mapping[str, Any] | None = None,
+        *,
+        schedule: str | timedelta | None = None,
+        kickoff_time_input: str = "",
+        catch_up: str = "latest",
     ) -> None:
         if not isinstance(workflow, Workflow):
             raise PlaitTypeError(f"LaunchPlan needs a @workflow, not {workflow!r}")
@@ -73,6 +84,7 @@ class LaunchPlan(Generic[R]):
             input_types={n: wi.input_types[n] for n in inputs},
             output_types=wi.output_types,
         )
+        self._schedule = _schedule(name, schedule, kickoff_time_input, catch_up, wi)
         # Fail now, not at registration, when a value does not fit.
         self._fixed = {
             n: _types.to_literal(v, wi.inputs[n], var=n) for n, v in self.fixed_inputs.items()
@@ -110,6 +122,8 @@ class LaunchPlan(Generic[R]):
                 ]
             ),
         )
+        if self._schedule is not None:
+            lp.schedule.CopyFrom(self._schedule)
         lp.id.version = digest(lp.SerializeToString(deterministic=True))
         return lp
 
@@ -143,3 +157,47 @@ class LaunchPlan(Generic[R]):
         bound = bind_arguments(iface, args, kwargs, positional_ok=True)
         merged = {**iface.defaults, **bound, **self.fixed_inputs}
         return self.workflow(**merged)
+
+
+_CATCH_UP = {
+    "latest": workflow_pb2.Schedule.CATCH_UP_LATEST,
+    "all": workflow_pb2.Schedule.CATCH_UP_ALL,
+    "none": workflow_pb2.Schedule.CATCH_UP_NONE,
+}
+
+
+def _schedule(
+    name: str,
+    schedule: str | timedelta | None,
+    kickoff: str,
+    catch_up: str,
+    wi: PyInterface,
+) -> workflow_pb2.Schedule | None:
+    """The `Schedule` proto of a launch plan's options (the engine checks a cron in full)."""
+    if schedule is None:
+        if kickoff:
+            raise PlaitValueError(f"launch plan '{name}': kickoff_time_input needs a schedule")
+        return None
+    out = workflow_pb2.Schedule(kickoff_time_input=kickoff)
+    if isinstance(schedule, timedelta):
+        if schedule.total_seconds() < 1:
+            raise PlaitValueError(f"launch plan '{name}': a fixed rate is at least 1 second")
+        out.fixed_rate.FromTimedelta(schedule)
+    elif isinstance(schedule, str) and (schedule.startswith("@") or len(schedule.split()) == 5):
+        out.cron = schedule
+    else:
+        raise PlaitValueError(
+            f"launch plan '{name}': schedule must be a cron expression of 5 fields (or @daily, "
+            f"@hourly, ...) or a timedelta, got {schedule!r}"
+        )
+    if catch_up not in _CATCH_UP:
+        raise PlaitValueError(
+            f"launch plan '{name}': catch_up must be one of {sorted(_CATCH_UP)}, got {catch_up!r}"
+        )
+    out.catch_up = _CATCH_UP[catch_up]
+    if kickoff and wi.inputs.get(kickoff) is not datetime:
+        raise PlaitTypeError(
+            f"launch plan '{name}': kickoff_time_input {kickoff!r} is not a datetime input of "
+            f"the workflow"
+        )
+    return out

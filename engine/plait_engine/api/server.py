@@ -16,6 +16,8 @@ from plaitidl.service.v1 import (
     execution_service_pb2_grpc,
     registry_service_pb2,
     registry_service_pb2_grpc,
+    schedule_service_pb2,
+    schedule_service_pb2_grpc,
     worker_service_pb2,
     worker_service_pb2_grpc,
 )
@@ -23,6 +25,7 @@ from plaitidl.service.v1 import (
 from plait_engine.api.executions import ExecutionServicer
 from plait_engine.api.interceptors import ErrorInterceptor, TokenAuthInterceptor
 from plait_engine.api.registry import RegistryServicer
+from plait_engine.api.schedules import ScheduleServicer
 from plait_engine.api.workers import WorkerServicer
 from plait_engine.app import Engine, build_engine
 from plait_engine.config import EngineConfig
@@ -32,6 +35,7 @@ log = logging.getLogger("plait_engine.server")
 SERVICE_NAMES = (
     registry_service_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name,
     execution_service_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name,
+    schedule_service_pb2.DESCRIPTOR.services_by_name["ScheduleService"].full_name,
     worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
 )
 # Seconds in-flight RPCs get to finish on shutdown; open streams (watch, worker sessions) are
@@ -69,6 +73,9 @@ def build_server(engine: Engine) -> tuple[grpc.aio.Server, health.aio.HealthServ
     )
     execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(
         ExecutionServicer(engine.executions), server
+    )
+    schedule_service_pb2_grpc.add_ScheduleServiceServicer_to_server(
+        ScheduleServicer(engine.schedules), server
     )
     if engine.workers is not None:
         worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(

@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from plaitidl.core.v1 import identifier_pb2, tasks_pb2, workflow_pb2
+from plaitidl.core.v1 import identifier_pb2, tasks_pb2, types_pb2, workflow_pb2
 
 from plait_engine import compiler, ids
 from plait_engine.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
@@ -134,6 +134,8 @@ class RegistryService:
                     compiler.compile_workflow(m, resolver, self._limits)
                 else:
                     compiler.validate_launch_plan(m, resolver)
+                    if m.HasField("schedule"):
+                        _raise_schedule_problems(m, resolver)
             except InvalidArgument as exc:
                 violations += [
                     FieldViolation(f"{field}.{v.field}", v.description) for v in exc.violations
@@ -162,6 +164,25 @@ class RegistryService:
         rows = await self._store.list_templates(kind, prefix(project, domain, name), limit, offset)
         parse = _PARSE[kind]
         return [parse(b) for b in rows]
+
+
+def _raise_schedule_problems(lp: workflow_pb2.LaunchPlan, resolver: KnownResolver) -> None:
+    from plait_engine.service.schedules import schedule_problems
+
+    problems = schedule_problems(lp.schedule, "schedule")
+    kickoff = lp.schedule.kickoff_time_input
+    wf = resolver.get_workflow(lp.workflow_id)
+    if kickoff and wf is not None:
+        types = {v.name: v.type for v in wf.interface.inputs.variables}
+        if types.get(kickoff) != types_pb2.LiteralType(simple=types_pb2.SIMPLE_TYPE_DATETIME):
+            problems.append(
+                FieldViolation(
+                    "schedule.kickoff_time_input",
+                    f"the workflow has no datetime input {kickoff!r}",
+                )
+            )
+    if problems:
+        raise InvalidArgument(problems[0].description, problems)
 
 
 def _normalized(

@@ -65,6 +65,12 @@ class RetentionSweeper:
             except asyncio.CancelledError:
                 pass
             self._task = None
+            # Hand the duty over at once: another replica (or our successor) need not wait
+            # for the lease to expire.
+            try:
+                await self._store.acquire_lease("retention", self._owner, time.time(), 0.0)
+            except Exception:
+                log.warning("could not release the retention lease", exc_info=True)
 
     async def _loop(self) -> None:
         while True:

@@ -26,6 +26,7 @@ from plait_engine.store.records import (
     ExecutionRecord,
     LogEntry,
     NodeRecord,
+    ScheduleStateRecord,
     TemplateKind,
     WriteBatch,
 )
@@ -199,6 +200,15 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def delete_cache_before(self, before: float, limit: int) -> list[str]:
         """Delete up to `limit` cache entries created before `before`; returns their keys."""
+
+    # -- schedules ---------------------------------------------------------------------
+    @abc.abstractmethod
+    async def schedule_states(self) -> dict[str, ScheduleStateRecord]:
+        """Every stored schedule state, by launch plan key."""
+
+    @abc.abstractmethod
+    async def put_schedule_state(self, state: ScheduleStateRecord) -> None:
+        """Store a schedule's state (replacing the one under its key)."""
 
     # -- logs --------------------------------------------------------------------------
     @abc.abstractmethod

@@ -24,6 +24,7 @@ from plait_engine.store.records import (
     ExecutionWrites,
     LogEntry,
     NodeRecord,
+    ScheduleStateRecord,
     TemplateKind,
     WriteBatch,
     sequenced,
@@ -47,6 +48,7 @@ class MemoryStore(Store):
         self._tokens: dict[int, str] = {}
         self._logs: list[tuple[int, LogEntry]] = []
         self._leases: dict[str, tuple[str, float]] = {}
+        self._schedules: dict[str, ScheduleStateRecord] = {}
 
     # -- templates ---------------------------------------------------------------------
     async def put_templates(self, items: Sequence[TemplateItem]) -> list[bool]:
@@ -251,6 +253,13 @@ class MemoryStore(Store):
         for k in keys:
             del self._cache[k]
         return keys
+
+    # -- schedules ---------------------------------------------------------------------
+    async def schedule_states(self) -> dict[str, ScheduleStateRecord]:
+        return {k: copy.copy(v) for k, v in self._schedules.items()}
+
+    async def put_schedule_state(self, state: ScheduleStateRecord) -> None:
+        self._schedules[state.key] = copy.copy(state)
 
     # -- logs --------------------------------------------------------------------------
     async def append_logs(self, entries: Sequence[LogEntry]) -> None:

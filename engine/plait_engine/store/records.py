@@ -202,6 +202,23 @@ class LogEntry:
 
 
 @dataclass(slots=True)
+class ScheduleStateRecord:
+    """Where a launch plan's schedule stands.
+
+    Attributes:
+        key: ``project/domain/name/`` of the launch plan (every version).
+        paused: Whether ticks are skipped.
+        last_tick: Unix time of the last tick handled (run or skipped).
+        last_execution: ``project/domain/name`` of the execution of the last tick run.
+    """
+
+    key: str
+    paused: bool = False
+    last_tick: float = 0.0
+    last_execution: str = ""
+
+
+@dataclass(slots=True)
 class Reservation:
     """A request to hold the serialization reservation of a cache key for `holder`."""
 

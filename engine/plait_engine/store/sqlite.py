@@ -30,6 +30,7 @@ from plait_engine.store.records import (
     ExecutionRecord,
     LogEntry,
     NodeRecord,
+    ScheduleStateRecord,
     TemplateKind,
     WriteBatch,
     sequenced,
@@ -461,6 +462,26 @@ class SqliteStore(Store):
             return keys
 
         return await self._w(delete)
+
+    # -- schedules ---------------------------------------------------------------------
+    async def schedule_states(self) -> dict[str, ScheduleStateRecord]:
+        rows = await self._r("SELECT key, paused, last_tick, last_execution FROM schedules")
+        return {
+            str(r[0]): ScheduleStateRecord(str(r[0]), bool(r[1]), float(r[2]), str(r[3]))
+            for r in rows
+        }
+
+    async def put_schedule_state(self, state: ScheduleStateRecord) -> None:
+        row = (state.key, state.paused, state.last_tick, state.last_execution)
+
+        def put(c: sqlite3.Connection) -> None:
+            c.execute(
+                "INSERT OR REPLACE INTO schedules (key, paused, last_tick, last_execution) "
+                "VALUES (?, ?, ?, ?)",
+                row,
+            )
+
+        await self._w(put)
 
     # -- logs --------------------------------------------------------------------------
     async def append_logs(self, entries: Sequence[LogEntry]) -> None:

@@ -122,7 +122,8 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX logs_node ON logs (eid, node_id, pos);
     """,
-    # 5: named leases (the replica that runs retention, schedules); cache entries by age.
+    # 5: named leases (the replica that runs retention, schedules); cache entries by age;
+    # schedule states.
     """
     CREATE TABLE leases (
         name TEXT PRIMARY KEY,
@@ -131,6 +132,12 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX cache_age ON cache (created_at);
     CREATE INDEX executions_finished ON executions (phase, updated_at);
+    CREATE TABLE schedules (
+        key TEXT PRIMARY KEY,
+        paused INTEGER NOT NULL,
+        last_tick REAL NOT NULL,
+        last_execution TEXT NOT NULL
+    ) WITHOUT ROWID;
     """,
 )
 

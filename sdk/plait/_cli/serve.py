@@ -28,6 +28,9 @@ _OVERRIDES = (
     "lease_duration",
     "system_retries",
     "token",
+    "token_file",
+    "allow_process",
+    "process_user",
     "tls_cert",
     "tls_key",
 )
@@ -47,10 +50,24 @@ def add_parser(sub: Subparsers[argparse.ArgumentParser]) -> None:
     srv.add_argument("--data-dir", help="engine state (default ~/.plait/server)")
     for flag, kind, what in _LIMITS:
         srv.add_argument(flag, type=kind, help=what)
-    srv.add_argument("--token", help="require 'authorization: Bearer TOKEN' on every call")
+    srv.add_argument(
+        "--token", help="require 'authorization: Bearer TOKEN' on every call (one admin token)"
+    )
+    srv.add_argument(
+        "--token-file",
+        help="TOML file of scoped tokens: role (admin, client, worker) and projects per token",
+    )
+    srv.add_argument(
+        "--allow-process",
+        action="append",
+        metavar="PATTERN",
+        help="allow process targets running a program matching PATTERN (fnmatch on its "
+        "absolute path, e.g. '/opt/tasks/*'); repeatable; none: process targets are off",
+    )
+    srv.add_argument("--process-user", help="run process targets as this user")
     srv.add_argument("--tls-cert", help="PEM certificate chain (with --tls-key)")
     srv.add_argument("--tls-key", help="PEM private key")
-    srv.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    srv.add_argument("-v", "--verbose", action="store_true", help="log at INFO level (at least)")
     srv.set_defaults(handler=_serve)
 
 
@@ -67,9 +84,14 @@ def _serve(args: argparse.Namespace, rest: list[str]) -> int:
     except ConfigError as exc:
         print(f"plait serve: {exc}", file=sys.stderr)
         return 2
+    level = getattr(logging, config.log_level.upper())
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
+        level=min(level, logging.INFO) if args.verbose else level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    asyncio.run(serve(config))
+    try:
+        asyncio.run(serve(config))
+    except ConfigError as exc:
+        print(f"plait serve: {exc}", file=sys.stderr)
+        return 2
     return 0

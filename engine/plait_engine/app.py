@@ -16,7 +16,7 @@ from plait_engine.config import EngineConfig
 from plait_engine.executors import Executor, TaskRunner
 from plait_engine.executors.inprocess import InProcessExecutor
 from plait_engine.executors.logs import LogWriter
-from plait_engine.executors.process import ProcessExecutor
+from plait_engine.executors.process import ProcessExecutor, ProcessPolicy, RunAs
 from plait_engine.executors.workers import WorkerSessions
 from plait_engine.scheduler import Scheduler, SchedulerConfig
 from plait_engine.service import ExecutionsService, RegistryService
@@ -105,6 +105,7 @@ def build_engine(
     runner_checks_outputs: bool = False,
     task_threads: int = 8,
     store: Store | None = None,
+    process_policy: ProcessPolicy | None = None,
 ) -> Engine:
     """Build an engine.
 
@@ -115,7 +116,20 @@ def build_engine(
         runner_checks_outputs: Whether `task_runner` checks outputs against the interface.
         task_threads: Threads running in-process tasks.
         store: A store to use instead of the SQLite file in the data dir.
+        process_policy: The commands process targets may run. Default: every command for the
+            embedded engine (with a `task_runner`: its user runs their own commands), the
+            config's `allow_process` patterns otherwise (none: process targets are off).
+
+    Raises:
+        ConfigError: `process_user` names no user, or one the engine may not switch to.
     """
+    if process_policy is None:
+        process_policy = (
+            ProcessPolicy.allow_all()
+            if task_runner is not None
+            else ProcessPolicy(tuple(config.allow_process))
+        )
+    run_as = RunAs.lookup(config.process_user)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     if store is None:
         store = SqliteStore(
@@ -135,7 +149,7 @@ def build_engine(
         )
     else:
         workers = WorkerSessions(config.heartbeat_interval, config.lease_duration)
-    process = ProcessExecutor(blobs)
+    process = ProcessExecutor(blobs, policy=process_policy, run_as=run_as)
     holder: list[Engine] = []
 
     def executor_for(task: tasks_pb2.TaskTemplate) -> Executor | None:
@@ -164,7 +178,7 @@ def build_engine(
         store=store,
         payloads=payloads,
         scheduler=scheduler,
-        registry=RegistryService(store, source, limits),
+        registry=RegistryService(store, source, limits, process_policy.refusal),
         executions=executions,
         workers=workers,
         process=process,

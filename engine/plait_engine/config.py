@@ -149,8 +149,11 @@ HELP: dict[str, str] = {
     "token": "one admin token: every call sends 'authorization: Bearer TOKEN'",
     "tls_cert": "PEM certificate chain (with --tls-key): serve TLS only",
     "tls_key": "PEM private key",
-    "token_file": "TOML file of scoped tokens (roles and projects)",
-    "allow_process": "command pattern process targets may run (repeat; default none)",
+    "token_file": "TOML file of scoped tokens: a role (admin, client, worker) and projects each",
+    "allow_process": (
+        "allow process targets whose program matches this fnmatch pattern of its absolute "
+        "path, e.g. /opt/tasks/* (repeat; default: none)"
+    ),
     "process_user": "run process targets as this user",
     "max_inputs_bytes": "size of an execution's inputs (default 32 MiB)",
     "max_log_bytes": "output kept per attempt (default 1 MiB)",

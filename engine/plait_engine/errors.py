@@ -56,3 +56,21 @@ class ResourceExhausted(EngineError):  # noqa: N818
     def __init__(self, message: str, violations: Sequence[FieldViolation] = ()) -> None:
         super().__init__(message)
         self.violations: tuple[FieldViolation, ...] = tuple(violations)
+
+
+class PermissionDenied(EngineError):  # noqa: N818
+    """The caller may not do this: its token's role or projects, or the engine's process
+    policy, forbid it (maps to PERMISSION_DENIED).
+
+    Args:
+        message: What was refused and why; never a secret.
+        violations: The fields that named what was refused (``tasks[0].process.command``).
+    """
+
+    def __init__(self, message: str, violations: Sequence[FieldViolation] = ()) -> None:
+        super().__init__(message)
+        self.violations: tuple[FieldViolation, ...] = tuple(violations)
+
+
+class Unauthenticated(EngineError):  # noqa: N818
+    """The call carries no token, or one the engine does not know (maps to UNAUTHENTICATED)."""

@@ -186,7 +186,8 @@ def test_strict_import_refuses_what_is_only_ignored(package: Path, tmp_path: Pat
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[EngineProcess]:
-    engine = start_engine(tmp_path)
+    # Imported Flyte tasks are process targets running the Flyte env's programs.
+    engine = start_engine(tmp_path, "--allow-process", f"{flyte_python().parent}/*")
     try:
         yield engine
     finally:

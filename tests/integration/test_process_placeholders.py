@@ -121,7 +121,7 @@ def _workflow(task: tasks_pb2.TaskTemplate) -> workflow_pb2.WorkflowTemplate:
 async def _run(
     data: Path, task: tasks_pb2.TaskTemplate
 ) -> tuple[int, literals_pb2.LiteralMap, errors_pb2.ExecutionError]:
-    engine = build_engine(EngineConfig(data_dir=data))
+    engine = build_engine(EngineConfig(data_dir=data, allow_process=("*",)))
     await engine.start()
     try:
         wf = _workflow(task)

@@ -76,7 +76,7 @@ def _single_node_workflow(task: tasks_pb2.TaskTemplate) -> workflow_pb2.Workflow
 
 
 async def _run(tmp_path: Path, task: tasks_pb2.TaskTemplate, n: int) -> tuple[Engine, object]:
-    engine = build_engine(EngineConfig(data_dir=tmp_path / "data"))
+    engine = build_engine(EngineConfig(data_dir=tmp_path / "data", allow_process=("*",)))
     await engine.start()
     wf = _single_node_workflow(task)
     await engine.registry.register(tasks=[task], workflows=[wf])

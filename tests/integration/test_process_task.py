@@ -9,6 +9,7 @@ import pytest
 from plait import PlaitError, ProcessTask, _embedded, _serialize, workflow
 from plaitidl.core.v1 import tasks_pb2
 
+from tests.integration.conftest import ALLOW_BASH_AND_CP
 from tests.support.servers import ROOT, plait_command, start_engine
 
 SHELL = "examples/process/shell_workflow.py"
@@ -63,7 +64,7 @@ def test_bash_generator_from_a_python_workflow(tmp_path: Path) -> None:
 
 
 def test_remote_engine_runs_process_targets_without_any_worker(tmp_path: Path) -> None:
-    engine = start_engine(tmp_path)
+    engine = start_engine(tmp_path, *ALLOW_BASH_AND_CP)
     try:
         out = subprocess.run(
             plait_command("run", "--remote", engine.address, SHELL, "shell_fan_out", "--n", "6"),

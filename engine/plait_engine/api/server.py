@@ -22,8 +22,9 @@ from plaitidl.service.v1 import (
     worker_service_pb2_grpc,
 )
 
+from plait_engine.api.auth import AuthInterceptor, TokenTable
 from plait_engine.api.executions import ExecutionServicer
-from plait_engine.api.interceptors import ErrorInterceptor, TokenAuthInterceptor
+from plait_engine.api.interceptors import ErrorInterceptor
 from plait_engine.api.registry import RegistryServicer
 from plait_engine.api.schedules import ScheduleServicer
 from plait_engine.api.workers import WorkerServicer
@@ -43,6 +44,7 @@ SERVICE_NAMES = (
 SHUTDOWN_GRACE = 3.0
 
 ReadyFn = Callable[[str], None]
+_LOOPBACK = ("127.0.0.1", "localhost", "[::1]", "::1")
 
 
 def _bind(server: grpc.aio.Server, config: EngineConfig) -> int:
@@ -54,12 +56,34 @@ def _bind(server: grpc.aio.Server, config: EngineConfig) -> int:
     return server.add_insecure_port(config.address)
 
 
-def build_server(engine: Engine) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:  # type: ignore[name-defined]
-    """The gRPC server of an engine: its services, health, reflection and interceptors."""
+def tokens_of(config: EngineConfig) -> TokenTable | None:
+    """The tokens the server accepts (None: every call is accepted).
+
+    Raises:
+        ConfigError: The token file is unreadable or invalid.
+    """
+    if config.token_file is not None:
+        return TokenTable.load(config.token_file)
+    if config.token:
+        return TokenTable.single_admin(config.token)
+    return None
+
+
+def build_server(
+    engine: Engine, tokens: TokenTable | None = None
+) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:  # type: ignore[name-defined]
+    """The gRPC server of an engine: its services, health, reflection and interceptors.
+
+    Args:
+        engine: The engine.
+        tokens: The accepted tokens (default: those of the engine's config).
+    """
     config = engine.config
     interceptors: list[grpc.aio.ServerInterceptor] = []  # type: ignore[type-arg]
-    if config.token:
-        interceptors.append(TokenAuthInterceptor(config.token))
+    tokens = tokens if tokens is not None else tokens_of(config)
+    if tokens is not None:
+        # First: a call is authenticated before anything of it is looked at.
+        interceptors.append(AuthInterceptor(tokens))
     interceptors.append(ErrorInterceptor())
     server = grpc.aio.server(
         interceptors=interceptors,
@@ -99,14 +123,23 @@ async def serve(config: EngineConfig, ready: ReadyFn | None = None) -> None:
 
     Raises:
         RuntimeError: The address could not be bound.
+        ConfigError: The token file or the process settings are invalid.
     """
+    # A bad token file stops the engine before it opens its store.
+    tokens = tokens_of(config)
     engine = build_engine(config)
-    server, health_servicer = build_server(engine)
+    server, health_servicer = build_server(engine, tokens)
     port = _bind(server, config)
     if port == 0:
         raise RuntimeError(f"cannot listen on {config.address}")
     host = config.address.rsplit(":", 1)[0]
     bound = f"{host}:{port}"
+    if tokens is None and host not in _LOOPBACK:
+        log.warning(
+            "serving on %s without tokens: anyone who can reach it may use it "
+            "(see --token-file in the README, section Security)",
+            bound,
+        )
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

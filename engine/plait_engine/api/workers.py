@@ -10,6 +10,8 @@ import grpc.aio
 from plaitidl.service.v1 import worker_service_pb2 as ws
 from plaitidl.service.v1 import worker_service_pb2_grpc as ws_grpc
 
+from plait_engine.api.auth import current_principal
+from plait_engine.errors import InvalidArgument
 from plait_engine.executors.workers import (
     Close,
     WorkerSession,
@@ -45,7 +47,8 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
         if problem is not None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         try:
-            session = self._sessions.open_session(first.hello)
+            # A worker's token decides whose assignments it receives.
+            session = self._sessions.open_session(first.hello, current_principal().projects)
         except RuntimeError as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
             raise  # unreachable: abort raises
@@ -70,6 +73,11 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
                 self._sessions.handle(session, request)
         except ValueError as exc:
             self._sessions.close_session(session, str(exc), code=grpc.StatusCode.INVALID_ARGUMENT)
+            return
+        except InvalidArgument as exc:  # a message that does not parse
+            self._sessions.close_session(
+                session, exc.message, code=grpc.StatusCode.INVALID_ARGUMENT
+            )
             return
         except asyncio.CancelledError:
             raise

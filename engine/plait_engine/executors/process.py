@@ -3,27 +3,152 @@
 The engine writes the inputs, creates the attempt's folders, substitutes Flyte-style
 placeholders in the command, args and env, sets the ``FLYTE_INTERNAL_*`` identity variables,
 runs the program and reads back exactly one of ``outputs.pb``, ``futures.pb`` or ``error.pb``.
+
+Only programs the operator allowed run (`ProcessPolicy`), with a scrubbed environment
+(`PASSED_ENV`, the target's own env and the identity variables), in the attempt's folder, and
+optionally as another user (`RunAs`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import pwd
 import re
 import shutil
 import sys
 from collections.abc import Sequence
-from pathlib import Path
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path, PurePosixPath
 
 from plaitidl.core.v1 import dynamic_job_pb2, errors_pb2, literals_pb2
 
 from plait_engine.blob import BlobStore
+from plait_engine.config import ConfigError
 from plait_engine.executors import Dispatch, Outcome, Result, ResultSink, system_error
 
 # Placeholders as Flyte's container plugin writes them: `{{.name}}` or `{{ $name }}`, any case.
 _PLACEHOLDER = re.compile(r"\{\{\s*[.$]([A-Za-z]+)\s*\}\}")
 _INPUT_VALUE = re.compile(r"\{\{\s*[.$]inputs\.([^}\s]+)\s*\}\}", re.IGNORECASE)
 _STREAM_TAIL = 2000
+
+
+# Variables of the engine's environment a process target sees; everything else (tokens,
+# database URLs, cloud credentials of the engine) stays out. HOME, USER and LOGNAME are those
+# of the user the target runs as.
+PASSED_ENV = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
+
+
+def resolve_program(command: str, path: str | None = None) -> str | None:
+    """The program a command runs: an absolute path as written (normalized), a bare name
+    found on `path` (the engine's ``PATH`` by default), a relative path as written, or None
+    when a bare name is not found."""
+    if "/" in command:
+        return os.path.normpath(command) if command.startswith("/") else command
+    found = shutil.which(command, path=path if path is not None else os.environ.get("PATH"))
+    return os.path.normpath(os.path.abspath(found)) if found else None
+
+
+@dataclass(frozen=True)
+class ProcessPolicy:
+    """Which programs process targets may run.
+
+    Patterns starting with ``/`` are matched (`fnmatch`, case-sensitive, ``*`` also matches
+    ``/``) against the absolute path the program resolves to (a bare name through the engine's
+    ``PATH``, never the target's); other patterns against the command as written. So ``*``
+    allows everything, ``/opt/tasks/*`` programs under /opt/tasks, and with absolute patterns
+    only, a relative path or a name not on ``PATH`` is refused. A path with a ``..`` part is
+    always refused (it could leave an allowed folder). No pattern: no process target runs.
+
+    Attributes:
+        patterns: The allowed patterns.
+    """
+
+    patterns: tuple[str, ...] = ()
+
+    @classmethod
+    def allow_all(cls) -> ProcessPolicy:
+        """Everything: the embedded engine runs its user's own commands."""
+        return cls(("*",))
+
+    def refusal(self, command: str, path: str | None = None) -> str | None:
+        """Why a command (``command[0]``) may not run, or None when it may."""
+        if not self.patterns:
+            return (
+                f"process targets are off on this engine: {command!r} may not run "
+                "(the operator allows commands with --allow-process PATTERN)"
+            )
+        if any(not p.startswith("/") and fnmatchcase(command, p) for p in self.patterns):
+            return None
+        if ".." in PurePosixPath(command).parts:
+            return f"{command!r} has a '..' part; give the program's path without it"
+        program = resolve_program(command, path)
+        if program is None:
+            return f"{command!r} is not found on the engine's PATH"
+        if not program.startswith("/"):
+            return f"{command!r} is a relative path; the allowed commands are absolute paths"
+        if any(p.startswith("/") and fnmatchcase(program, p) for p in self.patterns):
+            return None
+        allowed = ", ".join(self.patterns)
+        shown = command if program == command else f"{command} ({program})"
+        return f"{shown} is not an allowed process command (allowed: {allowed})"
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """The user process targets run as.
+
+    Attributes:
+        name: User name.
+        uid: User id.
+        gid: Primary group id.
+        groups: Supplementary group ids.
+        home: Home folder.
+        switch: Whether it differs from the engine's user (the engine must be root).
+    """
+
+    name: str
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+    home: str
+    switch: bool
+
+    @classmethod
+    def lookup(cls, user: str | None) -> RunAs:
+        """The engine's own user (None), or another one by name or uid.
+
+        Raises:
+            ConfigError: No such user, or the engine may not switch to it.
+        """
+        euid = os.geteuid()
+        if user is None:
+            try:
+                pw = pwd.getpwuid(euid)
+            except KeyError:  # a uid without a passwd entry (containers)
+                home = os.environ.get("HOME", "/")
+                return cls(str(euid), euid, os.getegid(), (), home, False)
+            return cls(pw.pw_name, pw.pw_uid, pw.pw_gid, (), pw.pw_dir, False)
+        try:
+            pw = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+        except KeyError:
+            raise ConfigError(f"process_user: no user {user!r}") from None
+        switch = pw.pw_uid != euid
+        if switch and euid != 0:
+            raise ConfigError(
+                f"process_user: the engine runs as uid {euid} and cannot start processes as "
+                f"{user!r}; run the engine as root or leave process_user unset"
+            )
+        groups = tuple(os.getgrouplist(pw.pw_name, pw.pw_gid)) if switch else ()
+        return cls(pw.pw_name, pw.pw_uid, pw.pw_gid, groups, pw.pw_dir, switch)
+
+    def base_env(self) -> dict[str, str]:
+        """The environment every process target starts from."""
+        env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+        env.setdefault("PATH", os.defpath)
+        env.update(HOME=self.home, USER=self.name, LOGNAME=self.name)
+        return env
 
 
 class _BadInputError(Exception):
@@ -101,10 +226,29 @@ class ProcessExecutor:
     `{{.perRetryUniqueKey}}`, `{{.taskTemplatePath}}`, `{{.inputs.NAME}}`), the
     ``FLYTE_INTERNAL_*`` / ``FLYTE_ATTEMPT_NUMBER`` identity variables are set, and the
     child's stdout and stderr are copied to the engine's stderr.
+
+    A program the policy does not allow fails its node with a user error that is not retried
+    (``PermissionDenied``): the check runs again here, after the placeholders are substituted,
+    for targets registered before the policy changed and for those embedded in dynamic specs.
+
+    Args:
+        blobs: Where attempts' folders live.
+        slots: Processes run at once (default: the number of CPUs, at least 2).
+        policy: The programs allowed (default: every one, for the embedded engine).
+        run_as: The user processes run as (default: the engine's).
     """
 
-    def __init__(self, blobs: BlobStore, slots: int | None = None) -> None:
+    def __init__(
+        self,
+        blobs: BlobStore,
+        slots: int | None = None,
+        *,
+        policy: ProcessPolicy | None = None,
+        run_as: RunAs | None = None,
+    ) -> None:
         self._blobs = blobs
+        self.policy = policy if policy is not None else ProcessPolicy.allow_all()
+        self._run_as = run_as if run_as is not None else RunAs.lookup(None)
         self._slots = asyncio.Semaphore(slots or max(2, os.cpu_count() or 2))
         self._sink: ResultSink | None = None
         self._procs: dict[str, asyncio.subprocess.Process] = {}
@@ -169,18 +313,34 @@ class ProcessExecutor:
             return errors_pb2.ExecutionError(
                 code="BadPlaceholder", message=str(exc), kind=errors_pb2.ExecutionError.KIND_USER
             )
-        env = {**os.environ, **_identity_env(d), **extra}
-        if not argv or (
-            shutil.which(argv[0], path=env.get("PATH")) is None and not Path(argv[0]).is_file()
-        ):
+        base_env = self._run_as.base_env()
+        env = {**base_env, **_identity_env(d), **extra}
+        if not argv:
+            return system_error("CommandNotFound", "the process target has an empty command")
+        refusal = self.policy.refusal(argv[0], base_env["PATH"])
+        if refusal is not None:
+            return errors_pb2.ExecutionError(
+                code="PermissionDenied",
+                message=f"process.command: {refusal}",
+                kind=errors_pb2.ExecutionError.KIND_USER,
+                recoverable=False,
+            )
+        # The program is found on the engine's PATH, not on one the target sets.
+        program = resolve_program(argv[0], base_env["PATH"])
+        if program is None or not (base / program).is_file():
             return system_error("CommandNotFound", f"command not found: {argv[:1]}")
+        uid, gid, groups = self._identity(base)
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv,
+                program,
+                *argv[1:],
                 env=env,
                 cwd=str(base),
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
+                user=uid,
+                group=gid,
+                extra_groups=groups,
             )
         except OSError as exc:
             return system_error("ProcessStartFailed", str(exc))
@@ -192,6 +352,16 @@ class ProcessExecutor:
         finally:
             self._procs.pop(d.assignment_id, None)
         return _read_process_outcome(out_dir, proc.returncode or 0, bytes(tail))
+
+    def _identity(self, base: Path) -> tuple[int | None, int | None, list[int] | None]:
+        """User, group and groups starting the child as `run_as` (None: the engine's), who
+        then owns the attempt's folders."""
+        r = self._run_as
+        if not r.switch:
+            return None, None, None
+        for folder in (base, base / "out", base / "raw", base / "checkpoint"):
+            os.chown(folder, r.uid, r.gid)
+        return r.uid, r.gid, list(r.groups)
 
     def cancel(self, assignment_ids: Sequence[str]) -> None:
         for aid in assignment_ids:

@@ -78,6 +78,7 @@ class WorkerSession:
         leases: Assignments leased to this session, by assignment id.
         closed: Whether the session has ended.
         completed: Results accepted from this session.
+        projects: The projects whose assignments it may receive (its token's); None for all.
     """
 
     id: str
@@ -94,6 +95,11 @@ class WorkerSession:
     closed: bool = False
     completed: int = 0
     last_given: int = 0  # pump sequence of the last assignment: spreads ties round robin
+    projects: frozenset[str] | None = None
+
+    def serves(self, d: Dispatch) -> bool:
+        """Whether the session may receive a dispatch (beyond its queue)."""
+        return self.projects is None or d.execution.partition("/")[0] in self.projects
 
 
 @dataclass(frozen=True)
@@ -152,6 +158,24 @@ def _outcome(r: ws.TaskResult) -> Outcome:
     # A worker bug, not the task's: retry on the system budget.
     return system_error("EmptyResult", f"worker sent a result without outputs, spec or error for "
                         f"assignment {r.assignment_id}")  # fmt: skip
+
+
+_Slot = tuple[int, int, int, WorkerSession]
+
+
+def _pick(heap: list[_Slot], d: Dispatch) -> _Slot | None:
+    """Pop the best free session that serves `d` (the others go back), or None."""
+    skipped: list[_Slot] = []
+    found: _Slot | None = None
+    while heap:
+        entry = heapq.heappop(heap)
+        if entry[3].serves(d):
+            found = entry
+            break
+        skipped.append(entry)
+    for entry in skipped:
+        heapq.heappush(heap, entry)
+    return found
 
 
 class WorkerSessions:
@@ -241,8 +265,15 @@ class WorkerSessions:
             self.close_session(s, "engine is stopping", code=grpc.StatusCode.UNAVAILABLE)
 
     # -- sessions ------------------------------------------------------------------------
-    def open_session(self, hello: ws.Hello) -> WorkerSession:
+    def open_session(
+        self, hello: ws.Hello, projects: frozenset[str] | None = None
+    ) -> WorkerSession:
         """Register a validated hello's session; its outbox starts with the welcome.
+
+        Args:
+            hello: The worker's hello.
+            projects: The projects whose assignments the session may receive (those of the
+                worker's token); None for every project.
 
         Raises:
             RuntimeError: The executor is not started or is stopping.
@@ -257,6 +288,7 @@ class WorkerSessions:
             free=hello.slots,
             language=hello.language,
             version=hello.version,
+            projects=projects,
         )
         welcome = ws.Welcome(session_id=s.id)
         welcome.heartbeat_interval.FromNanoseconds(int(self.heartbeat_interval * 1e9))
@@ -412,12 +444,17 @@ class WorkerSessions:
                 continue  # no worker serves it yet: wait for one
             heap = [(-s.free, s.last_given, i, s) for i, s in enumerate(peers) if s.free > 0]
             heapq.heapify(heap)
+            waiting: list[Dispatch] = []  # no free session may take them (their project)
             while heap and fifo:
                 d = fifo.popleft()
                 if self._pending_live.get(d.assignment_id) is not d:
                     continue  # cancelled while queued
+                picked = _pick(heap, d)
+                if picked is None:
+                    waiting.append(d)
+                    continue
                 del self._pending_live[d.assignment_id]
-                neg_free, _, i, s = heapq.heappop(heap)
+                neg_free, _, i, s = picked
                 s.free -= 1
                 s.last_given = next(self._seq)
                 s.leases[d.assignment_id] = d
@@ -425,6 +462,7 @@ class WorkerSessions:
                 batches.setdefault(s, []).append(d)
                 if s.free > 0:
                     heapq.heappush(heap, (neg_free + 1, s.last_given, i, s))
+            fifo.extendleft(reversed(waiting))
         for s, ds in batches.items():
             for start in range(0, len(ds), MAX_ASSIGNMENTS_PER_MESSAGE):
                 chunk = ds[start : start + MAX_ASSIGNMENTS_PER_MESSAGE]

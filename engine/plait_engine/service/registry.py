@@ -9,7 +9,13 @@ from dataclasses import dataclass
 from plaitidl.core.v1 import identifier_pb2, tasks_pb2, types_pb2, workflow_pb2
 
 from plait_engine import compiler, ids
-from plait_engine.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
+from plait_engine.errors import (
+    AlreadyExists,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
 from plait_engine.store import Conflict, Store, TemplateKind
 from plait_engine.templates import KnownResolver, Template, TemplateSource, compile_resolving
 
@@ -28,6 +34,10 @@ _PARSE: dict[TemplateKind, Callable[[bytes], Template]] = {
     TemplateKind.WORKFLOW: workflow_pb2.WorkflowTemplate.FromString,
     TemplateKind.LAUNCH_PLAN: workflow_pb2.LaunchPlan.FromString,
 }
+
+
+# Why a process target's program (its command[0]) may not run, or None when it may.
+ProcessCheck = Callable[[str], str | None]
 
 
 @dataclass
@@ -58,12 +68,21 @@ class RegistryService:
         store: The store.
         source: Registered templates (shared with the scheduler).
         limits: What the compiler accepts.
+        process_check: The engine's process policy; tasks whose process target it refuses
+            are not registered (default: every command is allowed).
     """
 
-    def __init__(self, store: Store, source: TemplateSource, limits: compiler.Limits) -> None:
+    def __init__(
+        self,
+        store: Store,
+        source: TemplateSource,
+        limits: compiler.Limits,
+        process_check: ProcessCheck | None = None,
+    ) -> None:
         self._store = store
         self.source = source
         self._limits = limits
+        self._process_check = process_check
 
     async def register(
         self,
@@ -75,6 +94,7 @@ class RegistryService:
 
         Raises:
             InvalidArgument: With a violation per problem, named by its field path.
+            PermissionDenied: A process target runs a command the engine does not allow.
             AlreadyExists: A version holds different content.
         """
         if not (tasks or workflows or launch_plans):
@@ -82,6 +102,10 @@ class RegistryService:
                 "nothing to register",
                 [FieldViolation("tasks", "give at least one task, workflow or launch plan")],
             )
+        refused = self._refused_commands(tasks)
+        if refused:
+            first = refused[0]
+            raise PermissionDenied(f"{first.field}: {first.description}", refused)
         new = _normalized(tasks, workflows, launch_plans)
         await self._compile(new)
         items = []
@@ -107,11 +131,23 @@ class RegistryService:
         launch_plans: Sequence[workflow_pb2.LaunchPlan] = (),
     ) -> list[FieldViolation]:
         """Every problem `register` would refuse the templates for; nothing is stored."""
+        refused = self._refused_commands(tasks)
         try:
             await self._compile(_normalized(tasks, workflows, launch_plans))
         except InvalidArgument as exc:
-            return list(exc.violations) or [FieldViolation("", exc.message)]
-        return []
+            return refused + (list(exc.violations) or [FieldViolation("", exc.message)])
+        return refused
+
+    def _refused_commands(self, tasks: Sequence[tasks_pb2.TaskTemplate]) -> list[FieldViolation]:
+        if self._process_check is None:
+            return []
+        out: list[FieldViolation] = []
+        for i, t in enumerate(tasks):
+            if t.HasField("process") and t.process.command:
+                reason = self._process_check(t.process.command[0])
+                if reason is not None:
+                    out.append(FieldViolation(f"tasks[{i}].process.command", reason))
+        return out
 
     async def _compile(self, new: list[tuple[TemplateKind, Template]]) -> None:
         overlay: dict[tuple[TemplateKind, str], Template] = {}

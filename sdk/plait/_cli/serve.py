@@ -45,9 +45,14 @@ def _serve(args: argparse.Namespace, rest: list[str]) -> int:
     except ConfigError as exc:
         print(f"plait serve: {exc}", file=sys.stderr)
         return 2
+    level = getattr(logging, config.log_level.upper())
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
+        level=min(level, logging.INFO) if args.verbose else level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    asyncio.run(serve(config))
+    try:
+        asyncio.run(serve(config))
+    except ConfigError as exc:
+        print(f"plait serve: {exc}", file=sys.stderr)
+        return 2
     return 0

@@ -104,10 +104,14 @@ def register(
 def _engine(data_dir: Path | None) -> Any:
     from plait_engine.app import build_engine
     from plait_engine.config import EngineConfig
+    from plait_engine.executors.process import ProcessPolicy
 
     # Imported Flyte tasks are process targets: no in-process runner, and this engine drives
-    # only the executions it starts.
-    engine = build_engine(EngineConfig(data_dir=data_dir or default_data_dir()))
+    # only the executions it starts. It is the user's own: their commands are allowed.
+    engine = build_engine(
+        EngineConfig(data_dir=data_dir or default_data_dir()),
+        process_policy=ProcessPolicy.allow_all(),
+    )
     engine.scheduler.config.adopt = False
     return engine
 

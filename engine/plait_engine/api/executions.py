@@ -102,10 +102,13 @@ class ExecutionServicer(es_grpc.ExecutionServiceServicer):
 
     Args:
         executions: The execution use cases.
+        max_message_bytes: The largest message the server sends: list pages stay below it.
     """
 
-    def __init__(self, executions: ExecutionsService) -> None:
+    def __init__(self, executions: ExecutionsService, max_message_bytes: int = 64 << 20) -> None:
         self._x = executions
+        # A page is cut short (with a next token) before it outgrows this.
+        self._page_budget = max(max_message_bytes // 2, 64 * 1024)
 
     async def _execution(self, request: Any, field: str = "id") -> ExecutionRecord:
         require(request.HasField(field), field, "an execution id")
@@ -169,10 +172,17 @@ class ExecutionServicer(es_grpc.ExecutionServiceServicer):
             request_id=request.request_id,
         )
         rows = await self._x.list_executions(where, limit + 1, before)
-        token = encode_token("x", str(rows[limit - 1].eid)) if len(rows) > limit else ""
-        return es.ListExecutionsResponse(
-            executions=[self._proto(r) for r in rows[:limit]], next_page_token=token
-        )
+        out = es.ListExecutionsResponse()
+        used = 0
+        for r in rows[:limit]:
+            item = self._proto(r)
+            used += item.ByteSize() + 8
+            if used > self._page_budget and out.executions:
+                break  # the rest on the next page
+            out.executions.append(item)
+        if len(out.executions) < len(rows):
+            out.next_page_token = encode_token("x", str(rows[len(out.executions) - 1].eid))
+        return out
 
     async def TerminateExecution(  # noqa: N802
         self, request: es.TerminateExecutionRequest, context: Context
@@ -215,11 +225,17 @@ class ExecutionServicer(es_grpc.ExecutionServiceServicer):
         limit = page_size(request.page_size)
         after = decode_token("n", request.page_token)
         rows = await self._x.nodes(rec, request.parent_node_id or None, limit + 1, after)
-        token = encode_token("n", rows[limit - 1].node_id) if len(rows) > limit else ""
-        return es.ListNodeExecutionsResponse(
-            node_executions=[node_proto(n, request.id) for n in rows[:limit]],
-            next_page_token=token,
-        )
+        out = es.ListNodeExecutionsResponse()
+        used = 0
+        for n in rows[:limit]:
+            item = node_proto(n, request.id)
+            used += item.ByteSize() + 8
+            if used > self._page_budget and out.node_executions:
+                break
+            out.node_executions.append(item)
+        if len(out.node_executions) < len(rows):
+            out.next_page_token = encode_token("n", rows[len(out.node_executions) - 1].node_id)
+        return out
 
     async def GetNodeExecutionData(  # noqa: N802
         self, request: es.GetNodeExecutionDataRequest, context: Context

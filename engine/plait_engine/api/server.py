@@ -96,7 +96,7 @@ def build_server(
         RegistryServicer(engine.registry), server
     )
     execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(
-        ExecutionServicer(engine.executions), server
+        ExecutionServicer(engine.executions, config.max_message_bytes), server
     )
     schedule_service_pb2_grpc.add_ScheduleServiceServicer_to_server(
         ScheduleServicer(engine.schedules), server

@@ -179,7 +179,7 @@ class TaskHandler:
         n.deadline = None
         outcome = r.outcome
         if isinstance(outcome, errors_pb2.ExecutionError):
-            self.attempt_failed(n, outcome)
+            self.attempt_failed(n, bounded(outcome))
         elif isinstance(outcome, dynamic_job_pb2.DynamicJobSpec):
             self._dynamic.on_spec(n, outcome)
         else:
@@ -282,6 +282,28 @@ class TaskHandler:
         self.lookups = [n for n in self.lookups if n.frame.run is not run]
         self.reserving = [n for n in self.reserving if n.frame.run is not run]
         self.granted = [n for n in self.granted if n.frame.run is not run]
+
+
+_MAX_CODE = 256
+_MAX_MESSAGE = 16 * 1024
+_MAX_DETAILS = 1 << 20
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+def bounded(err: errors_pb2.ExecutionError) -> errors_pb2.ExecutionError:
+    """An error from an executor, cut to sizes every reader can take (code 256 characters,
+    message 16 Ki, details 1 Mi): it is stored, listed and streamed to clients."""
+    if len(err.code) > _MAX_CODE or len(err.message) > _MAX_MESSAGE:
+        err.code = _cut(err.code, _MAX_CODE)
+        err.message = _cut(err.message, _MAX_MESSAGE)
+    if len(err.details) > _MAX_DETAILS:
+        err.details = _cut(err.details, _MAX_DETAILS)
+    return err
 
 
 def _eid(d: Dispatch) -> int:

@@ -17,6 +17,7 @@ from plait_engine.executors import Executor, TaskRunner
 from plait_engine.executors.inprocess import InProcessExecutor
 from plait_engine.executors.logs import LogWriter
 from plait_engine.executors.process import ProcessExecutor, ProcessPolicy, RunAs
+from plait_engine.executors.shared import SharedDispatcher
 from plait_engine.executors.workers import WorkerSessions
 from plait_engine.scheduler import Scheduler, SchedulerConfig
 from plait_engine.service import ExecutionsService, RegistryService
@@ -39,6 +40,7 @@ class Engine:
         registry: Template use cases.
         executions: Execution use cases.
         workers: Worker sessions (a server), or None (embedded).
+        shared: The dispatcher through the store's queues (a replica of a cluster), or None.
         process: The executor of process targets.
         in_process: The executor running SDK tasks in this process (embedded), or None.
         logs: Captured output of attempts, on its way to the store.
@@ -54,6 +56,7 @@ class Engine:
     registry: RegistryService
     executions: ExecutionsService
     workers: WorkerSessions | None
+    shared: SharedDispatcher | None
     process: ProcessExecutor
     in_process: InProcessExecutor | None
     logs: LogWriter
@@ -66,7 +69,9 @@ class Engine:
         if task.HasField("process"):
             return self.process
         if task.HasField("worker"):
-            return self.in_process if self.in_process is not None else self.workers
+            if self.in_process is not None:
+                return self.in_process
+            return self.shared if self.shared is not None else self.workers
         return None
 
     async def start(self) -> None:
@@ -75,7 +80,9 @@ class Engine:
         self.logs.start()
         sink = self.scheduler.post_results
         self.process.start(sink, loop)
-        if self.workers is not None:
+        if self.shared is not None:
+            self.shared.start(sink, loop)  # it starts the worker sessions, answering to it
+        elif self.workers is not None:
             self.workers.start(sink, loop)
         if self.in_process is not None:
             self.in_process.start(sink, loop)
@@ -90,7 +97,9 @@ class Engine:
         await self.schedule_runner.stop()
         await self.scheduler.stop()
         await self.process.stop()
-        if self.workers is not None:
+        if self.shared is not None:
+            await self.shared.stop()
+        elif self.workers is not None:
             await self.workers.stop()
         if self.in_process is not None:
             await self.in_process.stop()
@@ -173,6 +182,9 @@ def build_engine(
         store, payloads, source, scheduler, limits, config.max_inputs_bytes
     )
     schedule_runner = ScheduleRunner(store, executions, scheduler.owner)
+    shared = None
+    if workers is not None and (config.cluster or config.store.startswith("postgres")):
+        shared = SharedDispatcher(store, workers, scheduler.owner, lambda: set(scheduler.runs))
     engine = Engine(
         config=config,
         store=store,
@@ -181,6 +193,7 @@ def build_engine(
         registry=RegistryService(store, source, limits, process_policy.refusal),
         executions=executions,
         workers=workers,
+        shared=shared,
         process=process,
         in_process=in_process,
         logs=logs,

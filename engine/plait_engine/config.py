@@ -67,6 +67,9 @@ class EngineConfig:
         log_format: ``text`` or ``json`` lines on stderr.
         log_level: ``debug``, ``info``, ``warning`` or ``error``.
         console_address: ``HOST:PORT`` of the web console and JSON/HTTP endpoint (empty: off).
+        cluster: Run as one of several replicas sharing the store: attempts go through the
+            store's dispatch queue, so a worker connected to any replica can run them (on for a
+            PostgreSQL store).
     """
 
     address: str = "127.0.0.1:8089"
@@ -94,6 +97,7 @@ class EngineConfig:
     log_format: str = "text"
     log_level: str = "info"
     console_address: str = ""
+    cluster: bool = False
 
     def limits(self) -> Limits:
         """What the compiler accepts."""
@@ -131,6 +135,7 @@ _KINDS: dict[str, type] = {
     "log_format": str,
     "log_level": str,
     "console_address": str,
+    "cluster": bool,
 }
 # One line of help per setting, for `plait serve --help` (its flags are generated from these).
 HELP: dict[str, str] = {
@@ -162,6 +167,7 @@ HELP: dict[str, str] = {
     "log_format": "text or json log lines on stderr (default text)",
     "log_level": "debug, info, warning or error (default info)",
     "console_address": "HOST:PORT of the web console and JSON/HTTP endpoint (default off)",
+    "cluster": "one of several replicas on one store: dispatch through the store (true/false)",
 }
 
 
@@ -170,6 +176,8 @@ def setting_kind(name: str) -> type:
     return _KINDS[name]
 
 
+_BOOLS = {"true": True, "1": True, "yes": True, "on": True,
+          "false": False, "0": False, "no": False, "off": False}  # fmt: skip
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -205,6 +213,12 @@ def _coerce(key: str, value: object, source: str) -> object:
             if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
                 return tuple(value)
             raise ValueError(value)
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in _BOOLS:
+                return _BOOLS[value.lower()]
+            raise ValueError(value)
         if kind is timedelta:
             if isinstance(value, int | float) and not isinstance(value, bool):
                 return float(value)
@@ -228,6 +242,7 @@ def _coerce(key: str, value: object, source: str) -> object:
             float: "a number",
             tuple: "a list of strings (or a comma-separated string)",
             timedelta: "a duration such as 90s, 12h or 30d",
+            bool: "true or false",
         }.get(kind, "a string")
         raise ConfigError(f"{source}: {key} must be {what}, got {value!r}") from None
 

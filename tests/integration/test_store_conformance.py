@@ -24,6 +24,8 @@ from plait_engine.store import (
     NodeRecord,
     NodeUpdate,
     OwnershipLost,
+    QueuedDispatch,
+    QueuedResult,
     Reservation,
     Store,
     TemplateKind,
@@ -412,8 +414,10 @@ def test_a_takeover_by_epoch_ignores_a_live_lease(factory: Factory, tmp_path: Pa
 def test_termination_requests_and_deletion(factory: Factory, tmp_path: Path) -> None:
     async def t(store: Store) -> None:
         rec = await _create(store, "e1")
+        assert await store.termination_requests([rec.eid]) == {}
         asked = await store.request_termination(rec.eid, "stop it")
         assert asked is not None and asked.terminate_reason == "stop it"
+        assert await store.termination_requests([rec.eid, rec.eid + 100]) == {rec.eid: "stop it"}
         again = await store.request_termination(rec.eid, "later")
         assert again is not None and again.terminate_reason == "stop it"  # the first stays
         assert await store.request_termination(rec.eid + 100, "x") is None
@@ -516,6 +520,62 @@ def test_old_cache_entries_are_deleted_by_age(factory: Factory, tmp_path: Path) 
     run(factory, tmp_path, t)
 
 
+def test_the_dispatch_queue_hands_each_attempt_to_one_replica(
+    factory: Factory, tmp_path: Path
+) -> None:
+    async def t(store: Store) -> None:
+        def d(aid: str, queue: str, at: float) -> QueuedDispatch:
+            return QueuedDispatch(aid, 1, queue, aid.encode(), at)
+
+        await store.enqueue_dispatches(
+            [d("1:a:1", "q", 1.0), d("1:b:1", "q", 2.0), d("1:c:1", "gpu", 3.0)]
+        )
+        first = await store.take_dispatches("r1", {"q": 1, "gpu": 5}, now=10.0, until=20.0)
+        assert sorted(x.assignment_id for x in first) == ["1:a:1", "1:c:1"]  # oldest first
+        assert first[0].assignment == first[0].assignment_id.encode()
+        second = await store.take_dispatches("r2", {"q": 5, "gpu": 5}, now=10.0, until=20.0)
+        assert [x.assignment_id for x in second] == ["1:b:1"]  # never one attempt twice
+        # "a" and "b" are held on; "c" is not renewed and goes back once its hold expired.
+        await store.renew_dispatches("r1", ["1:a:1"], until=40.0)
+        await store.renew_dispatches("r2", ["1:b:1"], until=40.0)
+        await store.renew_dispatches("r9", ["1:c:1"], until=99.0)  # not its holder: no effect
+        again = await store.take_dispatches("r2", {"q": 5, "gpu": 5}, now=25.0, until=50.0)
+        assert [x.assignment_id for x in again] == ["1:c:1"]
+        # Cancelling: an untaken attempt disappears, a held one is flagged for its holder.
+        await store.enqueue_dispatches([d("1:e:1", "q", 4.0)])
+        await store.cancel_dispatches(["1:a:1", "1:e:1"])
+        assert await store.cancelled_dispatches("r1") == ["1:a:1"]
+        assert await store.cancelled_dispatches("r2") == []
+        # A cancelled attempt is never handed out again, even once its hold expired.
+        later = await store.take_dispatches("r3", {"q": 9}, now=100.0, until=200.0)
+        assert [x.assignment_id for x in later] == ["1:b:1"]
+        await store.finish_dispatches(["1:a:1", "1:b:1", "1:c:1"])
+        assert await store.cancelled_dispatches("r1") == []
+
+    run(factory, tmp_path, t)
+
+
+def test_results_reach_the_owner_once(factory: Factory, tmp_path: Path) -> None:
+    async def t(store: Store) -> None:
+        await store.post_results(
+            [
+                QueuedResult("1:a:1", 1, b"r1", "w1", 1.0),
+                QueuedResult("2:a:1", 2, b"r2", "w2", 2.0),
+                QueuedResult("1:b:1", 1, b"r3", "w1", 3.0),
+            ]
+        )
+        mine = await store.take_results([1], 10)
+        assert [(r.assignment_id, r.result, r.worker_id) for r in mine] == [
+            ("1:a:1", b"r1", "w1"),
+            ("1:b:1", b"r3", "w1"),
+        ]
+        assert await store.take_results([1], 10) == []
+        assert [r.assignment_id for r in await store.take_results([2, 3], 1)] == ["2:a:1"]
+        assert await store.take_results([], 10) == []
+
+    run(factory, tmp_path, t)
+
+
 # -- the SQLite file ---------------------------------------------------------------------------
 def test_schema_is_migrated_once_and_survives_reopen(tmp_path: Path) -> None:
     async def t() -> None:
@@ -526,7 +586,7 @@ def test_schema_is_migrated_once_and_survives_reopen(tmp_path: Path) -> None:
         await s.close()
         s2 = SqliteStore(path)
         try:
-            assert await s2.schema_version() == version >= 5
+            assert await s2.schema_version() == version >= 6
             got = await s2.get_execution_by_eid(rec.eid)
             assert got is not None and got.name == "e1" and got.owner == "r1"
         finally:

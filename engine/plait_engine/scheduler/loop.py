@@ -76,6 +76,7 @@ class Scheduler:
         self._results: list[Result] = []
         self._terminations: list[tuple[int, str]] = []
         self._lost: set[int] = set()
+        self._terminating: set[int] = set()
         self._watchers: dict[int, list[asyncio.Event]] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -340,6 +341,7 @@ class Scheduler:
 
     def _forget(self, run: Run) -> None:
         self.runs.pop(run.eid, None)
+        self._terminating.discard(run.eid)
         self.walker.tasks.forget(run)
         _hand_over(self._take(self.walker.tasks.to_cancel), lambda ex, ids: ex.cancel(ids))
         run.finished.set()
@@ -381,6 +383,11 @@ class Scheduler:
         if lost:
             self._lost.update(lost)
             self._wake.set()
+        # Terminations asked for on another replica (this one applies them as the owner).
+        for eid, reason in (await self.store.termination_requests(epochs)).items():
+            if eid not in lost and eid not in self._terminating:
+                self._terminating.add(eid)
+                self.terminate(eid, reason)
 
     async def _adopt_claimable(self) -> None:
         now = time.time()

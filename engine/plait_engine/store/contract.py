@@ -15,7 +15,7 @@ lease expired and another claimed it) can no longer write to it.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from plait_engine.store.records import (
     ApplyResult,
@@ -26,6 +26,8 @@ from plait_engine.store.records import (
     ExecutionRecord,
     LogEntry,
     NodeRecord,
+    QueuedDispatch,
+    QueuedResult,
     ScheduleStateRecord,
     TemplateKind,
     WriteBatch,
@@ -147,6 +149,10 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def termination_requests(self, eids: Collection[int]) -> dict[int, str]:
+        """The termination reasons recorded for these executions (those that have one)."""
+
+    @abc.abstractmethod
     async def delete_execution(self, eid: int) -> bool:
         """Delete a finished execution with its nodes, events, specs, logs and payload.
 
@@ -200,6 +206,46 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def delete_cache_before(self, before: float, limit: int) -> list[str]:
         """Delete up to `limit` cache entries created before `before`; returns their keys."""
+
+    # -- the shared dispatch queue (many replicas) ---------------------------------------
+    @abc.abstractmethod
+    async def enqueue_dispatches(self, items: Sequence[QueuedDispatch]) -> None:
+        """Queue attempts for whichever replica has a free worker slot for their queue."""
+
+    @abc.abstractmethod
+    async def take_dispatches(
+        self, replica: str, wanted: Mapping[str, int], now: float, until: float
+    ) -> list[QueuedDispatch]:
+        """Take, oldest first, up to `wanted[queue]` queued attempts of each queue: those
+        nobody holds, or whose holder's hold expired at `now`; hold them until `until`.
+        Concurrent takers never get the same attempt."""
+
+    @abc.abstractmethod
+    async def renew_dispatches(
+        self, replica: str, assignment_ids: Sequence[str], until: float
+    ) -> None:
+        """Keep holding attempts a replica's workers still run."""
+
+    @abc.abstractmethod
+    async def finish_dispatches(self, assignment_ids: Sequence[str]) -> None:
+        """Forget attempts that were answered (or whose cancellation was carried out)."""
+
+    @abc.abstractmethod
+    async def cancel_dispatches(self, assignment_ids: Sequence[str]) -> None:
+        """Withdraw attempts: removed when nobody holds them, marked cancelled otherwise."""
+
+    @abc.abstractmethod
+    async def cancelled_dispatches(self, replica: str) -> list[str]:
+        """Attempts `replica` holds that were cancelled (it stops them and finishes them)."""
+
+    @abc.abstractmethod
+    async def post_results(self, items: Sequence[QueuedResult]) -> None:
+        """Hand workers' answers to the executions' owners."""
+
+    @abc.abstractmethod
+    async def take_results(self, eids: Collection[int], limit: int) -> list[QueuedResult]:
+        """Remove and return up to `limit` posted answers for these executions, oldest
+        first."""
 
     # -- schedules ---------------------------------------------------------------------
     @abc.abstractmethod

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from plaitidl.core.v1 import execution_pb2
 
@@ -24,6 +24,8 @@ from plait_engine.store.records import (
     ExecutionWrites,
     LogEntry,
     NodeRecord,
+    QueuedDispatch,
+    QueuedResult,
     ScheduleStateRecord,
     TemplateKind,
     WriteBatch,
@@ -49,6 +51,9 @@ class MemoryStore(Store):
         self._logs: list[tuple[int, LogEntry]] = []
         self._leases: dict[str, tuple[str, float]] = {}
         self._schedules: dict[str, ScheduleStateRecord] = {}
+        # assignment id -> (dispatch, holder, held until, cancelled)
+        self._dispatches: dict[str, tuple[QueuedDispatch, str, float, bool]] = {}
+        self._results: list[QueuedResult] = []
 
     # -- templates ---------------------------------------------------------------------
     async def put_templates(self, items: Sequence[TemplateItem]) -> list[bool]:
@@ -195,6 +200,13 @@ class MemoryStore(Store):
             e.terminate_reason = reason or "terminated by request"
         return copy.deepcopy(e)
 
+    async def termination_requests(self, eids: Collection[int]) -> dict[int, str]:
+        return {
+            eid: self._execs[eid].terminate_reason
+            for eid in eids
+            if eid in self._execs and self._execs[eid].terminate_reason
+        }
+
     async def delete_execution(self, eid: int) -> bool:
         e = self._execs.get(eid)
         if e is None:
@@ -253,6 +265,68 @@ class MemoryStore(Store):
         for k in keys:
             del self._cache[k]
         return keys
+
+    # -- the shared dispatch queue -----------------------------------------------------
+    async def enqueue_dispatches(self, items: Sequence[QueuedDispatch]) -> None:
+        for d in items:
+            self._dispatches[d.assignment_id] = (copy.copy(d), "", 0.0, False)
+
+    async def take_dispatches(
+        self, replica: str, wanted: Mapping[str, int], now: float, until: float
+    ) -> list[QueuedDispatch]:
+        out: list[QueuedDispatch] = []
+        ready = sorted(
+            (d.created_at, aid)
+            for aid, (d, holder, held, cancelled) in self._dispatches.items()
+            if not cancelled and (not holder or held < now)
+        )
+        left = dict(wanted)
+        for _, aid in ready:
+            d = self._dispatches[aid][0]
+            if left.get(d.queue, 0) > 0:
+                left[d.queue] -= 1
+                self._dispatches[aid] = (d, replica, until, False)
+                out.append(copy.copy(d))
+        return out
+
+    async def renew_dispatches(
+        self, replica: str, assignment_ids: Sequence[str], until: float
+    ) -> None:
+        for aid in assignment_ids:
+            held = self._dispatches.get(aid)
+            if held is not None and held[1] == replica:
+                self._dispatches[aid] = (held[0], replica, until, held[3])
+
+    async def finish_dispatches(self, assignment_ids: Sequence[str]) -> None:
+        for aid in assignment_ids:
+            self._dispatches.pop(aid, None)
+
+    async def cancel_dispatches(self, assignment_ids: Sequence[str]) -> None:
+        for aid in assignment_ids:
+            held = self._dispatches.get(aid)
+            if held is None:
+                continue
+            if not held[1]:
+                del self._dispatches[aid]
+            else:
+                self._dispatches[aid] = (held[0], held[1], held[2], True)
+
+    async def cancelled_dispatches(self, replica: str) -> list[str]:
+        return [
+            aid
+            for aid, (_, holder, _, cancelled) in self._dispatches.items()
+            if holder == replica and cancelled
+        ]
+
+    async def post_results(self, items: Sequence[QueuedResult]) -> None:
+        self._results.extend(copy.copy(r) for r in items)
+
+    async def take_results(self, eids: Collection[int], limit: int) -> list[QueuedResult]:
+        wanted = set(eids)
+        out = [r for r in self._results if r.eid in wanted][:limit]
+        taken = {id(r) for r in out}
+        self._results = [r for r in self._results if id(r) not in taken]
+        return out
 
     # -- schedules ---------------------------------------------------------------------
     async def schedule_states(self) -> dict[str, ScheduleStateRecord]:

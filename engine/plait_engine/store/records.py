@@ -202,6 +202,44 @@ class LogEntry:
 
 
 @dataclass(slots=True)
+class QueuedDispatch:
+    """An attempt waiting in the shared dispatch queue for a replica with a free worker slot.
+
+    Attributes:
+        assignment_id: The attempt's assignment id (``eid:node:attempt``).
+        eid: The execution.
+        queue: The task's worker queue.
+        assignment: A serialized `Assignment` (template included) for the worker.
+        created_at: Unix time it was queued.
+    """
+
+    assignment_id: str
+    eid: int
+    queue: str
+    assignment: bytes
+    created_at: float
+
+
+@dataclass(slots=True)
+class QueuedResult:
+    """A worker's answer on its way from the replica it reached to the execution's owner.
+
+    Attributes:
+        assignment_id: The attempt answered.
+        eid: The execution.
+        result: A serialized `TaskResult`.
+        worker_id: The worker that answered.
+        created_at: Unix time it was posted.
+    """
+
+    assignment_id: str
+    eid: int
+    result: bytes
+    worker_id: str
+    created_at: float
+
+
+@dataclass(slots=True)
 class ScheduleStateRecord:
     """Where a launch plan's schedule stands.
 

@@ -8,15 +8,11 @@ on the disk.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import functools
 import json
 import sqlite3
-import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
-from typing import Any, Literal, TypeVar
+from collections.abc import Collection, Mapping, Sequence
+from typing import TypeVar
 
 from plait_engine import ids
 from plait_engine.store.contract import Store, TemplateItem
@@ -30,15 +26,14 @@ from plait_engine.store.records import (
     ExecutionRecord,
     LogEntry,
     NodeRecord,
-    ScheduleStateRecord,
     TemplateKind,
     WriteBatch,
     sequenced,
 )
 from plait_engine.store.sqlite_apply import apply_batch
+from plait_engine.store.sqlite_duties import SqliteDuties
 from plait_engine.store.sqlite_schema import (
     EXEC_COLUMNS,
-    MIGRATIONS,
     NODE_COLUMNS,
     TERMINAL,
     UNFINISHED,
@@ -48,68 +43,9 @@ from plait_engine.store.sqlite_schema import (
 )
 
 _T = TypeVar("_T")
-Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
 
-class _Db:
-    """The blocking half: connections and SQL. Used only from the store's threads."""
-
-    def __init__(self, path: str, synchronous: Synchronous) -> None:
-        self.path = path
-        self.synchronous = synchronous
-        self.local = threading.local()
-        self.all: list[sqlite3.Connection] = []
-        self.lock = threading.Lock()
-
-    def conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self.local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode survives a crash of the process (SIGKILL); FULL also survives
-            # an OS crash or power loss, at the cost of an fsync per commit.
-            conn.execute(f"PRAGMA synchronous={self.synchronous}")
-            conn.execute("PRAGMA busy_timeout=10000")
-            with self.lock:
-                self.all.append(conn)
-            self.local.conn = conn
-        return conn
-
-    def write(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
-        """Run `fn` in one write transaction (BEGIN IMMEDIATE ... COMMIT)."""
-        c = self.conn()
-        c.execute("BEGIN IMMEDIATE")
-        try:
-            out = fn(c)
-        except BaseException:
-            c.execute("ROLLBACK")
-            raise
-        c.execute("COMMIT")
-        return out
-
-    def migrate(self) -> None:
-        c = self.conn()
-        c.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        current = int(c.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0)
-        for version, script in enumerate(MIGRATIONS, start=1):
-            if version > current:
-
-                def step(c: sqlite3.Connection, script: str = script, v: int = version) -> None:
-                    for statement in script.split(";"):
-                        if statement.strip():
-                            c.execute(statement)
-                    c.execute("INSERT INTO schema_version (version) VALUES (?)", (v,))
-
-                self.write(step)
-
-    def close(self) -> None:
-        with self.lock:
-            for conn in self.all:
-                conn.close()
-            self.all.clear()
-
-
-class SqliteStore(Store):
+class SqliteStore(SqliteDuties, Store):
     """The store in one SQLite file.
 
     Args:
@@ -117,29 +53,6 @@ class SqliteStore(Store):
         synchronous: SQLite's ``synchronous`` level: NORMAL (default) keeps every commit across
             a crash of the engine process; FULL also across an OS crash or power loss.
     """
-
-    def __init__(self, path: str | Path, *, synchronous: Synchronous = "NORMAL") -> None:
-        self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = _Db(self.path, synchronous)
-        self._writer = concurrent.futures.ThreadPoolExecutor(1, "plait-sqlite-w")
-        self._reader = concurrent.futures.ThreadPoolExecutor(1, "plait-sqlite-r")
-        self._writer.submit(self._db.migrate).result()
-
-    async def _w(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer, functools.partial(self._db.write, fn))
-
-    async def _r(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
-        def read() -> list[Any]:
-            return self._db.conn().execute(sql, tuple(params)).fetchall()
-
-        return await asyncio.get_running_loop().run_in_executor(self._reader, read)
-
-    async def _one(self, sql: str, params: Iterable[Any] = ()) -> Any:
-        rows = await self._r(sql, params)
-        return rows[0] if rows else None
 
     async def schema_version(self) -> int:
         """The schema version of the file."""
@@ -370,6 +283,19 @@ class SqliteStore(Store):
 
         return await self._w(request)
 
+    async def termination_requests(self, eids: Collection[int]) -> dict[int, str]:
+        wanted = list(eids)
+        out: dict[int, str] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            rows = await self._r(
+                "SELECT eid, terminate_reason FROM executions "
+                f"WHERE eid IN ({','.join('?' * len(chunk))}) AND terminate_reason != ''",
+                chunk,
+            )
+            out.update({int(r[0]): str(r[1]) for r in rows})
+        return out
+
     async def delete_execution(self, eid: int) -> bool:
         def delete(c: sqlite3.Connection) -> bool:
             row = c.execute("SELECT phase FROM executions WHERE eid = ?", (eid,)).fetchone()
@@ -425,63 +351,6 @@ class SqliteStore(Store):
             (eid, after_seq, limit),
         )
         return [(int(r[0]), bytes(r[1])) for r in rows]
-
-    # -- named leases ------------------------------------------------------------------
-    async def acquire_lease(self, name: str, owner: str, now: float, until: float) -> bool:
-        def take(c: sqlite3.Connection) -> bool:
-            row = c.execute("SELECT owner, expires_at FROM leases WHERE name = ?", (name,))
-            held = row.fetchone()
-            if held is not None and held[0] != owner and float(held[1]) >= now:
-                return False
-            c.execute(
-                "INSERT OR REPLACE INTO leases (name, owner, expires_at) VALUES (?, ?, ?)",
-                (name, owner, until),
-            )
-            return True
-
-        return await self._w(take)
-
-    async def compact(self) -> None:
-        def checkpoint() -> None:
-            # Deleted pages are reused by later writes; the WAL is folded into the database
-            # and truncated, so the files stay bounded.
-            self._db.conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
-        await asyncio.get_running_loop().run_in_executor(self._writer, checkpoint)
-
-    async def delete_cache_before(self, before: float, limit: int) -> list[str]:
-        def delete(c: sqlite3.Connection) -> list[str]:
-            keys = [
-                str(r[0])
-                for r in c.execute(
-                    "SELECT key FROM cache WHERE created_at < ? ORDER BY created_at LIMIT ?",
-                    (before, limit),
-                ).fetchall()
-            ]
-            c.executemany("DELETE FROM cache WHERE key = ?", [(k,) for k in keys])
-            return keys
-
-        return await self._w(delete)
-
-    # -- schedules ---------------------------------------------------------------------
-    async def schedule_states(self) -> dict[str, ScheduleStateRecord]:
-        rows = await self._r("SELECT key, paused, last_tick, last_execution FROM schedules")
-        return {
-            str(r[0]): ScheduleStateRecord(str(r[0]), bool(r[1]), float(r[2]), str(r[3]))
-            for r in rows
-        }
-
-    async def put_schedule_state(self, state: ScheduleStateRecord) -> None:
-        row = (state.key, state.paused, state.last_tick, state.last_execution)
-
-        def put(c: sqlite3.Connection) -> None:
-            c.execute(
-                "INSERT OR REPLACE INTO schedules (key, paused, last_tick, last_execution) "
-                "VALUES (?, ?, ?, ?)",
-                row,
-            )
-
-        await self._w(put)
 
     # -- logs --------------------------------------------------------------------------
     async def append_logs(self, entries: Sequence[LogEntry]) -> None:

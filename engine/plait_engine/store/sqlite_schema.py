@@ -139,6 +139,29 @@ MIGRATIONS: tuple[str, ...] = (
         last_execution TEXT NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 6: the shared dispatch queue and the results on their way to owners (many replicas).
+    """
+    CREATE TABLE dispatch_queue (
+        assignment_id TEXT PRIMARY KEY,
+        eid INTEGER NOT NULL,
+        queue TEXT NOT NULL,
+        assignment BLOB NOT NULL,
+        created_at REAL NOT NULL,
+        taken_by TEXT NOT NULL DEFAULT '',
+        taken_until REAL NOT NULL DEFAULT 0,
+        cancelled INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    CREATE INDEX dispatch_queue_ready ON dispatch_queue (queue, created_at);
+    CREATE TABLE results_queue (
+        pos INTEGER PRIMARY KEY AUTOINCREMENT,
+        assignment_id TEXT NOT NULL,
+        eid INTEGER NOT NULL,
+        result BLOB NOT NULL,
+        worker_id TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX results_queue_eid ON results_queue (eid, pos);
+    """,
 )
 
 EXEC_COLUMNS = (

@@ -95,7 +95,14 @@ def _spawn(data_dir: Path, address: str, args: tuple[str, ...], log: Path) -> En
     addr_file = data_dir / "engine.addr"
     addr_file.unlink(missing_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    for var in ("PLAIT_CONFIG", "PLAIT_TOKEN", "PLAIT_ENGINE", "PLAIT_ADDRESS", "PLAIT_DATA_DIR"):
+    for var in (
+        "PLAIT_CONFIG",
+        "PLAIT_TOKEN",
+        "PLAIT_ENGINE",
+        "PLAIT_ADDRESS",
+        "PLAIT_DATA_DIR",
+        "PLAIT_STORE",
+    ):
         env.pop(var, None)
     with open(log, "ab") as out:
         proc = subprocess.Popen(

@@ -30,6 +30,7 @@ _OVERRIDES = (
     "token",
     "tls_cert",
     "tls_key",
+    "store",
 )
 
 
@@ -45,6 +46,10 @@ def add_parser(sub: Subparsers[argparse.ArgumentParser]) -> None:
     srv.add_argument("--config", help="TOML file of settings (default $PLAIT_CONFIG)")
     srv.add_argument("--address", help="HOST:PORT to listen on (default 127.0.0.1:8089)")
     srv.add_argument("--data-dir", help="engine state (default ~/.plait/server)")
+    srv.add_argument(
+        "--store",
+        help="postgresql://... to keep state in PostgreSQL (default: SQLite in the data dir)",
+    )
     for flag, kind, what in _LIMITS:
         srv.add_argument(flag, type=kind, help=what)
     srv.add_argument("--token", help="require 'authorization: Bearer TOKEN' on every call")
@@ -71,5 +76,11 @@ def _serve(args: argparse.Namespace, rest: list[str]) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    asyncio.run(serve(config))
+    from plait_engine.store import StoreError
+
+    try:
+        asyncio.run(serve(config))
+    except (ConfigError, StoreError) as exc:
+        print(f"plait serve: {exc}", file=sys.stderr)
+        return 2
     return 0

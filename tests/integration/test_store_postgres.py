@@ -269,3 +269,33 @@ def test_an_unreachable_database_is_a_store_error_naming_it() -> None:
         await store.close()
 
     asyncio.run(main())
+
+
+def test_the_store_recovers_when_the_database_restarts() -> None:
+    """Connections cut by a database restart fail the calls that hold them (the scheduler
+    retries its commits); the pool replaces them, and the store works again."""
+    from tests.support.postgres import private_postgres
+
+    with private_postgres() as server:
+        url = server.create_database()
+
+        async def main() -> None:
+            store = PostgresStore(url, min_connections=2, max_connections=4)
+            try:
+                eid = await _create(store, "e", "r", 1e9)
+                await store.apply(_pass(eid, 1, 0), now=1.0)
+                server.restart()
+                failures = 0
+                for i in range(1, 10):
+                    try:
+                        await store.apply(_pass(eid, 1, i), now=2.0)
+                        break
+                    except psycopg.OperationalError:
+                        failures += 1
+                assert 1 <= failures <= 4  # the cut connections, at most the pool's
+                rec = await store.get_execution_by_eid(eid)
+                assert rec is not None and rec.last_seq == 1 + 3 + 3
+            finally:
+                await store.close()
+
+        asyncio.run(main())

@@ -179,6 +179,15 @@ class PrivatePostgres:
         self.startup_seconds = time.monotonic() - t0
         return self
 
+    def restart(self) -> None:
+        """Stop the server (fast: sessions are cut) and start it again on the same port."""
+        self._run(
+            [str(bindir() / "pg_ctl"), "restart", "-w", "-t", "60", "-m", "fast", "-D",
+             str(self.data), "-l", str(self.log)],
+            "pg_ctl restart",
+        )  # fmt: skip
+        self.pid = self._pid_from_file()
+
     def server_log(self) -> str:
         """What the server wrote to its log."""
         try:
@@ -262,11 +271,19 @@ def private_postgres(settings: dict[str, str] | None = None) -> Iterator[Private
         server.stop()
 
 
+# What the session's server took to start, for the summary at the end of the run.
+STARTUPS: list[str] = []
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PrivatePostgres]:
     """One private PostgreSQL server for the test session; fails (never skips) when it cannot
     be started."""
     with private_postgres() as server:
+        STARTUPS.append(
+            f"private PostgreSQL {bindir().parent.name} (initdb + pg_ctl start): "
+            f"{server.startup_seconds:.2f} s"
+        )
         yield server
 
 

@@ -72,7 +72,8 @@ _CLAIM = (
 # Leases of many executions in one statement; the rows are locked in eid order first, as a
 # commit locks them, so that the two never deadlock.
 _LEASES = (
-    "WITH held AS (SELECT eid FROM executions WHERE eid = ANY(%s) ORDER BY eid FOR UPDATE) "
+    "WITH held AS (SELECT eid FROM executions WHERE eid = ANY(%b::bigint[]) "
+    "ORDER BY eid FOR UPDATE) "
     "UPDATE executions AS e SET lease_expires_at = %s "
     f"FROM held, {unnest(('bigint[]', 'bigint[]'))} AS r(eid, epoch) "
     "WHERE e.eid = held.eid AND e.eid = r.eid AND e.owner = %s AND e.epoch = r.epoch {extra}"
@@ -80,15 +81,18 @@ _LEASES = (
 )
 _RENEW = _LEASES.format(extra=f"AND e.phase IN ({UNFINISHED}) ")
 _RELEASE = _LEASES.format(extra="")
+# The request is recorded on an unfinished execution without one; any other is returned as it
+# is, without writing its row.
 _TERMINATE = (
-    "UPDATE executions SET terminate_reason = CASE WHEN phase IN "
-    f"({UNFINISHED}) AND terminate_reason = '' THEN %s ELSE terminate_reason END "
-    f"WHERE eid = %s RETURNING {EXEC_COLUMNS}"
+    "WITH asked AS (UPDATE executions SET terminate_reason = %s WHERE eid = %s "
+    f"AND phase IN ({UNFINISHED}) AND terminate_reason = '' RETURNING {EXEC_COLUMNS}) "
+    f"SELECT * FROM asked UNION ALL SELECT {EXEC_COLUMNS} FROM executions "
+    "WHERE eid = %s AND NOT EXISTS (SELECT 1 FROM asked)"
 )
 _INSERT_TEMPLATES = (
     "INSERT INTO templates (kind, key, digest, body) "
-    "SELECT kind, key, digest, body FROM unnest(%s::integer[], %s::text[], %s::text[], "
-    "%s::bytea[]) WITH ORDINALITY AS t(kind, key, digest, body, n) ORDER BY n "
+    "SELECT kind, key, digest, body FROM unnest(%b::integer[], %b::text[], %b::text[], "
+    "%b::bytea[]) WITH ORDINALITY AS t(kind, key, digest, body, n) ORDER BY n "
     "ON CONFLICT DO NOTHING RETURNING kind, key"
 )
 _INSERT_LOGS = (
@@ -174,13 +178,18 @@ class PostgresStore(Store):
         return self._pool
 
     @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[AsyncConnection[Any]]:
-        """A connection in a transaction; unique violations become `Conflict`."""
+    async def _tx(self, *, pipeline: bool = False) -> AsyncIterator[AsyncConnection[Any]]:
+        """A connection in a transaction (in pipeline mode when asked); unique violations
+        become `Conflict`."""
         pool = await self._ready()
         async with pool.connection() as conn:
             try:
-                async with conn.transaction():
-                    yield conn
+                if pipeline:
+                    async with conn.pipeline(), conn.transaction():
+                        yield conn
+                else:
+                    async with conn.transaction():
+                        yield conn
             except errors.UniqueViolation as exc:
                 raise Conflict(str(exc.diag.message_primary or exc)) from exc
 
@@ -209,7 +218,7 @@ class PostgresStore(Store):
             inserted = {(int(k), str(key)) for k, key in await cur.fetchall()}
             cur = await conn.execute(
                 "SELECT kind, key, digest FROM templates t "
-                "JOIN unnest(%s::integer[], %s::text[]) AS q(kind, key) USING (kind, key)",
+                "JOIN unnest(%b::integer[], %b::text[]) AS q(kind, key) USING (kind, key)",
                 params[:2],
             )
             held = {(int(k), str(key)): str(d) for k, key, d in await cur.fetchall()}
@@ -359,7 +368,7 @@ class PostgresStore(Store):
             await self._rows(_RELEASE, (eids, 0.0, eids, values, owner))
 
     async def request_termination(self, eid: int, reason: str) -> ExecutionRecord | None:
-        row = await self._one(_TERMINATE, (reason or "terminated by request", eid))
+        row = await self._one(_TERMINATE, (reason or "terminated by request", eid, eid))
         return None if row is None else exec_from_row(row)
 
     async def delete_execution(self, eid: int) -> bool:
@@ -455,7 +464,7 @@ class PostgresStore(Store):
         if not keys:
             return {}
         rows = await self._rows(
-            "SELECT key, outputs, eid, node_id, created_at FROM cache WHERE key = ANY(%s::text[])",
+            "SELECT key, outputs, eid, node_id, created_at FROM cache WHERE key = ANY(%b::text[])",
             (list(keys),),
         )
         return {
@@ -466,7 +475,7 @@ class PostgresStore(Store):
     async def apply(self, batch: WriteBatch, now: float) -> ApplyResult:
         if not batch:
             return ApplyResult()
-        async with self._tx() as conn:
+        async with self._tx(pipeline=True) as conn:
             return await apply_batch(conn, batch, now)
 
     async def close(self) -> None:

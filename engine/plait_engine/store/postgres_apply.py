@@ -1,11 +1,14 @@
 """The commit of a scheduler pass into PostgreSQL: one transaction, fenced by epochs, idempotent
 by token, with a fixed number of statements whatever the batch's size.
 
+The whole runs in pipeline mode: statements are sent without waiting for each other's results,
+so a commit is two round trips (BEGIN and the fence; the writes and COMMIT), whatever its size.
+
 1. The fence: one ``SELECT ... FOR UPDATE`` locks the batch's executions (in eid order, so two
    commits never deadlock) and reads their epoch, last event sequence and last token. A stale
    epoch refuses the whole batch (`OwnershipLost`); a token already applied skips that
    execution. The lock also orders this commit with a competing claim or commit.
-2. The writes, pipelined (sent together, one sync): each kind of row is one multi-row statement
+2. The writes, sent together: each kind of row is one multi-row statement
    over arrays (``INSERT ... SELECT FROM unnest(...)``, ``UPDATE ... FROM unnest(...)``).
    Event sequences continue from the locked ``last_seq``.
 3. Cache reservations (only batches that ask for them): rows are made and locked, decided in
@@ -35,7 +38,7 @@ from plait_engine.store.postgres_schema import (
 from plait_engine.store.records import ApplyResult, ExecutionWrites, WriteBatch, sequenced
 
 _FENCE = (
-    "SELECT eid, epoch, last_seq, last_batch FROM executions WHERE eid = ANY(%s) "
+    "SELECT eid, epoch, last_seq, last_batch FROM executions WHERE eid = ANY(%b::bigint[]) "
     "ORDER BY eid FOR UPDATE"
 )
 _NODE_SET = ", ".join(f"{c} = EXCLUDED.{c}" for c in NODE_COLUMNS.split(", ")[2:])
@@ -81,20 +84,22 @@ _UPDATE_OUTPUTS = (
     f"FROM {unnest(('bigint[]', 'bytea[]'))} AS v(eid, outputs) WHERE p.eid = v.eid"
 )
 # Whatever of a finished execution is still unfinished ends with it.
-_ABORT_OPEN_NODES = f"UPDATE nodes SET phase = {ABORTED} WHERE eid = ANY(%s) AND phase IN ({OPEN})"
+_ABORT_OPEN_NODES = (
+    f"UPDATE nodes SET phase = {ABORTED} WHERE eid = ANY(%b::bigint[]) AND phase IN ({OPEN})"
+)
 _INSERT_CACHE = (
     "INSERT INTO cache (key, outputs, eid, node_id, created_at) "
     f"SELECT * FROM {unnest(('text[]', 'bytea[]', 'bigint[]', 'text[]', 'double precision[]'))} "
     "ON CONFLICT DO NOTHING"
 )
-_RELEASE = "DELETE FROM cache_reservations WHERE key = ANY(%s::text[])"
+_RELEASE = "DELETE FROM cache_reservations WHERE key = ANY(%b::text[])"
 # A row per requested key (free when new), then every one locked, in key order.
 _RESERVE_ROWS = (
     "INSERT INTO cache_reservations (key, owner, expires_at) "
-    "SELECT k, '', 0 FROM unnest(%s::text[]) AS k ORDER BY k ON CONFLICT DO NOTHING"
+    "SELECT k, '', 0 FROM unnest(%b::text[]) AS k ORDER BY k ON CONFLICT DO NOTHING"
 )
 _LOCK_RESERVATIONS = (
-    "SELECT key, owner, expires_at FROM cache_reservations WHERE key = ANY(%s::text[]) "
+    "SELECT key, owner, expires_at FROM cache_reservations WHERE key = ANY(%b::text[]) "
     "ORDER BY key FOR UPDATE"
 )
 _WRITE_RESERVATIONS = (
@@ -170,7 +175,8 @@ async def _fence(
 
 
 async def apply_batch(conn: AsyncConnection[Any], batch: WriteBatch, now: float) -> ApplyResult:
-    """Apply a batch in the transaction open on `conn`."""
+    """Apply a batch in the transaction open on `conn`, in pipeline mode: the transaction's
+    BEGIN goes with the fence, its COMMIT with the writes (two round trips in all)."""
     result = ApplyResult()
     rows = _Rows()
     if batch.executions:
@@ -191,10 +197,9 @@ async def apply_batch(conn: AsyncConnection[Any], batch: WriteBatch, now: float)
         )),
         (_RELEASE, [batch.released]),
     ]  # fmt: skip
-    async with conn.pipeline():
-        for sql, params in statements:
-            if params[0]:
-                await conn.execute(sql, params)
+    for sql, params in statements:
+        if params[0]:
+            await conn.execute(sql, params)
     if batch.reservations:
         await _reserve(conn, batch, now, result)
     return result

@@ -155,8 +155,11 @@ ABORTED = execution_pb2.NODE_PHASE_ABORTED
 
 
 def unnest(types: Sequence[str]) -> str:
-    """``unnest(%s::t1, %s::t2, ...)``: rows from one array parameter per column."""
-    return "unnest(" + ", ".join(f"%s::{t}" for t in types) + ")"
+    """``unnest(%b::t1, %b::t2, ...)``: rows from one array parameter per column.
+
+    Arrays go in binary (``%b``): psycopg packs their elements as they are, where the text
+    format would escape every element (most of a large commit's CPU)."""
+    return "unnest(" + ", ".join(f"%b::{t}" for t in types) + ")"
 
 
 def columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:

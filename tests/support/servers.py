@@ -113,7 +113,8 @@ def _spawn(data_dir: Path, address: str, args: tuple[str, ...], log: Path) -> En
             env=env,
         )
     deadline = time.monotonic() + STARTUP_TIMEOUT
-    while not addr_file.exists():
+    # The file is created, then written: wait for its content, not only for it to exist.
+    while not (addr_file.exists() and addr_file.read_text().strip()):
         if proc.poll() is not None:
             raise RuntimeError(f"plait serve exited with {proc.returncode}:\n{log.read_text()}")
         if time.monotonic() > deadline:

@@ -195,8 +195,8 @@ s2s (schedule-to-start, task nodes, attempt 1): the attempt's RUNNING event (the
 disp: ready -> RUNNING event (the engine's own scheduling delay before dispatch).
 peak RSS: embedded = ru_maxrss of the fresh process running the engine (includes the SDK and
   the in-process tasks); gRPC = VmHWM of the `plait serve` process; flytekit = ru_maxrss.
-B/node: size of the data dir (sqlite db + wal + blobs; embedded-pg: blobs + the database's
-  pg_database_size) after the run / nodes.
+B/node: size of the data dir (sqlite db + wal + blobs; embedded-pg: blobs + what the run added
+  to pg_database_size) after the run / nodes.
 plait/fk: plait wall / flytekit wall (< 1: plait is faster)."""
 
 

@@ -110,6 +110,7 @@ def run_embedded(
     from plaitidl.core.v1 import errors_pb2, execution_pb2
 
     rss_before = _maxrss()
+    db_before = _database_bytes(store_url) if store_url else 0
     server0 = server_cpu() if server_cpu else None
     cpu0 = time.process_time()
     t0 = time.perf_counter()
@@ -135,7 +136,9 @@ def run_embedded(
     out["cpu_s"] = cpu + server if server is not None else (None if store_url else cpu)
     out.update(_figures(wl, data_dir, final.name, store_url or None))
     if store_url:
-        out["data_dir_bytes"] = out.get("data_dir_bytes", 0) + _database_bytes(store_url)
+        # What the run added to the database (an empty one is several MiB of catalogs).
+        grown = _database_bytes(store_url) - db_before
+        out["data_dir_bytes"] = out.get("data_dir_bytes", 0) + grown
     return out
 
 

@@ -101,6 +101,10 @@ class PrivatePostgres:
 
     def __init__(self, settings: dict[str, str] | None = None, root: Path | None = None) -> None:
         self.settings = dict(TEST_SETTINGS if settings is None else settings)
+        if root is None and os.geteuid() == 0:
+            # The server runs as the postgres user, who must reach its folder: $TMPDIR may be
+            # under a folder only root can enter; /tmp never is.
+            root = Path("/tmp")
         self.dir = Path(tempfile.mkdtemp(prefix="plait-pg-", dir=root))
         self.data = self.dir / "data"
         self.log = self.dir / "server.log"

@@ -1,4 +1,5 @@
-"""`python -m benchmarks`: plait (embedded and over gRPC) against flytekit local execution.
+"""`python -m benchmarks`: plait (embedded on SQLite, embedded on PostgreSQL, over gRPC)
+against flytekit local execution.
 
 Prints one fixed-width table (and the targets, met or not) and never fails on a figure.
 See README.md for the definitions and the options.
@@ -17,7 +18,7 @@ from typing import Any
 FULL = ["fanout-1000", "fanout-10000", "mergesort-5000", "countchars-200", "chain-200"]
 QUICK = ["fanout-1000", "countchars-200", "chain-200"]
 SCALING = ["fanout-1000", "fanout-10000", "fanout-100000"]
-MODES = ["embedded", "grpc", "flytekit"]
+MODES = ["embedded", "embedded-pg", "grpc", "flytekit"]
 MIB = 1024 * 1024
 
 
@@ -64,8 +65,9 @@ def _fmt(v: float | None, spec: str) -> str:
 def table(results: list[dict[str, Any]]) -> str:
     """The fixed-width table of every run."""
     flyte = {r["workload"]: r for r in results if r["mode"] == "flytekit"}
-    head = ("workload", "mode", "wall s", "nodes", "nodes/s", "s2s p50 ms", "s2s p99 ms",
-            "disp p50 ms", "peak RSS MiB", "B/node", "plait/fk", "status")  # fmt: skip
+    head = ("workload", "mode", "wall s", "nodes", "nodes/s", "CPU ms/node", "s2s p50 ms",
+            "s2s p99 ms", "disp p50 ms", "peak RSS MiB", "B/node", "plait/fk",
+            "status")  # fmt: skip
     rows: list[tuple[str, ...]] = []
     for r in results:
         wall = r.get("wall_s")
@@ -80,14 +82,16 @@ def table(results: list[dict[str, Any]]) -> str:
         status = r.get("status", "")
         if r["mode"] != "flytekit" and fk is not None and fk.get("status") == "timeout":
             status += " (fk timeout)"
+        cpu = r["cpu_s"] * 1000 / nodes if r.get("cpu_s") and nodes else None
         rows.append((
             r["workload"], r["mode"], _fmt(wall, ".2f"), _fmt(nodes, ","), _fmt(rate, ",.0f"),
-            _ms(r.get("s2s_p50_s")), _ms(r.get("s2s_p99_s")), _ms(r.get("ready_to_dispatch_p50_s")),
+            _fmt(cpu, ".3f"), _ms(r.get("s2s_p50_s")), _ms(r.get("s2s_p99_s")),
+            _ms(r.get("ready_to_dispatch_p50_s")),
             _fmt(rss / MIB if rss else None, ".0f"), _fmt(per_node, ",.0f"),
             _fmt(ratio, ".2f"), status,
         ))  # fmt: skip
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
-    left = {0, 1, 11}
+    left = {0, 1, 12}
 
     def line(cells: tuple[str, ...]) -> str:
         pairs = enumerate(zip(cells, widths, strict=True))
@@ -119,6 +123,11 @@ def targets(results: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
     v = rate("grpc", "fanout-10000")
     out.append(("gRPC fan-out 10,000 >= 2,000 nodes/s", _fmt(v, ",.0f"),
                 verdict(None if v is None else v >= 2000)))  # fmt: skip
+    for wl in ("fanout-10000", "mergesort-5000"):
+        sq, pg = rate("embedded", wl), rate("embedded-pg", wl)
+        if sq is not None and pg is not None:
+            out.append((f"embedded on PostgreSQL vs SQLite: {wl}",
+                        f"{pg:,.0f} vs {sq:,.0f} nodes/s ({pg / sq:.2f}x)", "info"))  # fmt: skip
     for mode in ("embedded", "grpc"):
         wls = sorted({r["workload"] for r in results if r["mode"] == mode})
         for wl in wls:
@@ -168,6 +177,11 @@ def scaling(results: list[dict[str, Any]]) -> list[str]:
 
 
 FOOTNOTES = """\
+embedded-pg: the embedded engine with its state in PostgreSQL (a private server started per run
+  with durable settings, or $PLAIT_BENCH_PG); blobs stay in the data dir.
+CPU ms/node: CPU seconds of the run / nodes. embedded: the engine process (its in-process tasks
+  included); embedded-pg: that plus the PostgreSQL server's processes (postmaster, backends,
+  writers, from /proc; unknown with $PLAIT_BENCH_PG).
 nodes: every node of the execution (task, dynamic, subworkflow and branch nodes), counted from
   its events; nodes/s = nodes / wall. wall: embedded = `_embedded.run` (register, compile, run,
   engine start/stop), gRPC = `Client.execute` + `Client.wait`, flytekit = the workflow call;
@@ -181,7 +195,8 @@ s2s (schedule-to-start, task nodes, attempt 1): the attempt's RUNNING event (the
 disp: ready -> RUNNING event (the engine's own scheduling delay before dispatch).
 peak RSS: embedded = ru_maxrss of the fresh process running the engine (includes the SDK and
   the in-process tasks); gRPC = VmHWM of the `plait serve` process; flytekit = ru_maxrss.
-B/node: size of the data dir (sqlite db + wal + blobs) after the run / nodes.
+B/node: size of the data dir (sqlite db + wal + blobs; embedded-pg: blobs + what the run added
+  to pg_database_size) after the run / nodes.
 plait/fk: plait wall / flytekit wall (< 1: plait is faster)."""
 
 

@@ -80,6 +80,29 @@ def _upstreams(spec: dynamic_job_pb2.DynamicJobSpec, prefix: str, out: dict[str,
         out[_path(prefix, n.id)] = {_path(prefix, u) for u in ups}
 
 
+def _read_pg(url: str, execution: str | None) -> tuple[int, bytes, list[bytes], list[Any]]:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        if execution is None:
+            found = conn.execute("SELECT eid, phase FROM executions ORDER BY eid DESC").fetchone()
+        else:
+            found = conn.execute(
+                "SELECT eid, phase FROM executions WHERE name = %s", (execution,)
+            ).fetchone()
+        assert found is not None, "no execution in the database"
+        eid, phase = int(found[0]), int(found[1])
+        closure = conn.execute(
+            "SELECT closure FROM execution_payloads WHERE eid = %s", (eid,)
+        ).fetchone()
+        bodies = [bytes(r[0]) for r in conn.execute(
+            "SELECT body FROM events WHERE eid = %s ORDER BY seq", (eid,))]  # fmt: skip
+        specs = conn.execute(
+            "SELECT node_id, closure FROM dynamic_specs WHERE eid = %s", (eid,)
+        ).fetchall()
+    return phase, bytes(closure[0]) if closure else b"", bodies, specs
+
+
 def _read(data_dir: Path, execution: str | None) -> tuple[int, bytes, list[bytes], list[Any]]:
     conn = sqlite3.connect(f"file:{data_dir / 'plait.db'}?mode=ro", uri=True)
     try:
@@ -144,12 +167,18 @@ def _note(n: _Node, tr: Any, t: float) -> None:
         n.succeeded = t
 
 
-def analyze(data_dir: Path, execution: str | None = None) -> RunFigures:
-    """Read the events of one execution (the newest when `execution` is None)."""
+def analyze(
+    data_dir: Path, execution: str | None = None, store_url: str | None = None
+) -> RunFigures:
+    """Read the events of one execution (the newest when `execution` is None), from the
+    SQLite file of `data_dir` or, with `store_url`, from that PostgreSQL database."""
     from plait_engine.blob import BlobStore, Payloads
 
     payloads = Payloads(BlobStore(data_dir / "blobs"))
-    phase, closure, bodies, specs = _read(data_dir, execution)
+    if store_url:
+        phase, closure, bodies, specs = _read_pg(store_url, execution)
+    else:
+        phase, closure, bodies, specs = _read(data_dir, execution)
     ups: dict[str, set[str]] = {}
     _upstreams(dynamic_job_pb2.DynamicJobSpec.FromString(payloads.unpack(closure)), "", ups)
     dynamic_frames: set[str] = set()

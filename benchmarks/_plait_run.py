@@ -3,11 +3,16 @@
 Usage::
 
     python -m benchmarks._plait_run embedded WORKLOAD_KEY [--data-dir DIR]
+    python -m benchmarks._plait_run embedded-pg WORKLOAD_KEY   # $PLAIT_BENCH_PG or a private
+                                                               # PostgreSQL server
     python -m benchmarks._plait_run grpc WORKLOAD_KEY [--workers 2] [--slots 8]
         [--server-prefix 'py-spy record -o out.json --format speedscope --']
 
 Each run uses a fresh data dir (a temporary one unless given) and, embedded, a fresh process:
-its peak RSS is the engine's.
+its peak RSS is the engine's. ``embedded-pg`` keeps the engine's state in PostgreSQL: a fresh
+database on the server of ``$PLAIT_BENCH_PG`` (a ``postgresql://`` URL whose user may create
+databases), or on a private server started for the run (durable settings: fsync and
+synchronous commits on), stopped after it.
 """
 
 from __future__ import annotations
@@ -33,10 +38,12 @@ from benchmarks._spec import Workload, by_key
 _FIGURES = True
 
 
-def _figures(wl: Workload, data_dir: Path, execution: str | None) -> dict[str, Any]:
+def _figures(
+    wl: Workload, data_dir: Path, execution: str | None, store_url: str | None = None
+) -> dict[str, Any]:
     if not _FIGURES:
         return {}
-    figs = analyze(data_dir, execution)
+    figs = analyze(data_dir, execution, store_url)
     out: dict[str, Any] = {
         "phase": figs.phase,
         "nodes": figs.nodes,
@@ -66,7 +73,9 @@ def _max_nodes(wl: Workload) -> int:
     return max(10_000, int(wl.inputs.get("n", 0)) + 10)
 
 
-async def _embedded_async(wl: Workload, data_dir: Path) -> tuple[Any, Any, Any]:
+async def _embedded_async(
+    wl: Workload, data_dir: Path, store_url: str = ""
+) -> tuple[Any, Any, Any]:
     # `_embedded.run` with the node limit raised (EngineConfig's default is 10,000 per spec).
     from plait import _runtime, _serialize
     from plait._embedded import inputs_to_literals
@@ -76,7 +85,7 @@ async def _embedded_async(wl: Workload, data_dir: Path) -> tuple[Any, Any, Any]:
     from benchmarks import workloads
 
     entity = getattr(workloads, wl.entity)
-    config = EngineConfig(data_dir=data_dir, max_nodes=_max_nodes(wl))
+    config = EngineConfig(data_dir=data_dir, max_nodes=_max_nodes(wl), store=store_url)
     engine = build_engine(config, task_runner=_runtime.execute, runner_checks_outputs=True)
     await engine.start()
     try:
@@ -92,15 +101,23 @@ async def _embedded_async(wl: Workload, data_dir: Path) -> tuple[Any, Any, Any]:
         await engine.stop()
 
 
-def run_embedded(wl: Workload, data_dir: Path) -> dict[str, Any]:
-    """The workload on an embedded engine in this process (durable SQLite)."""
+def run_embedded(
+    wl: Workload, data_dir: Path, store_url: str = "", server_cpu: Any = None
+) -> dict[str, Any]:
+    """The workload on an embedded engine in this process (durable SQLite, or the PostgreSQL
+    database of `store_url`, whose server's CPU seconds `server_cpu()` tells when given)."""
     from plait import _serialize
     from plaitidl.core.v1 import errors_pb2, execution_pb2
 
     rss_before = _maxrss()
+    db_before = _database_bytes(store_url) if store_url else 0
+    server0 = server_cpu() if server_cpu else None
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
-    entity, final, outputs = asyncio.run(_embedded_async(wl, data_dir))
+    entity, final, outputs = asyncio.run(_embedded_async(wl, data_dir, store_url))
     wall = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
+    server = server_cpu() - server0 if server_cpu and server0 is not None else None
     peak = _maxrss()
     ok = final.phase == execution_pb2.EXECUTION_PHASE_SUCCEEDED
     status = "ok"
@@ -110,11 +127,52 @@ def run_embedded(wl: Workload, data_dir: Path) -> dict[str, Any]:
     else:
         err = errors_pb2.ExecutionError.FromString(final.error)
         status = f"failed: {err.code}: {err.message[:80]}"
-    out = {"engine": "plait", "mode": "embedded", "workload": wl.key, "wall_s": wall, "ok": ok,
-           "status": status, "peak_rss_bytes": peak,
-           "rss_before_run_bytes": rss_before}  # fmt: skip
-    out.update(_figures(wl, data_dir, final.name))
+    out = {"engine": "plait", "mode": "embedded-pg" if store_url else "embedded",
+           "workload": wl.key, "wall_s": wall, "ok": ok, "status": status,
+           "peak_rss_bytes": peak, "rss_before_run_bytes": rss_before, "engine_cpu_s": cpu,
+           "server_cpu_s": server}  # fmt: skip
+    # CPU of the whole run: the engine process (with its in-process tasks) plus, on PostgreSQL,
+    # the server's processes (unknown for a server of $PLAIT_BENCH_PG).
+    out["cpu_s"] = cpu + server if server is not None else (None if store_url else cpu)
+    out.update(_figures(wl, data_dir, final.name, store_url or None))
+    if store_url:
+        # What the run added to the database (an empty one is several MiB of catalogs).
+        grown = _database_bytes(store_url) - db_before
+        out["data_dir_bytes"] = out.get("data_dir_bytes", 0) + grown
     return out
+
+
+def _database_bytes(url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+    return int(row[0]) if row else 0
+
+
+def run_embedded_pg(wl: Workload, data_dir: Path) -> dict[str, Any]:
+    """The workload on an embedded engine over PostgreSQL: a fresh database on the server of
+    ``$PLAIT_BENCH_PG``, or on a private server started (and stopped) for the run."""
+    import psycopg
+
+    given = os.environ.get("PLAIT_BENCH_PG", "")
+    if given:
+        name = f"plait_bench_{os.getpid()}"
+        with psycopg.connect(given, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        url = given.rsplit("/", 1)[0] + "/" + name
+        try:
+            return {**run_embedded(wl, data_dir, url), "pg": "PLAIT_BENCH_PG"}
+        finally:
+            with psycopg.connect(given, autocommit=True) as conn:
+                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    from tests.support.postgres import bindir, private_postgres
+
+    # Durable, as a production server: fsync and synchronous commits on.
+    with private_postgres({"max_connections": "50"}) as pg:
+        url = pg.create_database("bench")
+        out = run_embedded(wl, data_dir, url, pg.cpu_seconds)
+    return {**out, "pg": f"private PostgreSQL {bindir().parent.name}"}
 
 
 def _vm(pid: int, field: str) -> int | None:
@@ -247,7 +305,7 @@ def run_grpc(
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks._plait_run")
-    p.add_argument("mode", choices=["embedded", "grpc"])
+    p.add_argument("mode", choices=["embedded", "embedded-pg", "grpc"])
     p.add_argument("workload")
     p.add_argument("--data-dir", type=Path)
     p.add_argument("--workers", type=int, default=2)
@@ -265,6 +323,8 @@ def main(argv: list[str]) -> int:
     try:
         if args.mode == "embedded":
             out = run_embedded(wl, data_dir)
+        elif args.mode == "embedded-pg":
+            out = run_embedded_pg(wl, data_dir)
         else:
             out = run_grpc(
                 wl, data_dir, workers=args.workers, slots=args.slots, timeout=args.timeout,

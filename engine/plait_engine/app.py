@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from plaitidl.core.v1 import tasks_pb2
 
 from plait_engine.blob import BlobStore, Payloads
-from plait_engine.config import EngineConfig
+from plait_engine.config import ConfigError, EngineConfig
 from plait_engine.executors import Executor, TaskRunner
 from plait_engine.executors.inprocess import InProcessExecutor
 from plait_engine.executors.logs import LogWriter
@@ -75,7 +75,13 @@ class Engine:
         return None
 
     async def start(self) -> None:
-        """Start executors and the scheduler (a server adopts unfinished executions)."""
+        """Open the store, start executors and the scheduler (a server adopts unfinished
+        executions).
+
+        Raises:
+            StoreError: The store cannot be reached.
+        """
+        await self.store.open()
         loop = asyncio.get_running_loop()
         self.logs.start()
         sink = self.scheduler.post_results
@@ -107,6 +113,37 @@ class Engine:
         await self.store.close()
 
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def open_store(config: EngineConfig) -> Store:
+    """The store `config.store` names: empty for the SQLite file in the data dir, a
+    ``postgresql://`` URL for PostgreSQL (connected and migrated by `Store.open`).
+
+    Raises:
+        ConfigError: Another kind of URL, or PostgreSQL without the ``postgres`` extra.
+    """
+    url = config.store.strip()
+    if not url:
+        return SqliteStore(
+            config.data_dir / "plait.db",
+            synchronous=config.sqlite_synchronous,  # type: ignore[arg-type]
+        )
+    if not url.startswith(POSTGRES_SCHEMES):
+        raise ConfigError(
+            "store must be empty (SQLite in the data dir) or a postgresql:// URL, got "
+            f"{url.split('://', 1)[0] + '://...' if '://' in url else repr(url)}"
+        )
+    try:
+        from plait_engine.store.postgres import PostgresStore
+    except ImportError as exc:
+        raise ConfigError(
+            f"store {url.split('://', 1)[0]}://... needs the postgres extra "
+            f"(pip install 'plait[postgres]'): {exc}"
+        ) from None
+    return PostgresStore(url)
+
+
 def build_engine(
     config: EngineConfig,
     *,
@@ -124,13 +161,14 @@ def build_engine(
             sessions serve worker targets (a server).
         runner_checks_outputs: Whether `task_runner` checks outputs against the interface.
         task_threads: Threads running in-process tasks.
-        store: A store to use instead of the SQLite file in the data dir.
+        store: A store to use instead of the one `config.store` names.
         process_policy: The commands process targets may run. Default: every command for the
             embedded engine (with a `task_runner`: its user runs their own commands), the
             config's `allow_process` patterns otherwise (none: process targets are off).
 
     Raises:
-        ConfigError: `process_user` names no user, or one the engine may not switch to.
+        ConfigError: `config.store` names no store this engine can open, or `process_user`
+            names no user, or one the engine may not switch to.
     """
     if process_policy is None:
         process_policy = (
@@ -141,10 +179,7 @@ def build_engine(
     run_as = RunAs.lookup(config.process_user)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     if store is None:
-        store = SqliteStore(
-            config.data_dir / "plait.db",
-            synchronous=config.sqlite_synchronous,  # type: ignore[arg-type]
-        )
+        store = open_store(config)
     blobs = BlobStore(config.data_dir / "blobs")
     payloads = Payloads(blobs)
     source = TemplateSource(store)

@@ -307,4 +307,7 @@ def load_config(
         raise ConfigError("give token or token_file, not both")
     if config.sqlite_synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
         raise ConfigError("sqlite_synchronous must be one of OFF, NORMAL, FULL, EXTRA")
+    config.store = config.store.strip()
+    if config.store and not config.store.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("store must be empty (SQLite in data_dir) or a postgresql:// URL")
     return config

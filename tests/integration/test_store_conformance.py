@@ -32,6 +32,7 @@ from plait_engine.store import (
     WriteBatch,
 )
 from plait_engine.store.memory import MemoryStore
+from plait_engine.store.postgres import PostgresStore
 from plait_engine.store.sqlite import SqliteStore
 from plaitidl.core.v1 import events_pb2, execution_pb2
 
@@ -50,9 +51,20 @@ async def _memory(tmp: Path) -> Store:
 BACKENDS: dict[str, Factory] = {"sqlite": _sqlite, "memory": _memory}
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+@pytest.fixture(params=["memory", "postgres", "sqlite"])
 def factory(request: pytest.FixtureRequest) -> Factory:
-    return BACKENDS[request.param]
+    """A fresh store of each backend; PostgreSQL's in a new database of the session's
+    private server (the test fails when that server cannot be started)."""
+    if request.param != "postgres":
+        return BACKENDS[request.param]
+    url: str = request.getfixturevalue("postgres_url")
+
+    async def _postgres(tmp: Path) -> Store:
+        store = PostgresStore(url)
+        await store.open()
+        return store
+
+    return _postgres
 
 
 def run(factory: Factory, tmp_path: Path, test: Callable[[Store], Awaitable[None]]) -> None:
@@ -256,6 +268,45 @@ def test_the_same_batch_applied_twice_changes_nothing(factory: Factory, tmp_path
         again = await store.apply(batch, now=10.0)
         assert first.last_seq == again.last_seq == {rec.eid: 3}
         assert len(await store.events(rec.eid, 0, 100)) == 3
+
+    run(factory, tmp_path, t)
+
+
+def test_a_node_recorded_and_moved_in_one_batch_ends_in_its_last_state(
+    factory: Factory, tmp_path: Path
+) -> None:
+    """Several transitions of one node in one pass: the last one is its state."""
+
+    async def t(store: Store) -> None:
+        rec = await _create(store, "e1")
+        first = WriteBatch()
+        w = first.of(rec.eid, rec.epoch)
+        w.nodes.append(NodeRecord(rec.eid, "old", EP.NODE_PHASE_QUEUED, inputs=b"in0"))
+        await store.apply(first, now=1.0)
+
+        def moved(node_id: str, phase: int, attempt: int, at: float) -> NodeUpdate:
+            return NodeUpdate(node_id, phase, attempt, 0, 0, b"o%d" % attempt, b"", 0, False,
+                              f"d{attempt}", at)  # fmt: skip
+
+        batch = WriteBatch()
+        w = batch.of(rec.eid, rec.epoch)
+        w.nodes.append(NodeRecord(rec.eid, "new", EP.NODE_PHASE_QUEUED, inputs=b"in1", name="x"))
+        w.node_updates += [
+            moved("new", EP.NODE_PHASE_RUNNING, 1, 2.0),
+            moved("old", EP.NODE_PHASE_RUNNING, 1, 2.0),
+            moved("new", EP.NODE_PHASE_SUCCEEDED, 2, 3.0),
+            moved("old", EP.NODE_PHASE_FAILED, 3, 4.0),
+            moved("ghost", EP.NODE_PHASE_RUNNING, 1, 2.0),  # no record: nothing happens
+        ]
+        await store.apply(batch, now=5.0)
+        new = await store.get_node(rec.eid, "new")
+        assert new is not None and (new.phase, new.attempt) == (EP.NODE_PHASE_SUCCEEDED, 2)
+        assert (new.outputs, new.detail, new.updated_at) == (b"o2", "d2", 3.0)
+        assert (new.inputs, new.name) == (b"in1", "x")
+        old = await store.get_node(rec.eid, "old")
+        assert old is not None and (old.phase, old.attempt) == (EP.NODE_PHASE_FAILED, 3)
+        assert old.inputs == b"in0" and old.updated_at == 4.0
+        assert await store.get_node(rec.eid, "ghost") is None
 
     run(factory, tmp_path, t)
 

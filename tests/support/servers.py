@@ -95,7 +95,14 @@ def _spawn(data_dir: Path, address: str, args: tuple[str, ...], log: Path) -> En
     addr_file = data_dir / "engine.addr"
     addr_file.unlink(missing_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    for var in ("PLAIT_CONFIG", "PLAIT_TOKEN", "PLAIT_ENGINE", "PLAIT_ADDRESS", "PLAIT_DATA_DIR"):
+    for var in (
+        "PLAIT_CONFIG",
+        "PLAIT_TOKEN",
+        "PLAIT_ENGINE",
+        "PLAIT_ADDRESS",
+        "PLAIT_DATA_DIR",
+        "PLAIT_STORE",
+    ):
         env.pop(var, None)
     with open(log, "ab") as out:
         proc = subprocess.Popen(
@@ -106,7 +113,8 @@ def _spawn(data_dir: Path, address: str, args: tuple[str, ...], log: Path) -> En
             env=env,
         )
     deadline = time.monotonic() + STARTUP_TIMEOUT
-    while not addr_file.exists():
+    # The file is created, then written: wait for its content, not only for it to exist.
+    while not (addr_file.exists() and addr_file.read_text().strip()):
         if proc.poll() is not None:
             raise RuntimeError(f"plait serve exited with {proc.returncode}:\n{log.read_text()}")
         if time.monotonic() > deadline:

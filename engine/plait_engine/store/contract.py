@@ -39,6 +39,14 @@ TemplateItem = tuple[TemplateKind, str, str, bytes]  # (kind, key, digest, body)
 class Store(abc.ABC):
     """Durable state of the engine."""
 
+    async def open(self) -> None:  # noqa: B027 - optional: most backends open on construction
+        """Connect and bring the schema up to date before first use (a backend that does it on
+        construction needs nothing here).
+
+        Raises:
+            StoreError: The store cannot be reached or is of a newer schema.
+        """
+
     # -- templates ---------------------------------------------------------------------
     @abc.abstractmethod
     async def put_templates(self, items: Sequence[TemplateItem]) -> list[bool]:

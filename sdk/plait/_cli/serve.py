@@ -50,9 +50,11 @@ def _serve(args: argparse.Namespace, rest: list[str]) -> int:
         level=min(level, logging.INFO) if args.verbose else level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from plait_engine.store import StoreError
+
     try:
         asyncio.run(serve(config))
-    except ConfigError as exc:
+    except (ConfigError, StoreError) as exc:
         print(f"plait serve: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from plaitidl.core.v1 import tasks_pb2
 
-from plait_engine.blob import BlobStore, Payloads
+from plait_engine.blob import BlobStore, DataStore, Payloads
 from plait_engine.config import EngineConfig
 from plait_engine.executors import Executor, TaskRunner
 from plait_engine.executors.inprocess import InProcessExecutor
@@ -20,6 +20,7 @@ from plait_engine.executors.process import ProcessExecutor
 from plait_engine.executors.workers import WorkerSessions
 from plait_engine.scheduler import Scheduler, SchedulerConfig
 from plait_engine.service import ExecutionsService, RegistryService
+from plait_engine.service.data import DataService
 from plait_engine.store import Store
 from plait_engine.store.sqlite import SqliteStore
 from plait_engine.templates import TemplateSource
@@ -40,6 +41,7 @@ class Engine:
         process: The executor of process targets.
         in_process: The executor running SDK tasks in this process (embedded), or None.
         logs: Captured output of attempts, on its way to the store.
+        data: Offloaded payloads (values above the inline limit).
     """
 
     config: EngineConfig
@@ -52,6 +54,7 @@ class Engine:
     process: ProcessExecutor
     in_process: InProcessExecutor | None
     logs: LogWriter
+    data: DataService
 
     def executor_for(self, task: tasks_pb2.TaskTemplate) -> Executor | None:
         """The executor of a task's target."""
@@ -111,6 +114,7 @@ def build_engine(
         )
     blobs = BlobStore(config.data_dir / "blobs")
     payloads = Payloads(blobs)
+    data_store = DataStore(blobs)
     source = TemplateSource(store)
     embedded = task_runner is not None
     logs = LogWriter(store, config.max_log_bytes)
@@ -121,7 +125,14 @@ def build_engine(
             task_runner, task_threads, trusted=runner_checks_outputs, logs=logs
         )
     else:
-        workers = WorkerSessions(config.heartbeat_interval, config.lease_duration)
+        workers = WorkerSessions(
+            config.heartbeat_interval,
+            config.lease_duration,
+            max_message_bytes=config.max_message_bytes,
+            inline_limit=config.max_literal_bytes,
+            data=data_store,
+            logs=logs,
+        )
     process = ProcessExecutor(blobs)
     holder: list[Engine] = []
 
@@ -153,6 +164,11 @@ def build_engine(
         process=process,
         in_process=in_process,
         logs=logs,
+        data=DataService(
+            data_store,
+            config.max_literal_bytes,
+            chunk_bytes=min(1 << 20, config.max_message_bytes // 4),
+        ),
     )
     holder.append(engine)
     return engine

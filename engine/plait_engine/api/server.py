@@ -12,6 +12,8 @@ import grpc.aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from plaitidl.service.v1 import (
+    data_service_pb2,
+    data_service_pb2_grpc,
     execution_service_pb2,
     execution_service_pb2_grpc,
     registry_service_pb2,
@@ -20,6 +22,7 @@ from plaitidl.service.v1 import (
     worker_service_pb2_grpc,
 )
 
+from plait_engine.api.data import DataServicer
 from plait_engine.api.executions import ExecutionServicer
 from plait_engine.api.interceptors import ErrorInterceptor, TokenAuthInterceptor
 from plait_engine.api.registry import RegistryServicer
@@ -33,6 +36,7 @@ SERVICE_NAMES = (
     registry_service_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name,
     execution_service_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name,
     worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
+    data_service_pb2.DESCRIPTOR.services_by_name["DataService"].full_name,
 )
 # Seconds in-flight RPCs get to finish on shutdown; open streams (watch, worker sessions) are
 # cut after it, and clients resume them.
@@ -68,8 +72,9 @@ def build_server(engine: Engine) -> tuple[grpc.aio.Server, health.aio.HealthServ
         RegistryServicer(engine.registry), server
     )
     execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(
-        ExecutionServicer(engine.executions), server
+        ExecutionServicer(engine.executions, engine.data), server
     )
+    data_service_pb2_grpc.add_DataServiceServicer_to_server(DataServicer(engine.data), server)
     if engine.workers is not None:
         worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(
             WorkerServicer(engine.workers), server

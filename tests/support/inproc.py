@@ -72,6 +72,13 @@ class EngineServer:
             assert time.monotonic() < end, f"timed out waiting; stats: {st}"
             time.sleep(0.05)
 
+    def register(self, entity: Any) -> None:
+        """Register an SDK workflow with everything it references."""
+        bundle = _serialize.collect(entity)
+        self.call(
+            self.engine.registry.register(bundle.tasks, bundle.workflows, bundle.launch_plans)
+        )
+
     def start_execution(self, entity: Any, **kwargs: Any) -> ExecutionRecord:
         root = _serialize.collect(entity).root
         inputs = _embedded.inputs_to_literals(entity, kwargs)

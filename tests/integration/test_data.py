@@ -6,14 +6,16 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import grpc
 import pytest
 from plait_engine.errors import InvalidArgument
 from plait_engine.service.data import project_of_uri
-from plaitidl.core.v1 import identifier_pb2
+from plaitidl.core.v1 import identifier_pb2, literals_pb2, types_pb2
 from plaitidl.service.v1 import data_service_pb2 as ds
 from plaitidl.service.v1 import data_service_pb2_grpc as ds_grpc
+from plaitidl.service.v1 import execution_service_pb2 as es
 
 from tests.integration.conftest import SHARED_MAX_MESSAGE_BYTES
 from tests.support.servers import EngineProcess
@@ -200,3 +202,69 @@ def test_data_service_is_listed_by_reflection(engine: EngineProcess) -> None:
         (answer,) = list(stub.ServerReflectionInfo(iter([request]), timeout=10))
     names = {s.name for s in answer.list_services_response.service}
     assert "plaitidl.service.v1.DataService" in names
+
+
+SIZE_MODULE = """
+from plait import task, workflow
+
+
+@task
+def size(data: bytes) -> int:
+    return len(data)
+
+
+@workflow
+def wf(data: bytes) -> int:
+    return size(data=data)
+"""
+
+
+def test_execution_inputs_may_reference_only_their_own_uploads(
+    engine: EngineProcess, tmp_path: Path
+) -> None:
+    from plait import Client, _loader, _serialize
+    from plait._client import map_rpc_error
+    from plait._data import DataClient
+
+    path = tmp_path / "sizes.py"
+    path.write_text(SIZE_MODULE)
+    wf = _loader.load_path(str(path)).wf
+    blob = os.urandom(2 * SHARED_MAX_MESSAGE_BYTES)
+    literal = literals_pb2.Literal()
+    literal.scalar.binary.value = blob
+    with Client(engine.address) as client, grpc.insecure_channel(engine.address) as channel:
+        client.register(wf)
+        data = DataClient(channel)
+        mine = identifier_pb2.ExecutionIdentifier(name="mine")
+        ref = data.offload(
+            mine, literal, types_pb2.LiteralType(simple=types_pb2.SIMPLE_TYPE_BINARY)
+        )
+        missing = literals_pb2.Literal()
+        missing.CopyFrom(ref)
+        missing.offloaded.sha256 = "0" * 64
+        missing.offloaded.uri = ref.offloaded.uri.rsplit("/", 1)[0] + "/" + "0" * 64
+
+        def create(name: str, value: literals_pb2.Literal) -> es.CreateExecutionResponse:
+            request = es.CreateExecutionRequest(workflow_id=_serialize.collect(wf).root, name=name)
+            request.inputs.literals["data"].CopyFrom(value)
+            response: es.CreateExecutionResponse = client.executions.CreateExecution(
+                request, timeout=30
+            )
+            return response
+
+        for name, value, field, text in [
+            ("theirs", ref, "inputs.data", "belongs to another execution"),
+            ("", ref, "name", "set the execution's name"),
+            ("mine", missing, "inputs.data", "upload it with WriteData first"),
+        ]:
+            with pytest.raises(grpc.RpcError) as info:
+                create(name, value)
+            err = map_rpc_error(info.value)
+            assert err.code == "INVALID_ARGUMENT", err
+            ((got_field, description),) = err.violations
+            assert got_field == field and text in description, err.violations
+        created = create("mine", ref)
+        assert created.execution.id.name == "mine"
+        stored = client.data(created.execution.id, resolve=False).inputs.literals["data"]
+        assert stored.offloaded.uri == ref.offloaded.uri
+        assert client.data(created.execution.id).inputs.literals["data"] == literal

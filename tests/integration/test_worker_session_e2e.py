@@ -26,7 +26,7 @@ import grpc
 import pytest
 from plait import _loader
 from plait_engine.store import ExecutionRecord
-from plaitidl.core.v1 import errors_pb2, execution_pb2, identifier_pb2
+from plaitidl.core.v1 import errors_pb2, execution_pb2, identifier_pb2, literals_pb2
 from plaitidl.service.v1 import execution_service_pb2 as es
 from plaitidl.service.v1 import execution_service_pb2_grpc as es_grpc
 from plaitidl.service.v1 import worker_service_pb2 as ws
@@ -59,12 +59,14 @@ class RawWorker:
         slots: int = 2,
         answer: Any = None,
         heartbeat: float = 0.1,
+        outputs: Any = None,
     ) -> None:
         self.received: list[ws.SessionResponse] = []
         self.sizes: list[int] = []
         self._inbox: queue.Queue[ws.Assignment] = queue.Queue()
         self._stop = threading.Event()
         self._answer = answer or (lambda a: a.assignment_id)
+        self._outputs = outputs
         self._hello = ws.Hello(worker_id=f"raw-{queue_name}", queues=[queue_name], slots=slots)
         self._heartbeat = heartbeat
         self._channel = grpc.insecure_channel(
@@ -84,7 +86,10 @@ class RawWorker:
                 a = None
             if a is not None:
                 r = ws.TaskResult(assignment_id=self._answer(a), attempt=a.attempt)
-                r.outputs.literals["o0"].scalar.primitive.string_value = "ok"
+                if self._outputs is not None:
+                    r.outputs.CopyFrom(self._outputs(a))
+                else:
+                    r.outputs.literals["o0"].scalar.primitive.string_value = "ok"
                 yield ws.SessionRequest(results=ws.ResultBatch(results=[r]))
             if time.monotonic() - last >= self._heartbeat:
                 # Lists nothing: this worker never says it runs what it received.
@@ -197,6 +202,55 @@ def test_assignment_messages_are_bounded_by_bytes(server: EngineServer, tmp_path
         assert st.sessions == 1 and st.too_large == 1 and st.lost == 0
     finally:
         worker.close()
+
+
+MAPPED = """
+from plait import map_task, task, workflow
+
+
+@task(queue="mapped")
+def make() -> list[int]:
+    return list(range(300_000))
+
+
+@task(queue="mapped")
+def double(x: int) -> int:
+    return 2 * x
+
+
+@workflow
+def wf() -> list[int]:
+    return map_task(double)(x=make())
+"""
+
+
+def test_a_map_over_an_offloaded_list_fails_clearly(server: EngineServer, tmp_path: Path) -> None:
+    from plait import _types
+    from plait._data import DataClient
+
+    mod = _module(tmp_path, "mapped", MAPPED)
+    server.register(mod.wf)
+    channel = grpc.insecure_channel(server.address)
+    data = DataClient(channel)
+    items = _types.to_literal(list(range(300_000)), list[int], var="o0")
+    list_type = _types.literal_type(list[int], where="o0")
+
+    def offloaded(a: ws.Assignment) -> literals_pb2.LiteralMap:
+        out = literals_pb2.LiteralMap()
+        execution = a.task_execution_id.node_execution_id.execution_id
+        out.literals["o0"].CopyFrom(data.offload(execution, items, list_type))
+        return out
+
+    worker = RawWorker(server.address, "mapped", outputs=offloaded, heartbeat=10)
+    try:
+        final = server.wait(server.start_execution(mod.wf))
+        assert final.phase == EP.EXECUTION_PHASE_FAILED
+        err = _error(final)
+        # Not a map over an empty list: the engine says why it cannot map.
+        assert err.code == "ArrayInputOffloaded" and "['x']" in err.message, err
+    finally:
+        worker.close()
+        channel.close()
 
 
 ROUTED = """

@@ -261,6 +261,17 @@ def test_heartbeats_take_back_what_the_worker_does_not_run(
         warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
         assert any("'1:bogus:1'" in r.getMessage() for r in warnings)
 
+        # A heartbeat written before the assignment arrived may be read late (a busy engine):
+        # it takes a second heartbeat since sending to judge, however long ago it was sent.
+        sessions.submit([_dispatch(5, _template())])
+        (item,) = [o for o in _outgoing(s) if o.dispatches]
+        sessions.sent(s, item)
+        await asyncio.sleep(0.12)
+        sessions.handle(s, beat)
+        assert sessions.stats().taken_back == 1
+        sessions.handle(s, beat)
+        assert sessions.stats().taken_back == 2
+
     _run(body)
 
 

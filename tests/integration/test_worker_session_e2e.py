@@ -60,6 +60,7 @@ class RawWorker:
         answer: Any = None,
         heartbeat: float = 0.1,
         outputs: Any = None,
+        honest: bool = True,
     ) -> None:
         self.received: list[ws.SessionResponse] = []
         self.sizes: list[int] = []
@@ -67,6 +68,9 @@ class RawWorker:
         self._stop = threading.Event()
         self._answer = answer or (lambda a: a.assignment_id)
         self._outputs = outputs
+        self._honest = honest  # lists what it runs in heartbeats
+        self._running: set[str] = set()
+        self._lock = threading.Lock()
         self._hello = ws.Hello(worker_id=f"raw-{queue_name}", queues=[queue_name], slots=slots)
         self._heartbeat = heartbeat
         self._channel = grpc.insecure_channel(
@@ -91,9 +95,13 @@ class RawWorker:
                 else:
                     r.outputs.literals["o0"].scalar.primitive.string_value = "ok"
                 yield ws.SessionRequest(results=ws.ResultBatch(results=[r]))
+            if a is not None:
+                with self._lock:
+                    self._running.discard(a.assignment_id)
             if time.monotonic() - last >= self._heartbeat:
-                # Lists nothing: this worker never says it runs what it received.
-                yield ws.SessionRequest(heartbeat=ws.Heartbeat())
+                with self._lock:
+                    running = sorted(self._running) if self._honest else []
+                yield ws.SessionRequest(heartbeat=ws.Heartbeat(running_assignment_ids=running))
                 last = time.monotonic()
 
     def _read(self) -> None:
@@ -102,6 +110,8 @@ class RawWorker:
                 self.received.append(response)
                 self.sizes.append(response.ByteSize())
                 for a in response.assignments.assignments:
+                    with self._lock:
+                        self._running.add(a.assignment_id)
                     self._inbox.put(a)
         except grpc.RpcError:
             pass
@@ -158,7 +168,10 @@ def test_unknown_assignment_ids_do_not_leave_the_node_running(
 ) -> None:
     mod = _module(tmp_path, "raw_unknown", RAW.format(queue="unknown"))
     server.register(mod.one)
-    worker = RawWorker(server.address, "unknown", answer=lambda a: "bogus-" + a.assignment_id)
+    # It never lists what it received (nor answers it by its id).
+    worker = RawWorker(
+        server.address, "unknown", answer=lambda a: "bogus-" + a.assignment_id, honest=False
+    )
     try:
         rec = server.start_execution(mod.one, s="hello")
         final = server.wait(rec, timeout=20)

@@ -160,7 +160,7 @@ class PendingWork:
                 if fn is not None:
                     fn(aid, "")
         if reason:
-            log.info("%d attempt(s) wait: %s", len(lane.fifo), reason)
+            log.warning("%d attempt(s) wait: %s", len(lane.fifo), reason)
 
     def counts(self) -> dict[str, int]:
         """Live dispatches per queue."""

@@ -118,7 +118,9 @@ class WorkerSession:
         outbox: Messages waiting to be written to the stream (read by the servicer).
         last_seen: `time.monotonic()` of the last message from the worker.
         leases: Assignments leased to this session, by assignment id.
-        sent_at: `time.monotonic()` when the message carrying a leased assignment was written.
+        sent_at: When the message carrying a leased assignment was written: `time.monotonic()`
+            and the number of heartbeats received by then.
+        heartbeats: Heartbeats received.
         withdrawn: Assignments recently cancelled or taken back (their late results are normal).
         closed: Whether the session has ended.
         completed: Results accepted from this session.
@@ -136,7 +138,8 @@ class WorkerSession:
     outbox: asyncio.Queue[Outgoing | Close] = field(default_factory=asyncio.Queue)
     last_seen: float = field(default_factory=time.monotonic)
     leases: dict[str, Dispatch] = field(default_factory=dict)
-    sent_at: dict[str, float] = field(default_factory=dict)
+    sent_at: dict[str, tuple[float, int]] = field(default_factory=dict)
+    heartbeats: int = 0
     withdrawn: OrderedDict[str, None] = field(default_factory=OrderedDict)
     closed: bool = False
     completed: int = 0

@@ -14,8 +14,9 @@ Only offloading large inputs (serializing, hashing and writing them) runs on thr
   `lease_duration`; when it dies, every assignment leased to it is reported as a recoverable
   system error (``WorkerLost``), retried on the system budget, possibly on another worker.
 - **Reconcile**: each heartbeat lists the assignments the worker runs. One sent more than two
-  heartbeat intervals before and missing from a heartbeat is taken back (a recoverable system
-  error, ``NotAcknowledged``) and withdrawn from the worker, so a worker that lost or never
+  heartbeat intervals before and missing from a heartbeat (the second received since it was
+  sent, or a later one) is taken back (a recoverable system error, ``NotAcknowledged``) and
+  withdrawn from the worker, so a worker that lost or never
   understood an assignment cannot leave its node RUNNING.
 - **Messages** stay below `max_message_bytes`: assignments are batched by count and bytes;
   inputs above `inline_limit` are stored once per execution and sent as `OffloadedLiteral`s;
@@ -230,7 +231,7 @@ class WorkerSessions:
         now = time.monotonic()
         for d in item.dispatches:
             if s.leases.get(d.assignment_id) is d:
-                s.sent_at[d.assignment_id] = now
+                s.sent_at[d.assignment_id] = (now, s.heartbeats)
 
     def _on_results(self, s: WorkerSession, results: Sequence[ws.TaskResult]) -> None:
         accepted: list[Result] = []
@@ -281,10 +282,19 @@ class WorkerSessions:
         )  # fmt: skip
 
     def _reconcile(self, s: WorkerSession, running: Sequence[str]) -> None:
-        """Take back what was sent two heartbeat intervals ago and is not listed as running."""
+        """Take back what was sent two heartbeat intervals ago and is not listed as running.
+
+        The worker must also have sent two heartbeats since: the first may have been written
+        before the assignment reached it (and waited in a busy loop's buffer).
+        """
+        s.heartbeats += 1
         cutoff = time.monotonic() - 2 * self.heartbeat_interval
         listed = set(running)
-        missing = [aid for aid, at in s.sent_at.items() if at <= cutoff and aid not in listed]
+        missing = [
+            aid
+            for aid, (at, beats) in s.sent_at.items()
+            if at <= cutoff and s.heartbeats - beats >= 2 and aid not in listed
+        ]
         if not missing:
             return
         window = 2 * self.heartbeat_interval

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
@@ -20,7 +19,9 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
     logging.getLogger("plait.worker").setLevel(logging.INFO)
-    run_worker(args.address, [str(Path(__file__).with_name("workloads.py"))], slots=args.slots)
+    # By module name, as the benchmark's client imports it: a worker serves exactly the task
+    # versions it loaded, and a file loaded by path would be named `workloads.*` instead.
+    run_worker(args.address, ["benchmarks.workloads"], slots=args.slots)
     return 0
 
 

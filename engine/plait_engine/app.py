@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from plaitidl.core.v1 import tasks_pb2
 
-from plait_engine.blob import BlobStore, Payloads
+from plait_engine.blob import BlobStore, DataStore, Payloads
 from plait_engine.config import ConfigError, EngineConfig
 from plait_engine.executors import Executor, TaskRunner
 from plait_engine.executors.inprocess import InProcessExecutor
@@ -21,6 +21,7 @@ from plait_engine.executors.shared import SharedDispatcher
 from plait_engine.executors.workers import WorkerSessions
 from plait_engine.scheduler import Scheduler, SchedulerConfig
 from plait_engine.service import ExecutionsService, RegistryService
+from plait_engine.service.data import DataService
 from plait_engine.service.retention import RetentionSweeper
 from plait_engine.service.schedules import ScheduleRunner, SchedulesService
 from plait_engine.store import Store
@@ -47,6 +48,7 @@ class Engine:
         retention: Deletes what is older than the retention period.
         schedules: Schedule use cases.
         schedule_runner: Starts the executions of due ticks (servers only).
+        data: Offloaded payloads (values above the inline limit).
     """
 
     config: EngineConfig
@@ -63,6 +65,7 @@ class Engine:
     retention: RetentionSweeper
     schedules: SchedulesService
     schedule_runner: ScheduleRunner
+    data: DataService
 
     def executor_for(self, task: tasks_pb2.TaskTemplate) -> Executor | None:
         """The executor of a task's target."""
@@ -182,6 +185,7 @@ def build_engine(
         store = open_store(config)
     blobs = BlobStore(config.data_dir / "blobs")
     payloads = Payloads(blobs)
+    data_store = DataStore(blobs)
     source = TemplateSource(store)
     embedded = task_runner is not None
     logs = LogWriter(store, config.max_log_bytes)
@@ -192,7 +196,14 @@ def build_engine(
             task_runner, task_threads, trusted=runner_checks_outputs, logs=logs
         )
     else:
-        workers = WorkerSessions(config.heartbeat_interval, config.lease_duration)
+        workers = WorkerSessions(
+            config.heartbeat_interval,
+            config.lease_duration,
+            max_message_bytes=config.max_message_bytes,
+            inline_limit=config.max_literal_bytes,
+            data=data_store,
+            logs=logs,
+        )
     process = ProcessExecutor(blobs, policy=process_policy, run_as=run_as)
     holder: list[Engine] = []
 
@@ -220,6 +231,8 @@ def build_engine(
     shared = None
     if workers is not None and (config.cluster or config.store.startswith("postgres")):
         shared = SharedDispatcher(store, workers, scheduler.owner, lambda: set(scheduler.runs))
+    elif workers is not None:  # a lone server: nodes waiting for a worker say why, QUEUED
+        workers.set_waiting_callback(scheduler.on_waiting)
     engine = Engine(
         config=config,
         store=store,
@@ -235,6 +248,11 @@ def build_engine(
         retention=RetentionSweeper(store, executions, blobs, config.retention, scheduler.owner),
         schedules=SchedulesService(store, schedule_runner),
         schedule_runner=schedule_runner,
+        data=DataService(
+            data_store,
+            config.max_literal_bytes,
+            chunk_bytes=min(1 << 20, config.max_message_bytes // 4),
+        ),
     )
     holder.append(engine)
     return engine

@@ -71,7 +71,7 @@ UNFINISHED_EXECUTION_PHASES: frozenset[execution_pb2.ExecutionPhase.ValueType] =
 )
 """Execution phases of executions still to be driven."""
 
-COUNT_NAMES = ("total", "succeeded", "running", "failed", "skipped", "cached")
+COUNT_NAMES = ("total", "succeeded", "running", "failed", "skipped", "cached", "queued")
 """The names of an execution's node counts (the fields of `NodeCounts`)."""
 
 

@@ -39,6 +39,7 @@ const definition = protoLoader.loadSync(
     "plaitidl/service/v1/registry_service.proto",
     "plaitidl/service/v1/execution_service.proto",
     "plaitidl/service/v1/worker_service.proto",
+    "plaitidl/service/v1/data_service.proto",
   ],
   LOADER_OPTIONS,
 );
@@ -64,6 +65,7 @@ export function connect(address, { token = process.env.PLAIT_TOKEN } = {}) {
     registry,
     executions: new services.ExecutionService(address, creds, opts),
     workers: new services.WorkerService(address, creds, opts),
+    data: new services.DataService(address, creds, opts),
     /** Metadata for one call (fresh each time: grpc-js may mutate it). */
     metadata() {
       const md = new grpc.Metadata();
@@ -95,6 +97,69 @@ export const { status: Status } = grpc;
  */
 export function encode(typeName, message) {
   return definition[typeName].serialize(message);
+}
+
+/** Decode `bytes` (a Buffer) as the proto type `typeName`, with the options above. */
+export function decode(typeName, bytes) {
+  return definition[typeName].deserialize(bytes);
+}
+
+// --- offloaded values ----------------------------------------------------------------------------
+// A value larger than the engine's inline limit arrives as an OffloadedLiteral: a plait-data://
+// URI, the size and SHA-256 of the serialized Literal, and its type. Read it in chunks with
+// DataService.ReadData (resuming at the last byte received when the stream breaks) and check it.
+
+const READ_RETRIES = 5;
+
+/** The bytes behind a data URI, read in chunks from `offset` on; rejects with the gRPC error. */
+function readFrom(clients, uri, offset, onChunk) {
+  return new Promise((resolve, reject) => {
+    const call = clients.data.ReadData({ uri, offset: String(offset) }, clients.metadata());
+    call.on("data", (msg) => onChunk(msg));
+    call.on("error", reject);
+    call.on("end", resolve);
+  });
+}
+
+/** Read the serialized Literal behind an OffloadedLiteral, checked against its size and SHA-256. */
+export async function readOffloaded(clients, offloaded) {
+  const chunks = [];
+  const hash = createHash("sha256");
+  let received = 0;
+  let retries = 0;
+  let header = null;
+  for (;;) {
+    const before = received;
+    try {
+      await readFrom(clients, offloaded.uri, received, (msg) => {
+        header ??= msg;
+        chunks.push(msg.chunk);
+        hash.update(msg.chunk);
+        received += msg.chunk.length;
+      });
+      break;
+    } catch (err) {
+      retries = received > before ? 0 : retries + 1;
+      if (err.code !== Status.UNAVAILABLE || retries > READ_RETRIES) throw err;
+      await new Promise((r) => setTimeout(r, 100 * 2 ** retries));
+    }
+  }
+  const sha = offloaded.sha256 || header?.sha256;
+  const size = Number(offloaded.size_bytes || header?.size_bytes || 0);
+  const digest = hash.digest("hex");
+  if (digest !== sha || received !== size) {
+    throw new Error(`data at ${offloaded.uri} does not match its reference (${received} bytes, sha256 ${digest})`);
+  }
+  return decode("plaitidl.core.v1.Literal", Buffer.concat(chunks));
+}
+
+/** A LiteralMap's `literals` with every offloaded literal read (the others as they are). */
+export async function resolveLiterals(clients, literals) {
+  const out = {};
+  for (const [name, lit] of Object.entries(literals ?? {})) {
+    out[name] = lit?.value === "offloaded" ? await readOffloaded(clients, lit.offloaded) : lit;
+  }
+  return out;
 }
 
 /** "CODE: message" for a gRPC error, with BadRequest field violations when the engine sent some. */

@@ -11,6 +11,9 @@
 //
 // The protocol (see protos/plaitidl/service/v1/worker_service.proto and README.md):
 //   hello -> welcome -> { assignments (batches) -> results (batches) | heartbeats | cancellations }
+// Heartbeats list the running assignments (the engine takes back what they leave out), and
+// offloaded inputs (values above the engine's inline limit) are read through DataService.
+// This worker declares no task versions in its hello: it serves whatever its queue receives.
 // Delivery is at least once: when the stream breaks, running tasks are abandoned (the engine
 // retries them once their lease is gone) and the worker reconnects with backoff.
 
@@ -27,6 +30,7 @@ import {
   promise,
   readInt,
   readString,
+  resolveLiterals,
   strLit,
 } from "./plait.js";
 import { NODE_QUEUE, NODE_TASKS, PY_SQUARE } from "./tasks.js";
@@ -188,9 +192,11 @@ class Worker {
     const d = welcome.heartbeat_interval;
     const intervalMs = d ? Number(d.seconds) * 1000 + d.nanos / 1e6 : 2000;
     log(`session ${session.id} open (heartbeat every ${intervalMs} ms, worker ${this.workerId})`);
-    // 5. heartbeat at the interval, listing what still runs: any message keeps the session,
-    //    and so every lease it holds, alive.
+    // 5. heartbeat at the interval, listing what still runs (received and not yet answered):
+    //    the engine takes back an assignment a heartbeat leaves out two intervals after it was
+    //    sent. Results not flushed yet go first, so none is missing without its answer.
     session.heartbeat = setInterval(() => {
+      this.flush(session);
       this.send(session, { heartbeat: { running_assignment_ids: [...session.running.keys()] } });
     }, Math.max(50, intervalMs));
   }
@@ -219,8 +225,18 @@ class Worker {
     // (and the abort signal) to stop early if they can.
     const deadline = a.deadline ? new Date(Number(a.deadline.seconds) * 1000 + a.deadline.nanos / 1e6) : null;
     const ctx = { clients: this.clients, signal: abort.signal, deadline, assignment: a, template };
-    Promise.resolve()
-      .then(() => handler(a.inputs?.literals ?? {}, ctx))
+    // Inputs larger than the engine's inline limit arrive offloaded: read them through
+    // DataService first, so that handlers only ever see values.
+    resolveLiterals(this.clients, a.inputs?.literals)
+      .then(
+        (inputs) => handler(inputs, ctx),
+        (err) => {
+          throw new TaskError("DataUnavailable", `reading an offloaded input: ${describeError(err)}`, {
+            recoverable: err.code === Status.UNAVAILABLE,
+            kind: "KIND_SYSTEM",
+          });
+        },
+      )
       .then(
         (result) => this.finish(session, a, result),
         (err) => this.finish(session, a, { error: toExecutionError(err) }),
@@ -274,12 +290,14 @@ class Worker {
     // Batch: every result finished in this turn of the event loop leaves in ONE ResultBatch.
     if (!session.flushScheduled) {
       session.flushScheduled = true;
-      setImmediate(() => {
-        session.flushScheduled = false;
-        const results = session.outbox.splice(0);
-        if (results.length) this.send(session, { results: { results } });
-      });
+      setImmediate(() => this.flush(session));
     }
+  }
+
+  flush(session) {
+    session.flushScheduled = false;
+    const results = session.outbox.splice(0);
+    if (results.length) this.send(session, { results: { results } });
   }
 
   send(session, message) {

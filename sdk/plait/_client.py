@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -27,6 +28,7 @@ from plaitidl.service.v1 import registry_service_pb2_grpc as rs_grpc
 from plait import _serialize, _types
 from plait._channels import Endpoint, message_options
 from plait._constants import MAX_MESSAGE_BYTES
+from plait._data import INLINE_LIMIT, DataClient
 from plait._errors import (
     AlreadyExistsError,
     ExecutionFailedError,
@@ -135,6 +137,7 @@ class Client:
         self._timeout = timeout
         self.registry = rs_grpc.RegistryServiceStub(self._channel)
         self.executions = es_grpc.ExecutionServiceStub(self._channel)
+        self._data = DataClient(self._channel, self._metadata, on_error=map_rpc_error)
 
     def close(self) -> None:
         """Close the channel."""
@@ -237,8 +240,30 @@ class Client:
             labels=dict(labels or {}),
         )
         (request.launch_plan_id if is_lp else request.workflow_id).CopyFrom(ident)
+        if literal_inputs.ByteSize() > INLINE_LIMIT:
+            self._offload_inputs(request, ident, is_lp)
         response = self._call(self.executions.CreateExecution, request)
         return RemoteExecution(response.execution.id, response.execution, entity)
+
+    def _offload_inputs(
+        self, request: es.CreateExecutionRequest, ident: identifier_pb2.Identifier, is_lp: bool
+    ) -> None:
+        """Upload the inputs above the inline limit for the execution about to be created.
+
+        The uploads belong to the execution by name, so a name is chosen here when none was
+        given (derived from the request id: a retried call reuses it).
+        """
+        if not request.name:
+            request.name = "x" + hashlib.sha256(request.request_id.encode()).hexdigest()[:16]
+        wf_id = self.get_launch_plan(ident).workflow_id if is_lp else ident
+        types = {v.name: v.type for v in self.get_workflow(wf_id).interface.inputs.variables}
+        eid = identifier_pb2.ExecutionIdentifier(
+            project=request.project or ident.project,
+            domain=request.domain or ident.domain,
+            name=request.name,
+        )
+        offloaded = self._data.offload_map(eid, request.inputs, types)
+        request.inputs.CopyFrom(offloaded)
 
     @staticmethod
     def _id(execution: ExecutionRef) -> identifier_pb2.ExecutionIdentifier:
@@ -348,10 +373,26 @@ class Client:
             return next(iter(values.values()))
         return values
 
-    def data(self, execution: ExecutionRef) -> es.GetExecutionDataResponse:
-        """The execution's inputs and (once succeeded) outputs as literals."""
+    def data(self, execution: ExecutionRef, *, resolve: bool = True) -> es.GetExecutionDataResponse:
+        """The execution's inputs and (once succeeded) outputs as literals.
+
+        Args:
+            execution: The execution.
+            resolve: Read values the engine sent as offloaded references (those above its
+                inline limit) through `DataService`, in chunks; False keeps the references.
+        """
         request = es.GetExecutionDataRequest(id=self._id(execution))
-        return self._call(self.executions.GetExecutionData, request)
+        response = self._call(self.executions.GetExecutionData, request)
+        if resolve:
+            for lm in (response.inputs, response.outputs):
+                resolved = self._data.resolve_map(lm)
+                if resolved is not lm:
+                    lm.CopyFrom(resolved)
+        return response
+
+    def read_offloaded(self, offloaded: literals_pb2.OffloadedLiteral) -> literals_pb2.Literal:
+        """The value behind an offloaded reference, read in chunks and checked (SHA-256)."""
+        return self._data.read(offloaded)
 
     def terminate(self, execution: ExecutionRef, reason: str = "") -> es.Execution:
         """Abort a running execution (no-op when it has ended); returns its state."""

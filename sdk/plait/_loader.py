@@ -22,9 +22,11 @@ _handlers: dict[str, Task[Any, Any]] = {}
 def load_path(path_or_module: str) -> types.ModuleType:
     """Imports a ``.py`` file or a dotted module name.
 
-    A file is imported under its stem as module name, with its folder put first on
-    ``sys.path``; a worker process that loads the same file computes the same handler strings
-    (``"<stem>:<qualname>"``) and can import them.
+    A file is imported under the dotted name Python itself would give it: its stem, prefixed
+    by the packages (folders with an ``__init__.py``) it sits in, with the folder above the
+    outermost package put first on ``sys.path``. So ``pkg/flows.py`` is ``pkg.flows``, the
+    same module as ``import pkg.flows``, and a worker that loads the same file (or imports the
+    module) computes the same task names and handlers.
 
     Raises:
         PlaitValueError: The file does not exist.
@@ -34,26 +36,46 @@ def load_path(path_or_module: str) -> types.ModuleType:
         path = Path(path_or_module).resolve()
         if not path.is_file():
             raise PlaitValueError(f"no such Python file: {path_or_module}")
-        folder, stem = str(path.parent), path.stem
-        if not sys.path or sys.path[0] != folder:
-            sys.path.insert(0, folder)
-        existing = sys.modules.get(stem)
+        root, name = _module_name(path)
+        if not sys.path or sys.path[0] != root:
+            sys.path.insert(0, root)
+        existing = sys.modules.get(name)
         if existing is not None:
             existing_file = getattr(existing, "__file__", None)
             if existing_file and Path(existing_file).resolve() == path:
                 return existing
-        spec = importlib.util.spec_from_file_location(stem, path)
+        if "." in name:
+            module = importlib.import_module(name)
+            found = getattr(module, "__file__", None)
+            if not found or Path(found).resolve() != path:
+                raise PlaitValueError(
+                    f"{path_or_module} is module {name}, but {name} was imported from {found}"
+                )
+            return module
+        spec = importlib.util.spec_from_file_location(name, path)
         if spec is None or spec.loader is None:
             raise PlaitValueError(f"cannot import {path_or_module}")
         module = importlib.util.module_from_spec(spec)
-        sys.modules[stem] = module
+        sys.modules[name] = module
         try:
             spec.loader.exec_module(module)
         except BaseException:
-            sys.modules.pop(stem, None)
+            sys.modules.pop(name, None)
             raise
         return module
     return importlib.import_module(path_or_module)
+
+
+def _module_name(path: Path) -> tuple[str, str]:
+    """The folder to import from and the dotted module name of a ``.py`` file."""
+    parts = [path.stem]
+    folder = path.parent
+    while (folder / "__init__.py").is_file() and folder.name.isidentifier():
+        parts.append(folder.name)
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    return str(folder), ".".join(reversed(parts))
 
 
 def resolve_handler(handler: str) -> Task[Any, Any]:

@@ -257,7 +257,7 @@ def test_a_finished_execution_keeps_its_node_counts(tmp_path: Path) -> None:
         rec = await start(engine, b.branch_wf, x=3)
         final = await engine.executions.wait(rec, timeout=30)
         assert final.counts == {"total": 3, "succeeded": 2, "running": 0, "failed": 0,
-                                "skipped": 1, "cached": 0}  # fmt: skip
+                                "skipped": 1, "cached": 0, "queued": 0}  # fmt: skip
         # Stored with the execution: a fresh read has them, and counting uses them.
         stored = await engine.store.get_execution_by_eid(final.eid)
         assert stored is not None and stored.counts == final.counts

@@ -9,13 +9,11 @@ real signals.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import os
 import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -24,24 +22,21 @@ from typing import Any, TypeVar
 import grpc
 import grpc.aio
 import pytest
-from plait import _embedded, _loader, _serialize
+from plait import _loader
 from plait._errors import PlaitValueError
 from plait._worker import WorkerError, run_worker
-from plait_engine.api.server import build_server
-from plait_engine.app import build_engine
-from plait_engine.config import EngineConfig
 from plait_engine.executors import Dispatch, Result
-from plait_engine.executors.workers import WorkerSessions, WorkerStats
-from plait_engine.store import ExecutionRecord
+from plait_engine.executors.workers import WorkerSessions
 from plaitidl.core.v1 import (
     errors_pb2,
-    execution_pb2,
     identifier_pb2,
     literals_pb2,
     tasks_pb2,
 )
 from plaitidl.service.v1 import worker_service_pb2 as ws
 from plaitidl.service.v1 import worker_service_pb2_grpc as ws_grpc
+
+from tests.support.inproc import EngineServer
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -249,81 +244,6 @@ def test_silent_session_expires_and_loses_its_leases() -> None:
 
 
 # -- a real engine and gRPC server ---------------------------------------------------------
-class EngineServer:
-    """An engine and its gRPC server on a loop in a background thread."""
-
-    def __init__(self, data_dir: Path) -> None:
-        config = EngineConfig(data_dir=data_dir, heartbeat_interval=0.2, lease_duration=1.0)
-        self.engine = build_engine(config)
-        assert self.engine.workers is not None
-        self.sessions = self.engine.workers
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-        self.address = self.call(self._start())
-
-    async def _start(self) -> str:
-        await self.engine.start()
-        self.server, _ = build_server(self.engine)
-        port = self.server.add_insecure_port("127.0.0.1:0")
-        await self.server.start()
-        return f"127.0.0.1:{port}"
-
-    def call(self, coro: Awaitable[T], timeout: float = 60) -> T:
-        return self.submit(coro).result(timeout)
-
-    def submit(self, coro: Awaitable[T]) -> concurrent.futures.Future[T]:
-        async def wrap() -> T:
-            return await coro
-
-        return asyncio.run_coroutine_threadsafe(wrap(), self.loop)
-
-    def on_loop(self, fn: Callable[[], T]) -> T:
-        async def wrap() -> T:
-            return fn()
-
-        return self.call(wrap())
-
-    def stats(self) -> WorkerStats:
-        return self.on_loop(self.sessions.stats)
-
-    def wait_for(self, what: Callable[[WorkerStats], bool], timeout: float = 40) -> WorkerStats:
-        end = time.monotonic() + timeout
-        while True:
-            st = self.stats()
-            if what(st):
-                return st
-            assert time.monotonic() < end, f"timed out waiting; stats: {st}"
-            time.sleep(0.05)
-
-    def start_execution(self, entity: Any, **kwargs: Any) -> ExecutionRecord:
-        root = _serialize.collect(entity).root
-        inputs = _embedded.inputs_to_literals(entity, kwargs)
-        return self.call(self.engine.executions.create(workflow_id=root, inputs=inputs))
-
-    def wait(self, rec: ExecutionRecord, timeout: float = 30) -> ExecutionRecord:
-        return self.call(self.engine.executions.wait(rec, timeout=timeout), timeout + 5)
-
-    def outputs(self, entity: Any, rec: ExecutionRecord) -> object:
-        assert rec.phase == execution_pb2.EXECUTION_PHASE_SUCCEEDED, (
-            errors_pb2.ExecutionError.FromString(rec.error)
-        )
-        _, out = self.call(self.engine.executions.data(rec))
-        return _serialize.outputs_to_python(entity, out)
-
-    def nodes(self, rec: ExecutionRecord) -> list[Any]:
-        return self.call(self.engine.store.node_records(rec.eid))
-
-    def close(self) -> None:
-        async def stop() -> None:
-            await self.server.stop(0.5)
-            await self.engine.stop()
-
-        self.call(stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(5)
-
-
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineServer]:
     server = EngineServer(tmp_path_factory.mktemp("engine"))

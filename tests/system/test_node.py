@@ -14,13 +14,21 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
-from plaitidl.core.v1 import execution_pb2, identifier_pb2
+from plaitidl.core.v1 import (
+    execution_pb2,
+    identifier_pb2,
+    interface_pb2,
+    literals_pb2,
+    types_pb2,
+    workflow_pb2,
+)
 from plaitidl.service.v1 import (
     execution_service_pb2,
     execution_service_pb2_grpc,
@@ -208,3 +216,78 @@ def test_node_worker_reuses_templates_reports_errors_and_reconnects(stack: Stack
     assert node_log.count("open (heartbeat every") >= 2 and "reconnecting" in node_log, node_log
     # Within a session, a template travels in full once, then by key.
     assert "node_mix.fan_out (template by key)" in node_log, node_log
+
+
+def _greet_workflow(greet: identifier_pb2.Identifier) -> workflow_pb2.WorkflowTemplate:
+    """A workflow written as protos: name -> the Node task greet(name, total=5) -> greeting."""
+    string = types_pb2.LiteralType(simple=types_pb2.SIMPLE_TYPE_STRING)
+    five = literals_pb2.Literal()
+    five.scalar.primitive.integer = 5
+    node = workflow_pb2.Node(
+        id="greet",
+        task_node=workflow_pb2.TaskNode(task_id=greet),
+        inputs=[
+            literals_pb2.Binding(
+                var="name",
+                binding=literals_pb2.BindingData(
+                    promise=literals_pb2.OutputReference(node_id="start-node", var="name")
+                ),
+            ),
+            literals_pb2.Binding(var="total", binding=literals_pb2.BindingData(literal=five)),
+        ],
+    )
+    return workflow_pb2.WorkflowTemplate(
+        id=identifier_pb2.Identifier(
+            resource_type=identifier_pb2.RESOURCE_TYPE_WORKFLOW,
+            project="default",
+            domain="development",
+            name="node_big.greet",
+            version="v1",
+        ),
+        interface=interface_pb2.TypedInterface(
+            inputs=interface_pb2.VariableMap(
+                variables=[interface_pb2.Variable(name="name", type=string)]
+            ),
+            outputs=interface_pb2.VariableMap(
+                variables=[interface_pb2.Variable(name="greeting", type=string)]
+            ),
+        ),
+        nodes=[node],
+        outputs=[
+            literals_pb2.Binding(
+                var="greeting",
+                binding=literals_pb2.BindingData(
+                    promise=literals_pb2.OutputReference(node_id="greet", var="greeting")
+                ),
+            )
+        ],
+    )
+
+
+def test_node_worker_reads_offloaded_inputs_through_data_service(stack: Stack) -> None:
+    from plait import Client
+
+    name = "N" * (3 << 20)  # above the 1 MiB inline limit: it travels by reference
+    with Client(stack.engine.address) as client:
+        request = registry_service_pb2.GetTaskRequest(
+            id=identifier_pb2.Identifier(name="node_mix.greet")
+        )
+        end = time.monotonic() + 30
+        while True:  # the Node worker registers its tasks once it is up
+            try:
+                greet = client.registry.GetTask(request, timeout=10).task.id
+                break
+            except grpc.RpcError:
+                assert time.monotonic() < end, stack.output()
+                time.sleep(0.2)
+        wf = _greet_workflow(greet)
+        client.register_templates(registry_service_pb2.RegisterRequest(workflows=[wf]))
+        handle = client.execute(wf.id, {"name": name})
+        assert client.data(handle, resolve=False).inputs.literals["name"].HasField("offloaded")
+        greeting = client.wait(handle, timeout=60)
+        assert greeting == f"Hello, {name}! The sum of squares is 5.", stack.output()
+        # The Node worker answered inline; the engine sends the large output by reference.
+        raw = client.data(handle, resolve=False)
+        assert raw.outputs.literals["greeting"].HasField("offloaded")
+    node_log = (stack.logs / "node-worker.log").read_text()
+    assert "node_mix.greet" in node_log

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from plait import Client, RemoteExecution
+from plaitidl.core.v1.execution_pb2 import EXECUTION_PHASE_RUNNING
 
 from tests.support.servers import ROOT, EngineProcess, _spawn, start_worker
 from tests.workflows import behaviours as b
@@ -183,3 +184,39 @@ def test_many_executions_survive_replicas_killed_and_restarted(cluster: Cluster)
     assert len(names) == len(set(names)) == len(mix) >= 50
     assert kills >= 3
     print(f"replicas: {len(mix)} executions, {kills} replica SIGKILLs; lost 0, stuck 0, wrong 0")
+
+
+VERSIONED = """
+import plait
+
+
+@plait.task(name="upgrade.answer")
+def answer() -> int:
+    return {n}
+
+
+@plait.workflow
+def wf() -> int:
+    return answer()
+"""
+
+
+def test_work_no_worker_of_a_replica_serves_goes_to_one_that_does(cluster: Cluster) -> None:
+    # A rolling upgrade of workers: the replica that takes an attempt from the shared queue
+    # first may have only workers of the old code. It must give it back, not hold it forever.
+    paths = []
+    for n in (1, 2):
+        folder = cluster.tmp / f"v{n}"
+        folder.mkdir()
+        (folder / "upgrade_flow.py").write_text(VERSIONED.format(n=n))
+        paths.append(str(folder / "upgrade_flow.py"))
+    new = _load(paths[1])
+    a, b_ = cluster.replica(), cluster.replica()
+    old_worker = start_worker(a.address, paths[0], log=cluster.tmp / "old-worker.log")
+    cluster.workers.append(old_worker)
+    with Client(a.address) as client:
+        run = client.execute(new.wf, {})
+        time.sleep(1.5)  # the old worker's replica has taken the attempt (and given it back)
+        assert client.get(run).phase == EXECUTION_PHASE_RUNNING
+        cluster.workers.append(start_worker(b_.address, paths[1], log=cluster.tmp / "new.log"))
+        assert client.wait(run, timeout=60) == 2

@@ -8,7 +8,7 @@ from typing import Any
 
 import grpc.aio
 from google.protobuf import timestamp_pb2
-from plaitidl.core.v1 import errors_pb2, identifier_pb2
+from plaitidl.core.v1 import errors_pb2, identifier_pb2, literals_pb2
 from plaitidl.service.v1 import execution_service_pb2 as es
 from plaitidl.service.v1 import execution_service_pb2_grpc as es_grpc
 
@@ -21,6 +21,7 @@ from plait_engine.api.requests import (
     require,
 )
 from plait_engine.service import ExecutionsService
+from plait_engine.service.data import DataService
 from plait_engine.store import ExecutionFilter, ExecutionRecord, LogEntry, NodeRecord
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -97,18 +98,43 @@ def log_line(e: LogEntry) -> es.LogLine:
     )
 
 
+def _new_execution_id(
+    request: es.CreateExecutionRequest, target: identifier_pb2.Identifier
+) -> identifier_pb2.ExecutionIdentifier:
+    """The id an execution being created will have (as far as the request says)."""
+    return identifier_pb2.ExecutionIdentifier(
+        project=request.project or target.project, domain=request.domain or target.domain,
+        name=request.name,
+    )  # fmt: skip
+
+
 class ExecutionServicer(es_grpc.ExecutionServiceServicer):
     """Starts, observes and stops executions.
 
     Args:
         executions: The execution use cases.
+        data: Offloads values above the inline limit from data responses (None: inline).
         max_message_bytes: The largest message the server sends: list pages stay below it.
     """
 
-    def __init__(self, executions: ExecutionsService, max_message_bytes: int = 64 << 20) -> None:
+    def __init__(
+        self,
+        executions: ExecutionsService,
+        data: DataService | None = None,
+        max_message_bytes: int = 64 << 20,
+    ) -> None:
         self._x = executions
+        self._data = data
         # A page is cut short (with a next token) before it outgrows this.
         self._page_budget = max(max_message_bytes // 2, 64 * 1024)
+
+    async def _offloaded(
+        self, rec: ExecutionRecord, *maps: literals_pb2.LiteralMap
+    ) -> list[literals_pb2.LiteralMap]:
+        if self._data is None:
+            return list(maps)
+        execution = (rec.project, rec.domain, rec.name)
+        return [await self._data.offload_large(execution, m) for m in maps]
 
     async def _execution(self, request: Any, field: str = "id") -> ExecutionRecord:
         require(request.HasField(field), field, "an execution id")
@@ -134,6 +160,8 @@ class ExecutionServicer(es_grpc.ExecutionServiceServicer):
         require(target, "target", "a workflow_id or a launch_plan_id")
         ident = request.workflow_id if target == "workflow_id" else request.launch_plan_id
         require(ident.name, f"{target}.name", "a name")
+        if self._data is not None:
+            await self._data.check_inputs(_new_execution_id(request, ident), request.inputs)
         rec, created = await self._x.create_or_get(
             workflow_id=ident if target == "workflow_id" else None,
             launch_plan_id=ident if target == "launch_plan_id" else None,
@@ -214,7 +242,8 @@ class ExecutionServicer(es_grpc.ExecutionServiceServicer):
         self, request: es.GetExecutionDataRequest, context: Context
     ) -> es.GetExecutionDataResponse:
         """See `ExecutionService.GetExecutionData`."""
-        inputs, outputs = await self._x.data(await self._execution(request))
+        rec = await self._execution(request)
+        inputs, outputs = await self._offloaded(rec, *await self._x.data(rec))
         return es.GetExecutionDataResponse(inputs=inputs, outputs=outputs)
 
     async def ListNodeExecutions(  # noqa: N802
@@ -243,7 +272,8 @@ class ExecutionServicer(es_grpc.ExecutionServiceServicer):
         """See `ExecutionService.GetNodeExecutionData`."""
         rec, node_id = await self._node_request(request)
         data = await self._x.node_data(rec, node_id)
-        return es.GetNodeExecutionDataResponse(inputs=data.inputs, outputs=data.outputs)
+        inputs, outputs = await self._offloaded(rec, data.inputs, data.outputs)
+        return es.GetNodeExecutionDataResponse(inputs=inputs, outputs=outputs)
 
     async def DeleteExecution(  # noqa: N802
         self, request: es.DeleteExecutionRequest, context: Context

@@ -12,6 +12,8 @@ import grpc.aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from plaitidl.service.v1 import (
+    data_service_pb2,
+    data_service_pb2_grpc,
     execution_service_pb2,
     execution_service_pb2_grpc,
     registry_service_pb2,
@@ -23,6 +25,7 @@ from plaitidl.service.v1 import (
 )
 
 from plait_engine.api.auth import AuthInterceptor, TokenTable
+from plait_engine.api.data import DataServicer
 from plait_engine.api.executions import ExecutionServicer
 from plait_engine.api.interceptors import ErrorInterceptor
 from plait_engine.api.registry import RegistryServicer
@@ -38,6 +41,7 @@ SERVICE_NAMES = (
     execution_service_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name,
     schedule_service_pb2.DESCRIPTOR.services_by_name["ScheduleService"].full_name,
     worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
+    data_service_pb2.DESCRIPTOR.services_by_name["DataService"].full_name,
 )
 # Seconds in-flight RPCs get to finish on shutdown; open streams (watch, worker sessions) are
 # cut after it, and clients resume them.
@@ -96,11 +100,12 @@ def build_server(
         RegistryServicer(engine.registry), server
     )
     execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(
-        ExecutionServicer(engine.executions, config.max_message_bytes), server
+        ExecutionServicer(engine.executions, engine.data, config.max_message_bytes), server
     )
     schedule_service_pb2_grpc.add_ScheduleServiceServicer_to_server(
         ScheduleServicer(engine.schedules), server
     )
+    data_service_pb2_grpc.add_DataServiceServicer_to_server(DataServicer(engine.data), server)
     if engine.workers is not None:
         worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(
             WorkerServicer(engine.workers), server

@@ -61,6 +61,8 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
                         await context.abort(item.code, item.message)
                     return
                 yield item.message
+                # The write completed: the worker's acknowledgement clock starts now.
+                self._sessions.sent(session, item)
         finally:
             reader.cancel()
             self._sessions.close_session(session, "stream ended")

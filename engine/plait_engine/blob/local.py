@@ -11,6 +11,11 @@ from urllib.parse import unquote, urlparse
 _SAFE_PART = re.compile(r"^[A-Za-z0-9_.=+-]{1,200}$")
 
 
+def is_safe_part(part: str) -> bool:
+    """Whether `part` may be one part of a blob key (a plain name that stays in its folder)."""
+    return bool(_SAFE_PART.match(part)) and part not in (".", "..")
+
+
 class BlobStore:
     """A local folder addressed by engine-built keys.
 
@@ -25,7 +30,7 @@ class BlobStore:
     def path(self, *parts: str) -> Path:
         """The local path of a key, refusing anything that could leave the root."""
         for part in parts:
-            if not _SAFE_PART.match(part) or part in (".", ".."):
+            if not is_safe_part(part):
                 raise ValueError(f"invalid blob key part {part!r}")
         p = self.root.joinpath(*parts)
         if not p.resolve().is_relative_to(self.root):

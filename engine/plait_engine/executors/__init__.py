@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from plaitidl.core.v1 import dynamic_job_pb2, errors_pb2, identifier_pb2, literals_pb2, tasks_pb2
 
@@ -67,6 +67,8 @@ class Result:
 
 
 ResultSink = Callable[[Sequence[Result]], None]
+# (assignment_id, reason): why a dispatched attempt waits, "" once it no longer waits for it.
+WaitingFn = Callable[[str, str], None]
 # (stream, text): a `LogStream` value and whole lines of output.
 LogFn = Callable[[int, str], None]
 
@@ -115,6 +117,22 @@ class Executor(Protocol):
     async def stop(self) -> None:
         """Stop accepting work and release resources."""
 
+    # Optional (see `ReportsWaiting`): executors that can tell why an attempt waits also have
+    # ``set_waiting_callback(fn: WaitingFn) -> None``.
+
+
+@runtime_checkable
+class ReportsWaiting(Protocol):
+    """An executor that tells why a submitted attempt waits (e.g. no connected worker serves
+    its task version): the scheduler journals the reason as the node's QUEUED detail.
+
+    Check with ``isinstance(executor, ReportsWaiting)``; the method is optional in `Executor`.
+    """
+
+    def set_waiting_callback(self, fn: WaitingFn) -> None:
+        """Call `fn(assignment_id, reason)` on the loop thread when an attempt starts waiting
+        for a reason, and `fn(assignment_id, "")` when it stops (it can be dispatched now)."""
+
 
 __all__ = [
     "AttemptContext",
@@ -122,8 +140,10 @@ __all__ = [
     "LogFn",
     "Executor",
     "Outcome",
+    "ReportsWaiting",
     "Result",
     "ResultSink",
     "TaskRunner",
+    "WaitingFn",
     "system_error",
 ]

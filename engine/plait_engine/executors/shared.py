@@ -7,7 +7,9 @@ replica takes, from that queue, as many attempts as its connected workers have f
 An answer reaches the owner directly when the replica that got it owns the execution, and
 through the store's results queue otherwise. A replica that dies stops holding its attempts:
 once the hold expires another replica takes them again (delivery is at least once; the owner
-keeps the first answer of an attempt).
+keeps the first answer of an attempt). An attempt none of a replica's workers serves (another
+task version or type, another project) is put back at once and left to the other replicas for
+a while, so a rolling upgrade of workers never strands work on the wrong replica.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from plait_engine.store import QueuedDispatch, QueuedResult, Store
 log = logging.getLogger("plait.shared")
 _POLL = 0.02  # seconds between looks at the queues when nothing woke us
 _HOLD = 15.0  # seconds an attempt is held without renewal
+_DECLINE = 5.0  # seconds a replica leaves an attempt it cannot serve to the others
 
 
 def to_assignment(d: Dispatch) -> ws.Assignment:
@@ -122,6 +125,8 @@ class SharedDispatcher:
         self._owned = owned
         self._sink: ResultSink | None = None
         self._held: set[str] = set()
+        # Attempts put back because no local worker serves them: queue and when to look again.
+        self._declined: dict[str, tuple[str, float]] = {}
         self._outgoing: list[QueuedDispatch] = []
         self._cancels: list[str] = []
         self._answers: list[Result] = []
@@ -246,14 +251,39 @@ class SharedDispatcher:
         wanted = {q: n - pending.get(q, 0) for q, n in free.items() if n - pending.get(q, 0) > 0}
         if not wanted:
             return
+        skipped = self._skipped()
+        for q in wanted:  # declined attempts come first in the queue: look past them
+            wanted[q] += skipped.get(q, 0)
         now = time.time()
         taken = await self._store.take_dispatches(self._replica, wanted, now, now + _HOLD)
-        if taken:
-            self.taken += len(taken)
-            self._held.update(t.assignment_id for t in taken)
-            self._sessions.submit(
-                [from_assignment(ws.Assignment.FromString(t.assignment)) for t in taken]
-            )
+        if not taken:
+            return
+        served: list[Dispatch] = []
+        declined: list[str] = []
+        for t in taken:
+            d = from_assignment(ws.Assignment.FromString(t.assignment))
+            if t.assignment_id in self._declined or not self._sessions.serves(d):
+                declined.append(t.assignment_id)
+                self._declined.setdefault(t.assignment_id, (t.queue, time.monotonic() + _DECLINE))
+            else:
+                served.append(d)
+        if declined:  # back in the queue at once, for a replica whose workers serve them
+            await self._store.renew_dispatches(self._replica, declined, 0.0)
+        if served:
+            self.taken += len(served)
+            self._held.update(d.assignment_id for d in served)
+            self._sessions.submit(served)
+
+    def _skipped(self) -> dict[str, int]:
+        """Declined attempts still left to the others, per queue (expired ones forgotten)."""
+        now = time.monotonic()
+        out: dict[str, int] = {}
+        for aid, (queue, until) in list(self._declined.items()):
+            if until <= now:
+                del self._declined[aid]
+            else:
+                out[queue] = out.get(queue, 0) + 1
+        return out
 
     async def _renew(self) -> None:
         held = sorted(self._held)

@@ -82,6 +82,10 @@ def resolve(frame: Frame, b: literals_pb2.BindingData) -> literals_pb2.Literal:
 def _step(lit: literals_pb2.Literal, step: literals_pb2.PromiseAttribute) -> literals_pb2.Literal:
     while lit.HasField("scalar") and lit.scalar.HasField("union"):
         lit = lit.scalar.union.value
+    if lit.HasField("offloaded"):
+        raise BindingError(
+            "cannot take an attribute of an offloaded value (above the inline limit)"
+        )
     if step.HasField("index"):
         items = lit.collection.literals
         if not lit.HasField("collection") or not -len(items) <= step.index < len(items):

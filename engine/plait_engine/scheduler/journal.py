@@ -26,16 +26,23 @@ from plait_engine.store import (
 )
 
 _EP = execution_pb2
-_ACTIVE = ids.ACTIVE_NODE_PHASES
+# Counted as running (`NodeCounts.running`), and of those, as waiting (`NodeCounts.queued`):
+# for a worker that serves them, a retry's backoff or another node's cache computation.
+_RUNNING = ids.ACTIVE_NODE_PHASES | {_EP.NODE_PHASE_QUEUED}
+_WAITING = frozenset({_EP.NODE_PHASE_QUEUED, _EP.NODE_PHASE_RETRYING})
 
 
 def count(run: Run, old: int, new: int, cache_status: int) -> None:
     """Move a node between the run's counts."""
     c = run.counts
-    if old in _ACTIVE:
+    if old in _RUNNING:
         c["running"] -= 1
-    if new in _ACTIVE:
+    if new in _RUNNING:
         c["running"] += 1
+    if old in _WAITING:
+        c["queued"] -= 1
+    if new in _WAITING:
+        c["queued"] += 1
     if old == new:
         return
     if new == _EP.NODE_PHASE_SUCCEEDED:

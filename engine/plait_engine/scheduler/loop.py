@@ -74,6 +74,7 @@ class Scheduler:
         self.runs: dict[int, Run] = {}
         self._adopting: list[Run] = []
         self._results: list[Result] = []
+        self._waiting: dict[str, str] = {}
         self._terminations: list[tuple[int, str]] = []
         self._lost: set[int] = set()
         self._terminating: set[int] = set()
@@ -133,6 +134,12 @@ class Scheduler:
     def post_results(self, results: Sequence[Result]) -> None:
         """Results from executors; applied on the next pass."""
         self._results.extend(results)
+        self._wake.set()
+
+    def on_waiting(self, assignment_id: str, reason: str) -> None:
+        """An executor says why an attempt waits for a worker ("" once it no longer waits):
+        the node is journaled QUEUED with the reason, then RUNNING again."""
+        self._waiting[assignment_id] = reason
         self._wake.set()
 
     def terminate(self, eid: int, reason: str) -> None:
@@ -199,6 +206,7 @@ class Scheduler:
         for n in self._take(w.tasks.granted):
             self._guard(n.frame.run, w.tasks.dispatch, n)
         budget -= self._apply_results(budget)
+        self._apply_waiting()
         for eid, reason in self._take(self._terminations):
             run = self.runs.get(eid)
             if run is not None:
@@ -256,6 +264,16 @@ class Scheduler:
             if n is not None:
                 self._guard(n.frame.run, tasks.on_result, n, r)
         return len(results)
+
+    def _apply_waiting(self) -> None:
+        if not self._waiting:
+            return
+        waiting, self._waiting = self._waiting, {}
+        tasks = self.walker.tasks
+        for aid, reason in waiting.items():
+            n = tasks.assignments.get(aid)
+            if n is not None:
+                self._guard(n.frame.run, tasks.on_waiting, n, reason)
 
     def _check_deadlines(self) -> None:
         tasks = self.walker.tasks

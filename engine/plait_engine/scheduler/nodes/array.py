@@ -93,6 +93,12 @@ class ArrayHandler:
         inputs = n.inputs or literals_pb2.LiteralMap()
         broadcast = set(arr.broadcast_inputs)
         mapped = [k for k in inputs.literals if k not in broadcast]
+        offloaded = [k for k in mapped if inputs.literals[k].HasField("offloaded")]
+        if offloaded:  # its items are not here: never map over an empty list by mistake
+            message = f"array node {n.path!r}: mapped input(s) {offloaded} arrived offloaded "
+            message += "(larger than the inline limit); mapping over them is not supported yet"
+            self._g.fail(n, user_error("ArrayInputOffloaded", message))
+            return
         lengths = {k: len(inputs.literals[k].collection.literals) for k in mapped}
         if len(set(lengths.values())) > 1:
             self._g.fail(

@@ -26,6 +26,8 @@ from plait_engine.store import CacheEntry, NodeRecord
 
 log = logging.getLogger("plait.scheduler")
 _EP = execution_pb2
+# Phases of a node whose attempt is with its executor (QUEUED: waiting for a worker).
+_IN_FLIGHT = (_EP.NODE_PHASE_RUNNING, _EP.NODE_PHASE_QUEUED)
 ExecutorFor = Callable[[tasks_pb2.TaskTemplate], Executor | None]
 
 
@@ -164,15 +166,29 @@ class TaskHandler:
     def attempt_of(self, r: Result) -> NodeExec | None:
         """The node a result answers, or None when it is stale (counted and logged)."""
         n = self.assignments.get(r.assignment_id)
-        if n is None or n.attempt != r.attempt or n.phase != _EP.NODE_PHASE_RUNNING:
+        if n is None or n.attempt != r.attempt or n.phase not in _IN_FLIGHT:
             self.ignored_results += 1
             log.info("ignored stale result for %s attempt %d", r.assignment_id, r.attempt)
             return None
         return n
 
+    def on_waiting(self, n: NodeExec, reason: str) -> None:
+        """Its executor holds the attempt back (no connected worker serves it): QUEUED with
+        the reason; RUNNING again once it is handed to a worker."""
+        if not n.live:
+            return
+        if reason and n.phase == _EP.NODE_PHASE_RUNNING:
+            n.detail = reason
+            self._g.journal.node(n, _EP.NODE_PHASE_QUEUED, reason=reason)
+        elif not reason and n.phase == _EP.NODE_PHASE_QUEUED:
+            n.detail = ""
+            self._g.journal.node(n, _EP.NODE_PHASE_RUNNING)
+
     def on_result(self, n: NodeExec, r: Result) -> None:
         """Apply a result of the node's attempt in flight."""
         del self.assignments[r.assignment_id]
+        if n.phase == _EP.NODE_PHASE_QUEUED:
+            n.detail = ""
         n.assignment_id = None
         n.worker = r.worker_id
         n.started_at = r.started_at
@@ -223,7 +239,7 @@ class TaskHandler:
         while self._deadlines and self._deadlines[0][0] <= now:
             _, aid, attempt = heapq.heappop(self._deadlines)
             n = self.assignments.get(aid)
-            if n is None or n.attempt != attempt or n.phase != _EP.NODE_PHASE_RUNNING:
+            if n is None or n.attempt != attempt or n.phase not in _IN_FLIGHT:
                 continue
             self.withdraw(n)
             limit = retries.timeout(n, self._g.config.default_timeout)

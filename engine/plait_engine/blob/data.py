@@ -1,0 +1,289 @@
+"""Offloaded literals: values above the inline limit, stored once per execution.
+
+A value too large to travel inline is stored as its serialized `Literal` and referenced by an
+`OffloadedLiteral` whose URI the engine builds::
+
+    plait-data://<project>/<domain>/<execution name>/<sha256>
+
+The URI maps to the blob key ``executions/<project>/<domain>/<name>/+data/<sha256>``: under the
+execution's prefix, so deleting the execution deletes its payloads, and in a folder no node id
+can name (node ids cannot start with ``+``), so process-target files never mix with them. Every
+part must be a plain blob key part, so no URI reaches anything outside that folder.
+
+Payloads are content-addressed within an execution: a fan-out sharing one large input writes it
+once, and a file that exists already holds the right bytes unless the disk corrupted them, which
+reads detect (the file name is the checksum). Everything here blocks: call it on a thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from plaitidl.core.v1 import literals_pb2, types_pb2
+
+from plait_engine.blob.local import BlobStore, is_safe_part
+
+SCHEME = "plait-data://"
+DATA_FOLDER = "+data"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+Execution = tuple[str, str, str]
+"""``(project, domain, name)`` of an execution."""
+
+
+@dataclass(frozen=True)
+class DataRef:
+    """Where one payload lives.
+
+    Attributes:
+        project: The execution's project (decides who may read it).
+        domain: The execution's domain.
+        name: The execution's name.
+        sha256: Lowercase hex SHA-256 of the stored bytes.
+    """
+
+    project: str
+    domain: str
+    name: str
+    sha256: str
+
+    @property
+    def execution(self) -> Execution:
+        """``(project, domain, name)`` of the execution the payload belongs to."""
+        return (self.project, self.domain, self.name)
+
+    @property
+    def uri(self) -> str:
+        """The ``plait-data://`` URI."""
+        return f"{SCHEME}{self.project}/{self.domain}/{self.name}/{self.sha256}"
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """The blob key parts."""
+        return ("executions", self.project, self.domain, self.name, DATA_FOLDER, self.sha256)
+
+
+def execution_problem(execution: Execution) -> str | None:
+    """What makes `execution` unusable in a data URI, or None."""
+    for what, part in zip(("project", "domain", "name"), execution, strict=True):
+        if not is_safe_part(part):
+            return f"execution {what} {part[:80]!r} cannot name stored data"
+    return None
+
+
+def sha256_problem(sha256: str) -> str | None:
+    """What is wrong with a hex SHA-256, or None."""
+    if _SHA256.match(sha256):
+        return None
+    return f"{sha256[:80]!r} is not a lowercase hex SHA-256 (64 characters 0-9a-f)"
+
+
+def parse_uri(uri: str) -> DataRef:
+    """The payload a ``plait-data://`` URI names.
+
+    Raises:
+        ValueError: Not a URI the engine builds (the message says why).
+    """
+    if not uri.startswith(SCHEME):
+        raise ValueError(f"{uri[:80]!r} is not a {SCHEME} URI")
+    parts = uri[len(SCHEME) :].split("/")
+    if len(parts) != 4:
+        raise ValueError(
+            f"{uri[:120]!r} must be {SCHEME}<project>/<domain>/<execution name>/<sha256>"
+        )
+    project, domain, name, sha = parts
+    problem = execution_problem((project, domain, name)) or sha256_problem(sha)
+    if problem:
+        raise ValueError(f"{uri[:120]!r}: {problem}")
+    return DataRef(project, domain, name, sha)
+
+
+def offloaded_problem(
+    off: literals_pb2.OffloadedLiteral, execution: Execution, allowed: frozenset[str] = frozenset()
+) -> str | None:
+    """Why an `OffloadedLiteral` sent by a worker or client cannot be accepted, or None.
+
+    Accepted: a URI of `execution`'s own payloads whose checksum matches the literal's, or one
+    of the `allowed` URIs (those the engine handed out with the attempt's inputs).
+    """
+    if off.uri in allowed:
+        return None
+    try:
+        ref = parse_uri(off.uri)
+    except ValueError as exc:
+        return str(exc)
+    if ref.execution != execution:
+        return f"{off.uri!r} belongs to another execution than {'/'.join(execution)}"
+    if off.sha256 != ref.sha256:
+        return f"sha256 {off.sha256[:80]!r} differs from the one in its URI {off.uri!r}"
+    if off.size_bytes < 0:
+        return "size_bytes is negative"
+    return None
+
+
+class Upload:
+    """A payload being written: bytes go to a temporary file, `commit` checks and renames it.
+
+    Args:
+        final: Where the payload goes once complete.
+        size: The announced size.
+        sha256: The announced checksum.
+    """
+
+    def __init__(self, final: Path, size: int, sha256: str) -> None:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        self.final = final
+        self.size = size
+        self.sha256 = sha256
+        self.received = 0
+        self._hash = hashlib.sha256()
+        # Never 64 hex characters: a reader can never open a half-written upload.
+        self._tmp = final.with_name(f"upload-{secrets.token_hex(8)}.tmp")
+        self._file: BinaryIO | None = open(self._tmp, "wb")  # noqa: SIM115 - closed in commit/abort
+
+    def write(self, chunk: bytes) -> None:
+        """Append bytes.
+
+        Raises:
+            ValueError: More bytes than announced.
+        """
+        if self.received + len(chunk) > self.size:
+            raise ValueError(f"more than the announced {self.size} bytes")
+        assert self._file is not None
+        self._file.write(chunk)
+        self._hash.update(chunk)
+        self.received += len(chunk)
+
+    def commit(self) -> None:
+        """Check size and checksum, then move the payload into place atomically.
+
+        Raises:
+            ValueError: Fewer bytes than announced, or another checksum.
+        """
+        assert self._file is not None
+        self._file.close()
+        self._file = None
+        if self.received != self.size:
+            self.abort()
+            raise ValueError(f"received {self.received} bytes, announced {self.size}")
+        digest = self._hash.hexdigest()
+        if digest != self.sha256:
+            self.abort()
+            raise ValueError(f"the bytes have SHA-256 {digest}, announced {self.sha256}")
+        os.replace(self._tmp, self.final)
+
+    def abort(self) -> None:
+        """Drop what was written (idempotent)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._tmp.unlink(missing_ok=True)
+
+
+class DataStore:
+    """Offloaded payloads in the blob store (blocking calls).
+
+    Args:
+        blobs: The blob store.
+    """
+
+    def __init__(self, blobs: BlobStore) -> None:
+        self.blobs = blobs
+
+    def path(self, ref: DataRef) -> Path:
+        """The local file of a payload (inside the blob root by construction)."""
+        return self.blobs.path(*ref.key)
+
+    def put(self, execution: Execution, data: bytes) -> DataRef:
+        """Store bytes for an execution (once: an existing payload is kept)."""
+        ref = DataRef(*execution, hashlib.sha256(data).hexdigest())
+        final = self.path(ref)
+        if not final.exists():
+            # A temporary name of its own: threads offloading the same value race harmlessly.
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = final.with_name(f"put-{secrets.token_hex(8)}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, final)
+        return ref
+
+    def offload(
+        self, execution: Execution, lit: literals_pb2.Literal, type: types_pb2.LiteralType | None
+    ) -> literals_pb2.Literal:
+        """Store a literal and return the `OffloadedLiteral` that references it."""
+        data = lit.SerializeToString()
+        ref = self.put(execution, data)
+        off = literals_pb2.OffloadedLiteral(uri=ref.uri, size_bytes=len(data), sha256=ref.sha256)
+        if type is not None:
+            off.type.CopyFrom(type)
+        return literals_pb2.Literal(offloaded=off)
+
+    def offload_map(
+        self,
+        execution: Execution,
+        lm: literals_pb2.LiteralMap,
+        limit: int,
+        types: Mapping[str, types_pb2.LiteralType] | None = None,
+    ) -> literals_pb2.LiteralMap:
+        """`lm` with each literal over `limit` serialized bytes offloaded (`lm` is unchanged).
+
+        Args:
+            execution: Whose payloads they become.
+            lm: The values.
+            limit: The largest literal kept inline.
+            types: Declared types by name, recorded in the references.
+        """
+        out = literals_pb2.LiteralMap()
+        for name, lit in lm.literals.items():
+            if not lit.HasField("offloaded") and lit.ByteSize() > limit:
+                out.literals[name].CopyFrom(
+                    self.offload(execution, lit, (types or {}).get(name) or _scalar_type(lit))
+                )
+            else:
+                out.literals[name].CopyFrom(lit)
+        return out
+
+    def upload(self, execution: Execution, size: int, sha256: str) -> Upload:
+        """Start writing a payload of an execution."""
+        return Upload(self.path(DataRef(*execution, sha256)), size, sha256)
+
+    def open(self, ref: DataRef) -> tuple[BinaryIO, int]:
+        """The open payload file and its size.
+
+        Raises:
+            FileNotFoundError: There is no such payload.
+        """
+        f = open(self.path(ref), "rb")  # noqa: SIM115 - the caller closes it
+        return f, os.fstat(f.fileno()).st_size
+
+
+def _scalar_type(lit: literals_pb2.Literal) -> types_pb2.LiteralType | None:
+    """The type of a primitive or binary literal (enough for the values that get large)."""
+    if not lit.HasField("scalar"):
+        return None
+    s = lit.scalar
+    if s.HasField("binary"):
+        return types_pb2.LiteralType(simple=types_pb2.SIMPLE_TYPE_BINARY)
+    if s.HasField("primitive") and s.primitive.HasField("string_value"):
+        return types_pb2.LiteralType(simple=types_pb2.SIMPLE_TYPE_STRING)
+    return None
+
+
+__all__ = [
+    "DATA_FOLDER",
+    "SCHEME",
+    "DataRef",
+    "DataStore",
+    "Execution",
+    "Upload",
+    "execution_problem",
+    "offloaded_problem",
+    "parse_uri",
+    "sha256_problem",
+]

@@ -21,6 +21,7 @@ from plait._constants import (
     TASK_TYPE_DYNAMIC,
     TASK_TYPE_PYTHON,
 )
+from plait._code import code_digest
 from plait._context import Builder, LocalContext, current, push
 from plait._errors import PlaitTypeError, PlaitValueError
 from plait._interface import PyInterface, bind_arguments, digest, from_function
@@ -95,7 +96,7 @@ class Task(Generic[P, R]):
 
     @functools.cached_property
     def template(self) -> tasks_pb2.TaskTemplate:
-        """The `TaskTemplate`; its version is a digest of its content."""
+        """The `TaskTemplate`; its version is a digest of its content, code included."""
         o = self._options
         tpl = tasks_pb2.TaskTemplate(
             id=identifier_pb2.Identifier(
@@ -119,12 +120,18 @@ class Task(Generic[P, R]):
                     version=SDK_VERSION,
                 ),
                 description=_description(self.fn),
+                code_digest=self._code_digest(),
             ),
             interface=self.python_interface.typed_interface(),
             worker=tasks_pb2.WorkerTarget(queue=o.queue, handler=self.handler),
         )
         tpl.id.version = digest(tpl.SerializeToString(deterministic=True))
         return tpl
+
+    def _code_digest(self) -> str:
+        # Editing the body (or a helper it uses) must give a new version: a worker running
+        # older code must not be mistaken for one running this.
+        return code_digest(self.fn)
 
     @property
     def id(self) -> identifier_pb2.Identifier:

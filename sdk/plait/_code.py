@@ -10,6 +10,7 @@ on every machine and across Python patch releases, unlike bytecode.
 from __future__ import annotations
 
 import ast
+import copy
 import linecache
 import threading
 from collections.abc import Callable, Iterator
@@ -127,9 +128,9 @@ def _find(tree: ast.Module, name: str, first_line: int) -> _Def | None:
 
 def _without_decorators(node: _Def) -> _Def:
     # The decorator holds the task's options, which the template records already.
-    copy = type(node)(**{f: getattr(node, f, None) for f in node._fields})
-    copy.decorator_list = []
-    return copy
+    bare = copy.copy(node)
+    bare.decorator_list = []
+    return bare
 
 
 def _dependencies(root: ast.AST, module: _Module, seen: set[str]) -> list[ast.stmt]:

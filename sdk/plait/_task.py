@@ -12,6 +12,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 from google.protobuf import duration_pb2
 from plaitidl.core.v1 import identifier_pb2, tasks_pb2, workflow_pb2
 
+from plait._code import code_digest
 from plait._constants import (
     DEFAULT_DOMAIN,
     DEFAULT_PROJECT,
@@ -21,7 +22,6 @@ from plait._constants import (
     TASK_TYPE_DYNAMIC,
     TASK_TYPE_PYTHON,
 )
-from plait._code import code_digest
 from plait._context import Builder, LocalContext, current, push
 from plait._errors import PlaitTypeError, PlaitValueError
 from plait._interface import PyInterface, bind_arguments, digest, from_function

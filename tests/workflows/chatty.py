@@ -36,7 +36,8 @@ def shout(i: int) -> int:
 @dynamic
 def shout_all(n: int) -> list[int]:
     current_context().logger.info("generating %d nodes", n)
-    return map_task(shout)(i=list(range(n)))
+    out: list[int] = map_task(shout)(i=list(range(n)))
+    return out
 
 
 @workflow

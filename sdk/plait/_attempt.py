@@ -10,6 +10,7 @@ While the task runs, that object is in a `ContextVar` of the task's thread, and
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -59,6 +60,17 @@ class Attempt:
     attempt: int
     task: identifier_pb2.Identifier
     log: Callable[[int, str], None] | None = None
+
+    @classmethod
+    def of(
+        cls, ids: identifier_pb2.TaskExecutionIdentifier, log: Callable[[int, str], None] | None
+    ) -> Attempt:
+        """The attempt an `Assignment.task_execution_id` names."""
+        e = ids.node_execution_id.execution_id
+        return cls(
+            f"{e.project}/{e.domain}/{e.name}", ids.node_execution_id.node_id, ids.attempt,
+            ids.task_id, log,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -123,20 +135,32 @@ def current_context() -> TaskContext:
     )
 
 
-def enter(attempt: AttemptLike) -> Callable[[], None]:
+# What runs now in this process, by thread: (task's short name, whether it is a dynamic's
+# generator). The embedded engine's progress bar shows it.
+_active: dict[int, tuple[str, bool]] = {}
+
+
+def active() -> list[tuple[str, bool]]:
+    """(task name, is a dynamic) of every attempt running in this process now."""
+    return list(_active.values())
+
+
+def enter(attempt: AttemptLike, dynamic: bool = False) -> Callable[[], None]:
     """Make `attempt` current in this thread (and capture its output when it has a `log`);
     returns the function that undoes it."""
     token = _current.set(attempt)
+    thread = threading.get_ident()
+    _active[thread] = (attempt.task.name.rsplit(".", 1)[-1], dynamic)
     log = attempt.log
-    if log is None:
-        return lambda: _current.reset(token)
-    handle = _capture_local.start(log)
+    handle = _capture_local.start(log) if log is not None else None
 
     def leave() -> None:
-        _capture_local.stop(handle)
+        if handle is not None:
+            _capture_local.stop(handle)
+        _active.pop(thread, None)
         _current.reset(token)
 
     return leave
 
 
-__all__ = ["Attempt", "AttemptLike", "TaskContext", "current_context", "enter"]
+__all__ = ["Attempt", "AttemptLike", "TaskContext", "active", "current_context", "enter"]

@@ -123,10 +123,14 @@ def _install() -> None:
             if current is not None and not isinstance(current, _Proxy):
                 setattr(sys, name, _Proxy(current, stream))
         if _State.handler is None:
-            handler = _State.handler = _Handler()
-            handler.setFormatter(logging.Formatter(_FORMAT))
-            logging.getLogger().addHandler(handler)
-            task_logger = logging.getLogger(TASK_LOGGER)
+            _State.handler = _Handler()
+            _State.handler.setFormatter(logging.Formatter(_FORMAT))
+        handler = _State.handler
+        root = logging.getLogger()
+        if handler not in root.handlers:  # first time, or someone reset the handlers
+            root.addHandler(handler)
+        task_logger = logging.getLogger(TASK_LOGGER)
+        if handler not in task_logger.handlers:
             task_logger.setLevel(logging.INFO)
             task_logger.propagate = False  # its lines belong to the attempt, nowhere else
             task_logger.addHandler(handler)
@@ -145,7 +149,11 @@ def start(log: LogFn) -> tuple[Token[_Sink | None], _Sink]:
     A pair of plain calls rather than a context manager: this runs once per task attempt, on
     the embedded engine's hot path.
     """
-    if not _State.installed or not isinstance(sys.stdout, _Proxy):
+    if (
+        not _State.installed
+        or not isinstance(sys.stdout, _Proxy)
+        or _State.handler not in logging.root.handlers
+    ):
         _install()
     sink = _Sink(log)
     return _sink.set(sink), sink

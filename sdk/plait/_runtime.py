@@ -126,7 +126,7 @@ def execute(
         return _error(exc, code="HandlerNotFound", recoverable=False)
     if context is None:
         return _guarded(entry, inputs)
-    leave = enter(context)
+    leave = enter(context, entry.dynamic)
     try:
         result = _guarded(entry, inputs)
     finally:

@@ -36,6 +36,7 @@ from plaitidl.service.v1 import worker_service_pb2 as ws
 from plaitidl.service.v1 import worker_service_pb2_grpc as ws_grpc
 
 from plait import _loader, _runtime, _serialize
+from plait._attempt import Attempt
 from plait._channels import Endpoint, message_options
 from plait._constants import DEFAULT_QUEUE, LANGUAGE, MAX_MESSAGE_BYTES, SDK_VERSION
 from plait._errors import PlaitValueError, WorkerError
@@ -241,7 +242,9 @@ class _Connection:
             )
         else:
             try:
-                outcome = _runtime.execute(template, a.inputs)
+                outcome = _runtime.execute(
+                    template, a.inputs, Attempt.of(a.task_execution_id, None)
+                )
             except BaseException as exc:  # the runtime itself broke: not the task's fault
                 outcome = errors_pb2.ExecutionError(
                     code="WorkerError",

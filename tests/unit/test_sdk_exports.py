@@ -23,6 +23,7 @@ INTERNAL_ERRORS = {
     "HandlerNotFoundError",  # _loader: the runtime reports it as code HandlerNotFound
     "_ConversionError",  # _runtime: reported as the attempt's non-retryable error
     "ShimUsageError",  # flyte/_exec: the shim's own command line, reported as exit code 2
+    "UsageError",  # _cli: a wrong command line, reported by `plait` as exit code 2
 }
 
 

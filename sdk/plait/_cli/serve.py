@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from plait._cli import oplog
 from plait._cli.common import Subparsers
 
 # Flags that override the engine's settings one to one: (flag, type, help).
@@ -30,6 +31,8 @@ _OVERRIDES = (
     "token",
     "tls_cert",
     "tls_key",
+    "log_format",
+    "log_level",
 )
 
 
@@ -40,7 +43,8 @@ def add_parser(sub: Subparsers[argparse.ArgumentParser]) -> None:
         help="run the engine as a gRPC server",
         description="Serve the registry, execution and worker services. "
         "Settings: defaults < --config FILE ($PLAIT_CONFIG) < PLAIT_* "
-        "environment variables < flags.",
+        "environment variables < flags. Logs sessions, registrations and executions at info "
+        "level on stderr (--log-format json for JSON lines).",
     )
     srv.add_argument("--config", help="TOML file of settings (default $PLAIT_CONFIG)")
     srv.add_argument("--address", help="HOST:PORT to listen on (default 127.0.0.1:8089)")
@@ -50,26 +54,25 @@ def add_parser(sub: Subparsers[argparse.ArgumentParser]) -> None:
     srv.add_argument("--token", help="require 'authorization: Bearer TOKEN' on every call")
     srv.add_argument("--tls-cert", help="PEM certificate chain (with --tls-key)")
     srv.add_argument("--tls-key", help="PEM private key")
-    srv.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    oplog.add_arguments(srv)
+    srv.add_argument("-v", "--verbose", action="store_true", help="same as --log-level debug")
     srv.set_defaults(handler=_serve)
 
 
 def _serve(args: argparse.Namespace, rest: list[str]) -> int:
     import asyncio
-    import logging
 
     from plait_engine.api.server import serve
     from plait_engine.config import ConfigError, load_config
 
     overrides = {k: getattr(args, k) for k in _OVERRIDES}
+    if args.verbose:
+        overrides["log_level"] = "debug"
     try:
         config = load_config(args.config, overrides=overrides)
     except ConfigError as exc:
         print(f"plait serve: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    oplog.configure(config.log_format, config.log_level)
     asyncio.run(serve(config))
     return 0

@@ -240,7 +240,8 @@ def task(  # noqa: PLR0913, RUF100
         retries: Extra attempts after a recoverable failure.
         timeout: Limit per attempt, a ``timedelta`` or seconds.
         cache: Reuse outputs for identical inputs.
-        cache_version: Part of the cache key; bump it to invalidate.
+        cache_version: Pins the cache key (bump it to invalidate); when empty, the key
+            follows the code digest, so editing the task invalidates its cached results.
         cache_serialize: Identical concurrent runs wait for the one that computes.
         cache_ignore_inputs: Inputs left out of the cache key.
         interruptible: The task may run on preemptible capacity.

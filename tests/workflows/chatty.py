@@ -71,3 +71,14 @@ def sleepy_fan(n: int, seconds: float) -> list[float]:
 @workflow
 def sleepy_wf(n: int, seconds: float) -> list[float]:
     return sleepy_fan(n=n, seconds=seconds)
+
+
+@dynamic
+def slow_build(n: int) -> list[float]:
+    time.sleep(1.5)  # a dynamic whose body takes a while to build its graph
+    return [sleepy(seconds=0.0) for _ in range(n)]
+
+
+@workflow
+def slow_build_wf(n: int) -> list[float]:
+    return slow_build(n=n)

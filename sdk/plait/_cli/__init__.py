@@ -48,7 +48,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.path.insert(0, os.getcwd())
     try:
         parser = _parser()
+        argv = list(sys.argv[1:] if argv is None else argv)
+        # After `--`, every argument is the workflow's own (an input named like an option of
+        # `run`, such as --name): argparse would take the first of them for a positional.
+        tail: list[str] = []
+        if "--" in argv:
+            at = argv.index("--")
+            argv, tail = argv[:at], argv[at + 1 :]
         args, rest = parser.parse_known_args(argv)
+        rest += tail
         if rest and not getattr(args, "extra_args", False):
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         return int(args.handler(args, rest))

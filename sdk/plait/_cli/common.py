@@ -194,6 +194,10 @@ def load_entity(path: str, name: str) -> Entity:
         module = _loader.load_path(path)
     except PlaitValueError as exc:
         raise UsageError(str(exc)) from None
+    except ModuleNotFoundError as exc:
+        if exc.name != path.partition(".")[0]:
+            raise  # the file was found; something it imports was not: the user's traceback
+        raise UsageError(f"no file or module {path!r}: {exc}") from None
     found: Entity | None = getattr(module, name, None)
     if found is not None and _embedded._is_entity(found):
         return found

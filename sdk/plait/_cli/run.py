@@ -212,7 +212,7 @@ def _run_embedded(args: argparse.Namespace, rest: list[str]) -> int:
     if result.phase != "SUCCEEDED":
         name = _node_name(args, result.execution, result.error.node_id)
         return report_error(result.error, result.execution, name, _where(args))
-    if target is not None:
+    if result.entity is None:  # a registered target, or a resumed run whose source is gone
         _print_registered(args, result.execution)
     else:
         print_outputs(result.entity, result.outputs)

@@ -25,11 +25,13 @@ class Snapshot:
             ``queued``, ``failed``, ``skipped``, ``cached``).
         running: Display names of nodes running now (repeats counted).
         building: Display names of dynamic nodes whose body is building a graph now.
+        waiting: Why nodes wait, when the engine says (no worker serves their task version).
     """
 
     counts: Mapping[str, int]
     running: Iterable[str] = ()
     building: Iterable[str] = field(default=())
+    waiting: str = ""
 
 
 def _names(names: Iterable[str], limit: int = 3) -> str:
@@ -56,7 +58,9 @@ def render(snapshot: Snapshot, columns: int) -> str:
     building = _names(snapshot.building)
     names = _names(snapshot.running)
     tail = f"; building the graph of {building}..." if building else ""
-    if names and not building:
+    if snapshot.waiting and not building:
+        tail = f"; waiting: {snapshot.waiting}"
+    elif names and not building:
         tail = f"; running {names}"
     compact = f"{done}/{total} done, {running} run, {queued} queued, {c.get('failed', 0)} failed"
     width = columns - 1

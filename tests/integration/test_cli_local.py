@@ -178,7 +178,7 @@ def test_register_and_run_by_name_on_the_data_dir(tmp_path: Path) -> None:
     assert re.search(r"^chatty.talk_wf\s+\w{16}\s+default/development\s+word$", listed.stdout, re.M)
     tasks = json.loads(plait("tasks", "list", "-o", "json", data_dir=tmp_path).stdout)
     talk = next(t for t in tasks if t["id"]["name"] == "chatty.talk")
-    assert len(talk["metadata"]["codeDigest"]) == 16
+    assert len(talk["metadata"]["code_digest"]) == 16
     shown = plait("tasks", "get", "chatty.talk", data_dir=tmp_path)
     assert "handler chatty:talk" in shown.stdout and "input:    word: str" in shown.stdout
 

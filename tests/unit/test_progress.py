@@ -24,6 +24,12 @@ def test_building_phase_is_named() -> None:
     assert "building the graph of fan_out..." in render(Snapshot(counts, building=["fan_out"]), 120)
 
 
+def test_why_nodes_wait_is_shown() -> None:
+    reason = "no connected worker serves task default/development/t version v2"
+    line = render(Snapshot({"total": 1, "running": 1, "queued": 1}, waiting=reason), 200)
+    assert line.endswith(f"0 running, 1 queued, 0 failed, 0 cached; waiting: {reason}")
+
+
 def test_every_frame_fits_the_terminal() -> None:
     snapshot = Snapshot(COUNTS, running=[f"task_{i}" for i in range(20)])
     for columns in range(5, 200):

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from google.protobuf import json_format
+from google.protobuf.message import Message
 from plaitidl.core.v1 import execution_pb2, identifier_pb2, literals_pb2
 from plaitidl.service.v1 import execution_service_pb2 as es
 
@@ -322,3 +324,8 @@ def time_text(ts: Any) -> str:
 def node_label(node_id: str, name: str) -> str:
     """A node as people read it: its id with its name, ``n0/n3 (merge)``."""
     return f"{node_id} ({name})" if name and name != node_id else node_id
+
+
+def to_json(message: Message) -> dict[str, Any]:
+    """A message as JSON-ready data, field names as in the protos (``code_digest``)."""
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)

@@ -7,9 +7,6 @@ import argparse
 import json
 from typing import Any
 
-from google.protobuf import json_format
-from google.protobuf.message import Message
-
 from plait import _types
 from plait._cli import logs
 from plait._cli.common import (
@@ -27,6 +24,7 @@ from plait._cli.common import (
     phase_name,
     print_values,
     time_text,
+    to_json,
 )
 
 _PHASES = ("queued", "running", "succeeded", "failed", "aborted")
@@ -74,11 +72,6 @@ def _common(p: argparse.ArgumentParser, *, output: bool) -> None:
     if output:
         add_output_option(p)
     add_target_options(p)
-
-
-def to_json(message: Message) -> dict[str, Any]:
-    """A message as JSON-ready data, field names as in the protos."""
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
 
 
 def _print_json(data: object) -> None:

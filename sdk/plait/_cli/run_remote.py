@@ -43,6 +43,7 @@ class _Follower:
         self.bar = bar
         self.names: dict[str, str] = {}
         self.running: dict[str, str] = {}
+        self.waiting: dict[str, str] = {}
 
     def __call__(self, batch: es.WatchExecutionResponse) -> None:
         if self.bar is None:
@@ -57,7 +58,14 @@ class _Follower:
                 self.running[n.node_id] = self.names.get(n.node_id, n.node_id)
             else:
                 self.running.pop(n.node_id, None)
-        self.bar.update(Snapshot(counts(batch.nodes), running=self.running.values()))
+            if n.reason:
+                self.waiting[n.node_id] = n.reason
+            else:
+                self.waiting.pop(n.node_id, None)
+        waiting = next(reversed(self.waiting.values()), "")
+        self.bar.update(
+            Snapshot(counts(batch.nodes), running=self.running.values(), waiting=waiting)
+        )
 
 
 def _check(args: argparse.Namespace) -> None:

@@ -8,7 +8,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from google.protobuf import json_format
 from plaitidl.core.v1 import identifier_pb2, interface_pb2, literals_pb2, types_pb2
 
 from plait import _types
@@ -21,6 +20,7 @@ from plait._cli.common import (
     add_target_options,
     backend,
     format_value,
+    to_json,
 )
 from plait._errors import NotFoundError, PlaitTypeError, PlaitValueError
 
@@ -95,7 +95,7 @@ def _list(args: argparse.Namespace, rest: list[str]) -> int:
             args.kind, args.project, args.domain, args.name, limit=args.limit
         )
     if args.output == "json":
-        print(json.dumps([json_format.MessageToDict(r) for r in rows], indent=2))
+        print(json.dumps([to_json(r) for r in rows], indent=2))
         return EXIT_OK
     width = max([len(r.id.name) for r in rows] + [4])
     print(f"{'NAME':{width}}  {'VERSION':16}  {'PROJECT/DOMAIN':24}  INPUTS")
@@ -113,7 +113,7 @@ def _get(args: argparse.Namespace, rest: list[str]) -> int:
     with backend(args) as engine:
         t = engine.get_template(args.kind, parse_ref(args.ref))
         if args.output == "json":
-            print(json.dumps(json_format.MessageToDict(t), indent=2))
+            print(json.dumps(to_json(t), indent=2))
             return EXIT_OK
         ident = t.id
         print(f"{args.kind.replace('_', ' ')}: {ident.project}/{ident.domain}/{ident.name}")

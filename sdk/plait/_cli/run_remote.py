@@ -28,7 +28,7 @@ from plait._cli.common import (
 )
 from plait._cli.executions import outputs_by_type
 from plait._cli.templates import find_target, target_inputs
-from plait._errors import UnavailableError
+from plait._errors import InvalidArgumentError, UnavailableError
 from plait._progress import ProgressBar, Snapshot
 
 # Seconds between attempts to follow the execution again while the server is unreachable.
@@ -85,23 +85,30 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError("give FILE WORKFLOW or the NAME of a registered workflow")
 
 
-def run(args: argparse.Namespace, rest: list[str], address: str) -> int:
-    """Run on the server at `address`; returns the exit code."""
-    from plait._cli.run import labels_of, names_registered, report_error, summary
+def _start(engine: Any, args: argparse.Namespace, rest: list[str]) -> tuple[Any, Any]:
+    """Start the execution; returns its handle and the SDK entity it runs (None by name)."""
+    from plait._cli.run import labels_of, names_registered
 
-    _check(args)
-    bar = ProgressBar() if sys.stderr.isatty() and not args.quiet else None
-    with client_of(args, address) as engine:
-        entity = None
+    try:
         if names_registered(args):
             target = find_target(engine, args.file)
             inputs = target_inputs(target, f"plait run {args.file}", rest)
-            handle = engine.execute(target.id, inputs, name=args.name or "")
-        else:
-            entity = load_entity(args.file, args.workflow)
-            values = parse_inputs(entity, f"plait run {args.file} {args.workflow}", rest)
-            handle = engine.execute(entity, values, name=args.name or "", labels=labels_of(args))
-        hint = f" --remote {address}"
+            return engine.execute(target.id, inputs, name=args.name or ""), None
+        entity = load_entity(args.file, args.workflow)
+        values = parse_inputs(entity, f"plait run {args.file} {args.workflow}", rest)
+        handle = engine.execute(entity, values, name=args.name or "", labels=labels_of(args))
+        return handle, entity
+    except InvalidArgumentError as exc:  # the server refused the inputs: bad input too
+        raise UsageError(str(exc)) from None
+
+
+def run(args: argparse.Namespace, rest: list[str], address: str) -> int:
+    """Run on the server at `address`; returns the exit code."""
+    _check(args)
+    bar = ProgressBar() if sys.stderr.isatty() and not args.quiet else None
+    hint = f" --remote {address}"
+    with client_of(args, address) as engine:
+        handle, entity = _start(engine, args, rest)
         if not args.quiet:
             print(
                 f"execution {handle.name} started on {address} "
@@ -121,22 +128,33 @@ def run(args: argparse.Namespace, rest: list[str], address: str) -> int:
                 file=sys.stderr,
             )
             return EXIT_INTERRUPTED
-        state = engine.get(handle)
-        nodes = counts(state.nodes)
-        if bar is not None:
-            bar.close(nodes)
-        phase = phase_name(state.phase)
-        if not args.quiet:
-            summary(state.id.name, phase, time.monotonic() - started, nodes)
-        if phase != "SUCCEEDED":
-            name = _node_name(engine, handle, state.error.node_id)
-            return report_error(state.error, state.id.name, name, hint)
-        if entity is not None:
-            print_outputs(entity, engine.data(handle).outputs)
-        else:
-            values = outputs_by_type(engine, state)
-            if values:
-                print_values(values)
+        return _finish(engine, args, handle, entity, (bar, started, hint))
+
+
+def _finish(
+    engine: Any, args: argparse.Namespace, handle: Any, entity: Any,
+    shown: tuple[ProgressBar | None, float, str],
+) -> int:  # fmt: skip
+    """The summary, the error or the outputs of the ended execution."""
+    from plait._cli.run import report_error, summary
+
+    bar, started, hint = shown
+    state = engine.get(handle)
+    nodes = counts(state.nodes)
+    if bar is not None:
+        bar.close(nodes)
+    phase = phase_name(state.phase)
+    if not args.quiet:
+        summary(state.id.name, phase, time.monotonic() - started, nodes)
+    if phase != "SUCCEEDED":
+        name = _node_name(engine, handle, state.error.node_id)
+        return report_error(state.error, state.id.name, name, hint)
+    if entity is not None:
+        print_outputs(entity, engine.data(handle).outputs)
+    else:
+        values = outputs_by_type(engine, state)
+        if values:
+            print_values(values)
     return EXIT_OK
 
 

@@ -1,9 +1,10 @@
 """plait: typed, dynamic workflows whose contract is Protobuf and gRPC.
 
 Decorate functions with `task`, `workflow` and `dynamic`; branch with `conditional`; fan out
-with `map_task`; name launch configurations with `LaunchPlan`. `Client` talks to a remote
-engine (``plait serve``) and hands out `RemoteExecution`s. Everything the SDK raises on purpose
-is a `PlaitError`.
+with `map_task`; name launch configurations with `LaunchPlan`. Inside a running task,
+`current_context()` tells its execution, node and attempt and gives it a logger. `Client` talks
+to a remote engine (``plait serve``) and hands out `RemoteExecution`s. Everything the SDK
+raises on purpose is a `PlaitError`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from plait._attempt import TaskContext, current_context
 from plait._conditional import conditional
 from plait._dynamic import dynamic
 from plait._errors import (
@@ -43,6 +45,8 @@ __all__ = [
     "dynamic",
     "conditional",
     "map_task",
+    "current_context",
+    "TaskContext",
     "LaunchPlan",
     "ProcessTask",
     "File",

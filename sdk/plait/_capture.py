@@ -1,21 +1,12 @@
-"""Capture of a task attempt's output: stdout, stderr and `logging` records, per attempt.
+"""Capturing what a task writes while it runs in this process: per attempt, by thread.
 
-Tasks of one process run concurrently (worker slots are threads), so output cannot be captured
-by swapping `sys.stdout` per attempt. Instead `install()` puts proxies in place of
-`sys.stdout` and `sys.stderr` and a handler on the root logger, once per process; each proxy
-sends what is written to the `Capture` of the current context (`capturing`), and to the
-original stream when there is none. The current capture lives in a `ContextVar`: the thread
-that runs the attempt and the asyncio tasks it starts write to it; threads the task starts
-itself, subprocesses and writes to file descriptor 1 or 2 are not captured.
+Used by every runner of SDK tasks: the embedded engine and the worker.
 
-Used by the worker (`plait._worker`) and reusable by any runner of tasks in this process::
-
-    _capture.install()
-    try:
-        with _capture.capturing(lambda stream, text: ...) as cap:
-            run_the_task()
-    finally:
-        _capture.uninstall()
+Tasks run in threads that share `sys.stdout`, `sys.stderr` and the logging tree. While an
+attempt runs, its thread holds a `_Sink` in a `ContextVar`: the stream proxies and the logging
+handler installed here hand what that thread writes to the sink, which cuts it into lines and
+passes them to the attempt's ``log(stream, text)``. Writes from threads without a sink (the
+engine, the CLI) go to the real streams. Nothing is installed until the first attempt runs.
 """
 
 from __future__ import annotations
@@ -23,92 +14,91 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable
+from contextvars import ContextVar, Token
 from typing import Any, TextIO
 
+# `plaitidl.service.v1.execution_service_pb2.LogStream` values (a test pins them): the SDK
+# does not import the service protos for tasks that never talk to an engine.
 STDOUT = 1
 STDERR = 2
 LOGGER = 3
-"""Stream numbers, as in ``LogChunk.Stream`` and ``LogStream``."""
 
-LogSink = Callable[[int, str], None]
-"""Receives ``(stream, text)``: whole lines of one stream, newline-separated."""
+LogFn = Callable[[int, str], None]
 
 DEFAULT_MAX_BYTES = 1 << 20
-# A line longer than this is cut (progress bars without newlines must not grow without bound).
-_MAX_LINE = 64 << 10
+"""Output passed on per attempt at most; the rest is counted and summarized at the end."""
+
+# A line longer than this without a newline is passed on in pieces: a task printing with
+# end="" forever must not grow a buffer without bound.
+_MAX_PARTIAL = 64 << 10
+TASK_LOGGER = "plait.task"
 _FORMAT = "%(levelname)s %(name)s: %(message)s"
 
-_current: ContextVar[Capture | None] = ContextVar("plait_capture", default=None)
 
+class _Sink:
+    """One attempt's output on its way to `log`, in whole lines, at most `max_bytes`."""
 
-class Capture:
-    """The captured output of one attempt: complete lines go to `sink`, at most `max_bytes`.
+    __slots__ = ("dropped", "log", "max_bytes", "partial", "sent")
 
-    Args:
-        sink: Receives ``(stream, text)``; called on the writing thread.
-        max_bytes: Bytes passed on at most; the rest is counted and summarized by `close`.
-    """
-
-    def __init__(self, sink: LogSink, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
-        self._sink = sink
-        self._max = max_bytes
-        self._lock = threading.Lock()
-        self._partial: dict[int, str] = {}
+    def __init__(self, log: LogFn, max_bytes: int) -> None:
+        self.log = log
+        self.max_bytes = max_bytes
+        self.partial: dict[int, str] = {}
         self.sent = 0
         self.dropped = 0
 
-    def write(self, stream: int, text: str) -> None:
-        """Add output of `stream`; whole lines are passed on, the rest waits for its newline."""
-        with self._lock:
-            text = self._partial.pop(stream, "") + text
-            cut = text.rfind("\n")
-            if cut < 0 and len(text) < _MAX_LINE:
-                self._partial[stream] = text
-                return
-            if cut < 0:
-                cut = len(text)
-            done, rest = text[:cut], text[cut + 1 :]
-            if rest:
-                self._partial[stream] = rest
-            self._emit(stream, done)
-
-    def _emit(self, stream: int, text: str) -> None:
-        size = len(text.encode("utf-8", errors="replace")) + 1
-        if self.sent + size > self._max:
+    def _emit(self, stream: int, line: str) -> None:
+        size = len(line.encode("utf-8", "replace")) + 1
+        if self.sent + size > self.max_bytes:
             self.dropped += size
             return
         self.sent += size
-        self._sink(stream, text)
+        self.log(stream, line)
+
+    def write(self, stream: int, text: str) -> None:
+        buf = self.partial.pop(stream, "") + text
+        head, newline, tail = buf.rpartition("\n")
+        if newline:
+            for line in head.split("\n"):
+                self._emit(stream, line)
+        if len(tail) > _MAX_PARTIAL:
+            self._emit(stream, tail)
+        elif tail:
+            self.partial[stream] = tail
+
+    def line(self, stream: int, text: str) -> None:
+        for line in text.split("\n"):
+            self._emit(stream, line)
 
     def close(self) -> None:
-        """Pass on unfinished lines and say how much was dropped."""
-        with self._lock:
-            for stream, text in sorted(self._partial.items()):
-                self._emit(stream, text)
-            self._partial.clear()
-            if self.dropped:
-                self._sink(
-                    STDERR,
-                    f"... {self.dropped} more bytes of output were not sent (the limit is "
-                    f"{self._max} bytes per attempt)",
-                )
+        for stream, rest in sorted(self.partial.items()):
+            self._emit(stream, rest)
+        self.partial.clear()
+        if self.dropped:
+            self.log(
+                STDERR,
+                f"... {self.dropped} more bytes of output were not kept (the limit is "
+                f"{self.max_bytes} bytes per attempt)",
+            )
 
 
-class _StreamProxy:
-    """Stands for `sys.stdout` or `sys.stderr`: the current capture's, else the original."""
+_sink: ContextVar[_Sink | None] = ContextVar("plait_output_sink", default=None)
+_lock = threading.Lock()
+
+
+class _Proxy:
+    """Stands in for `sys.stdout` or `sys.stderr`: a task's writes to its sink, the rest on."""
 
     def __init__(self, original: TextIO, stream: int) -> None:
         self._original = original
         self._stream = stream
 
     def write(self, text: str) -> int:
-        cap = _current.get()
-        if cap is None:
+        sink = _sink.get()
+        if sink is None:
             return self._original.write(text)
-        cap.write(self._stream, text)
+        sink.write(self._stream, text)
         return len(text)
 
     def writelines(self, lines: list[str]) -> None:
@@ -116,7 +106,7 @@ class _StreamProxy:
             self.write(line)
 
     def flush(self) -> None:
-        if _current.get() is None:
+        if _sink.get() is None:
             self._original.flush()
 
     def __getattr__(self, name: str) -> Any:
@@ -124,82 +114,79 @@ class _StreamProxy:
 
 
 class _Handler(logging.Handler):
-    """Sends records emitted under a capture to it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.setFormatter(logging.Formatter(_FORMAT))
+    """Routes log records of a thread running an attempt to the attempt's log."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        cap = _current.get()
-        if cap is not None:
-            cap.write(LOGGER, self.format(record) + "\n")
+        sink = _sink.get()
+        if sink is not None:
+            sink.line(LOGGER, self.format(record))
             return
-        # Being the root's only handler would silence Python's last-resort output (warnings
-        # of a program that never configured logging): keep it.
+        # Outside a task, behave as if this handler were not there: Python's last resort
+        # prints warnings when no other handler is configured.
         last = logging.lastResort
-        alone = logging.getLogger().handlers == [self]
-        if last is not None and alone and record.levelno >= last.level:
+        if (
+            last is not None
+            and record.name != TASK_LOGGER
+            and logging.getLogger().handlers == [self]
+            and record.levelno >= last.level
+        ):
             last.handle(record)
 
 
-class _Installation:
-    """What `install` replaced, and how many installs are in effect."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.count = 0
-        self.saved: tuple[TextIO, TextIO] | None = None
-        self.handler: _Handler | None = None
+class _State:
+    handler: _Handler | None = None
+    installed = False
 
 
-_state = _Installation()
+def _install() -> None:
+    with _lock:
+        for name, stream in (("stdout", STDOUT), ("stderr", STDERR)):
+            current = getattr(sys, name)
+            if current is not None and not isinstance(current, _Proxy):
+                setattr(sys, name, _Proxy(current, stream))
+        if _State.handler is None:
+            _State.handler = _Handler()
+            _State.handler.setFormatter(logging.Formatter(_FORMAT))
+        handler = _State.handler
+        root = logging.getLogger()
+        if handler not in root.handlers:  # first time, or someone reset the handlers
+            root.addHandler(handler)
+        task_logger = logging.getLogger(TASK_LOGGER)
+        if handler not in task_logger.handlers:
+            task_logger.setLevel(logging.INFO)
+            task_logger.propagate = False  # its lines belong to the attempt, nowhere else
+            task_logger.addHandler(handler)
+        _State.installed = True
 
 
-def install() -> None:
-    """Route output of captured contexts (`capturing`) to their captures; counted, so that
-    every `install` needs one `uninstall`."""
-    with _state.lock:
-        _state.count += 1
-        if _state.count > 1:
-            return
-        _state.saved = (sys.stdout, sys.stderr)
-        sys.stdout = _StreamProxy(sys.stdout, STDOUT)
-        sys.stderr = _StreamProxy(sys.stderr, STDERR)
-        _state.handler = _Handler()
-        logging.getLogger().addHandler(_state.handler)
+def task_logger() -> logging.Logger:
+    """The logger whose lines land in the current attempt's log (stream LOGGER)."""
+    _install()
+    return logging.getLogger(TASK_LOGGER)
 
 
-def uninstall() -> None:
-    """Undo one `install`; the last one puts the original streams back."""
-    with _state.lock:
-        if _state.count == 0:
-            return
-        _state.count -= 1
-        if _state.count:
-            return
-        if _state.saved is not None:
-            sys.stdout, sys.stderr = _state.saved
-            _state.saved = None
-        if _state.handler is not None:
-            logging.getLogger().removeHandler(_state.handler)
-            _state.handler = None
+def start(log: LogFn, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[Token[_Sink | None], _Sink]:
+    """Send what this thread writes (stdout, stderr, logging) to `log` until `stop`, at most
+    `max_bytes` (then a line saying how much more there was).
 
-
-@contextmanager
-def capturing(sink: LogSink, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[Capture]:
-    """Capture the output of the current context (see the module doc) until the block ends.
-
-    Output is captured only while `install` is in effect; unfinished lines are passed on when
-    the block ends.
+    A pair of plain calls rather than a context manager: this runs once per task attempt, on
+    the embedded engine's hot path.
     """
-    cap = Capture(sink, max_bytes)
-    token = _current.set(cap)
-    try:
-        yield cap
-    finally:
-        _current.reset(token)
-        cap.close()
+    if (
+        not _State.installed
+        or not isinstance(sys.stdout, _Proxy)
+        or _State.handler not in logging.root.handlers
+    ):
+        _install()
+    sink = _Sink(log, max_bytes)
+    return _sink.set(sink), sink
+
+
+def stop(handle: tuple[Token[_Sink | None], _Sink]) -> None:
+    """End what `start` began: the last partial lines are passed on."""
+    token, sink = handle
+    _sink.reset(token)
+    sink.close()
 
 
 __all__ = [
@@ -207,9 +194,8 @@ __all__ = [
     "LOGGER",
     "STDERR",
     "STDOUT",
-    "Capture",
-    "LogSink",
-    "capturing",
-    "install",
-    "uninstall",
+    "LogFn",
+    "start",
+    "stop",
+    "task_logger",
 ]

@@ -445,3 +445,76 @@ class Client:
         request.id.node_id = node_id
         request.id.execution_id.CopyFrom(self._id(execution))
         return self._call(self.executions.GetDynamicSpec, request)
+
+    # -- for the command line (the same operations as `plait._local.LocalEngine`) ---------
+    def delete(self, execution: ExecutionRef) -> None:
+        """Delete a finished execution with its nodes, events, logs and data.
+
+        Raises:
+            RpcError: ``FAILED_PRECONDITION`` while it runs (terminate it first).
+        """
+        request = es.DeleteExecutionRequest(id=self._id(execution))
+        self._call(self.executions.DeleteExecution, request)
+
+    def logs(
+        self,
+        execution: ExecutionRef,
+        node_id: str = "",
+        attempt: int = 0,
+        *,
+        follow: bool = False,
+        after: int = 0,
+    ) -> Iterator[es.StreamLogsResponse]:
+        """Captured stdout, stderr and logger lines of the execution's task attempts.
+
+        Args:
+            execution: The execution.
+            node_id: Only this node; empty: every node.
+            attempt: Only this attempt of the node; 0: every attempt.
+            follow: Keep streaming new lines until the execution (or the node) ends.
+            after: Resume after this `StreamLogsResponse.position`.
+        """
+        request = es.StreamLogsRequest(
+            id=self._id(execution), node_id=node_id, attempt=attempt, follow=follow,
+            after_position=after,
+        )  # fmt: skip
+        try:
+            yield from self.executions.StreamLogs(request, metadata=self._metadata)
+        except grpc.RpcError as err:
+            raise map_rpc_error(err) from None
+
+    def list_templates(
+        self, kind: str, project: str = "", domain: str = "", name: str = "", *, limit: int = 100
+    ) -> list[Any]:
+        """Registered templates of a kind (``task``, ``workflow``, ``launch_plan``), most
+        recent first, up to `limit`."""
+        choices: dict[str, tuple[Callable[..., Any], type[Any], str]] = {
+            "task": (self.registry.ListTasks, rs.ListTasksRequest, "tasks"),
+            "workflow": (self.registry.ListWorkflows, rs.ListWorkflowsRequest, "workflows"),
+            "launch_plan": (
+                self.registry.ListLaunchPlans, rs.ListLaunchPlansRequest, "launch_plans"
+            ),
+        }  # fmt: skip
+        rpc, request_type, field = choices[kind]
+        out: list[Any] = []
+        token = ""
+        while len(out) < limit:
+            request = request_type(
+                project=project, domain=domain, name=name, page_size=min(limit - len(out), 1000),
+                page_token=token,
+            )  # fmt: skip
+            response: Any = self._call(rpc, request)
+            out.extend(getattr(response, field))
+            token = response.next_page_token
+            if not token:
+                break
+        return out[:limit]
+
+    def get_template(self, kind: str, id: identifier_pb2.Identifier) -> Any:
+        """One registered template of a kind (``task``, ``workflow``, ``launch_plan``); no
+        version: the newest."""
+        if kind == "task":
+            return self._call(self.registry.GetTask, rs.GetTaskRequest(id=id)).task
+        if kind == "workflow":
+            return self.get_workflow(id)
+        return self.get_launch_plan(id)

@@ -66,7 +66,8 @@ def dynamic(  # noqa: PLR0913, RUF100
         retries: Extra attempts of the generator after a recoverable failure.
         timeout: Limit per attempt of the generator, a ``timedelta`` or seconds.
         cache: Reuse outputs for identical inputs.
-        cache_version: Part of the cache key; bump it to invalidate.
+        cache_version: Pins the cache key (bump it to invalidate); when empty, the key
+            follows the code digest, so editing the task invalidates its cached results.
         cache_serialize: Identical concurrent runs wait for the one that computes.
         cache_ignore_inputs: Inputs left out of the cache key.
         interruptible: The generator may run on preemptible capacity.

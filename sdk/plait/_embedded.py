@@ -8,20 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from plaitidl.core.v1 import errors_pb2, execution_pb2, identifier_pb2, literals_pb2
 
-from plait import _loader, _runtime, _serialize, _types
+from plait import _attempt, _loader, _runtime, _serialize, _types
 from plait._constants import DATA_DIR_NAME, ENV_DATA_DIR, LABEL_ENTITY, LABEL_SOURCE
 from plait._errors import ExecutionFailedError, PlaitError, PlaitTypeError
 from plait._launch_plan import LaunchPlan
+from plait._progress import Snapshot
 from plait._serialize import Entity
 from plait._task import Task
 from plait._workflow import Workflow
@@ -47,15 +47,39 @@ class RunResult:
     entity: Entity | None = None
 
 
-ProgressFn = Callable[[dict[str, int]], None]
+ProgressFn = Callable[[Snapshot], None]
 
 
-def _engine(data_dir: Path) -> Any:
+@dataclass
+class RunOptions:
+    """How `run` runs.
+
+    Attributes:
+        name: The new execution's name (generated when empty).
+        labels: Its labels.
+        resume: The name of a stored execution to continue instead of starting one.
+        progress: Called with a `Snapshot` after each commit that changed the execution.
+        on_start: Called with the execution's name once it is stored (it can be resumed from
+            then on).
+        config: The engine's settings (limits); by default `EngineConfig` with the data dir.
+        target: A registered workflow or launch plan to run instead of an SDK entity.
+    """
+
+    name: str = ""
+    labels: Mapping[str, str] | None = None
+    resume: str | None = None
+    progress: ProgressFn | None = None
+    on_start: Callable[[str], None] | None = None
+    config: Any = None
+    target: identifier_pb2.Identifier | None = None
+
+
+def _engine(data_dir: Path, config: Any) -> Any:
     from plait_engine.app import build_engine
     from plait_engine.config import EngineConfig
 
     return build_engine(
-        EngineConfig(data_dir=data_dir),
+        config if config is not None else EngineConfig(data_dir=data_dir),
         task_runner=_runtime.execute,
         runner_checks_outputs=True,
     )
@@ -75,46 +99,68 @@ async def _resume(engine: Any, execution: str, entity: Entity | None) -> tuple[A
     return await engine.executions.resume(rec), entity
 
 
+async def _create(
+    engine: Any, entity: Entity | None, inputs: literals_pb2.LiteralMap, options: RunOptions
+) -> Any:
+    root = options.target
+    if entity is not None:
+        bundle = _serialize.collect(entity)
+        await engine.registry.register(bundle.tasks, bundle.workflows, bundle.launch_plans)
+        root = bundle.root
+    if root is None:
+        raise PlaitError("nothing to run: give a workflow, launch plan or task")
+    is_lp = root.resource_type == identifier_pb2.RESOURCE_TYPE_LAUNCH_PLAN
+    return await engine.executions.create(
+        workflow_id=None if is_lp else root,
+        launch_plan_id=root if is_lp else None,
+        inputs=inputs,
+        name=options.name,
+        labels=dict(options.labels or {}),
+    )
+
+
+def _watcher(engine: Any, options: RunOptions) -> Callable[[Any], None]:
+    """What runs after each commit: the progress bar, and termination asked for by another
+    process (``plait executions terminate``), which only the driving process can apply."""
+    executions = engine.executions
+    asked: set[int] = set()
+
+    def on_change(rec: Any) -> None:
+        if rec.terminate_reason and not rec.terminal and rec.eid not in asked:
+            asked.add(rec.eid)
+            engine.scheduler.terminate(rec.eid, rec.terminate_reason)
+        if options.progress is not None:
+            running = _attempt.active()
+            options.progress(
+                Snapshot(
+                    executions.counts(rec),
+                    running=[name for name, dynamic in running if not dynamic],
+                    building=[name for name, dynamic in running if dynamic],
+                )
+            )
+
+    return on_change
+
+
 async def _run_async(
     entity: Entity | None,
     inputs: literals_pb2.LiteralMap,
     data_dir: Path,
-    *,
-    resume: str | None,
-    progress: ProgressFn | None,
-    name: str = "",
-    labels: Mapping[str, str] | None = None,
-    on_start: Callable[[str], None] | None = None,
+    options: RunOptions,
 ) -> RunResult:
-    engine = _engine(data_dir)
+    engine = _engine(data_dir, options.config)
     executions = engine.executions
     await engine.start()
     try:
-        if resume:
-            rec, entity = await _resume(engine, resume, entity)
+        if options.resume:
+            rec, entity = await _resume(engine, options.resume, entity)
         else:
-            if entity is None:
-                raise PlaitError("nothing to run: give a workflow, launch plan or task")
-            bundle = _serialize.collect(entity)
-            await engine.registry.register(bundle.tasks, bundle.workflows, bundle.launch_plans)
-            is_lp = bundle.root.resource_type == identifier_pb2.RESOURCE_TYPE_LAUNCH_PLAN
-            rec = await executions.create(
-                workflow_id=None if is_lp else bundle.root,
-                launch_plan_id=bundle.root if is_lp else None,
-                inputs=inputs,
-                name=name,
-                labels=dict(labels or {}),
-            )
-        if on_start is not None:
-            on_start(rec.name)
+            rec = await _create(engine, entity, inputs, options)
+        if options.on_start is not None:
+            options.on_start(rec.name)
         started = time.monotonic()
-        final = await executions.wait(
-            rec,
-            on_change=None if progress is None else lambda r: progress(executions.counts(r)),
-        )
+        final = await executions.wait(rec, on_change=_watcher(engine, options))
         counts = executions.counts(final)
-        if progress is not None:
-            progress(counts)
         _, outputs = await executions.data(final)
         return RunResult(
             execution=final.name,
@@ -133,29 +179,11 @@ def run(
     entity: Entity | None,
     inputs: literals_pb2.LiteralMap,
     data_dir: Path | None = None,
-    *,
-    resume: str | None = None,
-    progress: ProgressFn | None = None,
-    name: str = "",
-    labels: Mapping[str, str] | None = None,
-    on_start: Callable[[str], None] | None = None,
+    options: RunOptions | None = None,
 ) -> RunResult:
-    """Run a workflow (or launch plan) on an embedded engine until it ends.
-
-    `on_start` is called with the execution's name once it is stored (it can be resumed from
-    then on).
-    """
+    """Run a workflow (or launch plan, or task) on an embedded engine until it ends."""
     return asyncio.run(
-        _run_async(
-            entity,
-            inputs,
-            data_dir or default_data_dir(),
-            resume=resume,
-            progress=progress,
-            name=name,
-            labels=labels,
-            on_start=on_start,
-        )
+        _run_async(entity, inputs, data_dir or default_data_dir(), options or RunOptions())
     )
 
 
@@ -181,37 +209,3 @@ def run_locally(entity: Entity, kwargs: Mapping[str, object]) -> object:
     if result.phase != "SUCCEEDED":
         raise ExecutionFailedError(result.execution, result.phase, result.error)
     return _serialize.outputs_to_python(entity, result.outputs)
-
-
-class ProgressBar:
-    """A one-line live progress bar of nodes done / running / failed on a terminal."""
-
-    def __init__(self, stream: TextIO = sys.stderr, width: int = 30) -> None:
-        self._stream = stream
-        self._width = width
-        self._last = 0.0
-        self._shown = False
-
-    def __call__(self, counts: dict[str, int]) -> None:
-        now = time.monotonic()
-        if now - self._last < 0.1:
-            return
-        self._last = now
-        total = max(counts["total"], 1)
-        done = counts["succeeded"] + counts["skipped"]
-        filled = int(self._width * done / total)
-        bar = "#" * filled + "." * (self._width - filled)
-        self._stream.write(
-            f"\r[{bar}] {done}/{counts['total']} nodes done, {counts['running']} running, "
-            f"{counts['failed']} failed, {counts['cached']} cached "
-        )
-        self._stream.flush()
-        self._shown = True
-
-    def close(self, counts: dict[str, int]) -> None:
-        """Draw the final state and end the line."""
-        self._last = 0.0
-        self(counts)
-        if self._shown:
-            self._stream.write("\n")
-            self._stream.flush()

@@ -9,11 +9,14 @@ from __future__ import annotations
 import threading
 import traceback
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 from plaitidl.core.v1 import dynamic_job_pb2, errors_pb2, literals_pb2, tasks_pb2
 
 from plait import _types
+from plait._attempt import AttemptLike, enter
+from plait._capture import STDERR
 from plait._dynamic import build_spec
 from plait._errors import NonRetryableError, PlaitError, PlaitTypeError
 from plait._loader import resolve_handler
@@ -74,20 +77,34 @@ def _error(
         message=str(exc) or type(exc).__name__,
         kind=_USER,
         recoverable=recoverable,
-        details="".join(traceback.format_exception(exc)),
+        details="".join(traceback.format_exception(type(exc), exc, _user_frames(exc))),
     )
 
 
+def _user_frames(exc: BaseException) -> TracebackType | None:
+    """The traceback from the first frame outside this module: the runtime's own frames say
+    nothing to the task's author."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return tb or exc.__traceback__
+
+
 def execute(
-    template: tasks_pb2.TaskTemplate, inputs: literals_pb2.LiteralMap, context: Any = None
+    template: tasks_pb2.TaskTemplate,
+    inputs: literals_pb2.LiteralMap,
+    context: AttemptLike | None = None,
 ) -> Result:
     """Runs one attempt of a task (or a dynamic's generator) in this process.
 
     Args:
         template: The task's template; its worker handler names the Python function.
         inputs: The input literals, by input name.
-        context: Who the attempt is (`plait_engine.executors.AttemptContext` when the embedded
-            engine runs it), or None.
+        context: Who the attempt is: the embedded engine's `AttemptContext`, or an
+            `plait._attempt.Attempt` a worker builds from its assignment; None when there is
+            no attempt (a test). While the task runs, `plait.current_context()` returns it,
+            and when it has a `log`, what the task's thread prints to stdout and stderr and
+            logs through `logging` goes there, line by line.
 
     Returns:
         The output `LiteralMap`; for a dynamic, the `DynamicJobSpec` its body describes; or an
@@ -107,6 +124,22 @@ def execute(
         entry = _entry(template)
     except Exception as exc:
         return _error(exc, code="HandlerNotFound", recoverable=False)
+    if context is None:
+        return _guarded(entry, inputs)
+    leave = enter(context, entry.dynamic)
+    try:
+        result = _guarded(entry, inputs)
+    finally:
+        leave()
+    log = context.log
+    if log is not None and isinstance(result, errors_pb2.ExecutionError) and result.details:
+        # As a process would print it: the traceback is in the attempt's log (stderr).
+        for line in result.details.rstrip("\n").split("\n"):
+            log(STDERR, line)
+    return result
+
+
+def _guarded(entry: _Entry, inputs: literals_pb2.LiteralMap) -> Result:
     try:
         return _run(entry, inputs)
     except _ConversionError as exc:

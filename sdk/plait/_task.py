@@ -12,6 +12,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 from google.protobuf import duration_pb2
 from plaitidl.core.v1 import identifier_pb2, tasks_pb2, workflow_pb2
 
+from plait._code import code_digest
 from plait._constants import (
     DEFAULT_DOMAIN,
     DEFAULT_PROJECT,
@@ -95,7 +96,7 @@ class Task(Generic[P, R]):
 
     @functools.cached_property
     def template(self) -> tasks_pb2.TaskTemplate:
-        """The `TaskTemplate`; its version is a digest of its content."""
+        """The `TaskTemplate`; its version is a digest of its content, code included."""
         o = self._options
         tpl = tasks_pb2.TaskTemplate(
             id=identifier_pb2.Identifier(
@@ -119,12 +120,18 @@ class Task(Generic[P, R]):
                     version=SDK_VERSION,
                 ),
                 description=_description(self.fn),
+                code_digest=self._code_digest(),
             ),
             interface=self.python_interface.typed_interface(),
             worker=tasks_pb2.WorkerTarget(queue=o.queue, handler=self.handler),
         )
         tpl.id.version = digest(tpl.SerializeToString(deterministic=True))
         return tpl
+
+    def _code_digest(self) -> str:
+        # Editing the body (or a helper it uses) must give a new version: a worker running
+        # older code must not be mistaken for one running this.
+        return code_digest(self.fn)
 
     @property
     def id(self) -> identifier_pb2.Identifier:
@@ -233,7 +240,8 @@ def task(  # noqa: PLR0913, RUF100
         retries: Extra attempts after a recoverable failure.
         timeout: Limit per attempt, a ``timedelta`` or seconds.
         cache: Reuse outputs for identical inputs.
-        cache_version: Part of the cache key; bump it to invalidate.
+        cache_version: Pins the cache key (bump it to invalidate); when empty, the key
+            follows the code digest, so editing the task invalidates its cached results.
         cache_serialize: Identical concurrent runs wait for the one that computes.
         cache_ignore_inputs: Inputs left out of the cache key.
         interruptible: The task may run on preemptible capacity.

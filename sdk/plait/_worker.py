@@ -15,7 +15,7 @@ Threads of one connection:
 Each attempt's inputs that arrive offloaded (larger than the engine's inline limit) are read
 through `DataService` before the task runs, and outputs over the limit are uploaded there: a
 worker never needs the engine's disk. The task's stdout, stderr and `logging` records are
-captured (`plait._capture`) and sent with the attempt.
+captured (`plait._capture`, as the embedded engine does) and sent with the attempt.
 
 Delivery is at least once: a lost connection's running tasks are retried by the engine, so
 their late results are dropped here rather than sent on a new session.
@@ -34,7 +34,7 @@ import socket
 import threading
 import time
 import types
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import grpc
@@ -43,7 +43,8 @@ from plaitidl.service.v1 import registry_service_pb2, registry_service_pb2_grpc
 from plaitidl.service.v1 import worker_service_pb2 as ws
 from plaitidl.service.v1 import worker_service_pb2_grpc as ws_grpc
 
-from plait import _capture, _loader, _runtime, _serialize
+from plait import _loader, _runtime, _serialize
+from plait._attempt import Attempt
 from plait._channels import Endpoint, message_options
 from plait._constants import DEFAULT_QUEUE, LANGUAGE, MAX_MESSAGE_BYTES, SDK_VERSION
 from plait._data import INLINE_LIMIT, DataClient
@@ -325,8 +326,8 @@ class _Connection:
             inputs = self._data.resolve_map(a.inputs)
         except RpcError as exc:
             return _data_error("reading an offloaded input failed", exc)
-        with _capture.capturing(self._log_sink(a)):
-            outcome = _runtime.execute(template, inputs)
+        attempt = Attempt.of(a.task_execution_id, self._log_sink(a))
+        outcome = _runtime.execute(template, inputs, attempt)
         if not isinstance(outcome, literals_pb2.LiteralMap):
             return outcome
         types = {v.name: v.type for v in template.interface.outputs.variables}
@@ -336,7 +337,7 @@ class _Connection:
         except RpcError as exc:
             return _data_error("uploading a large output failed", exc)
 
-    def _log_sink(self, a: ws.Assignment) -> _capture.LogSink:
+    def _log_sink(self, a: ws.Assignment) -> Callable[[int, str], None]:
         def sink(stream: int, text: str) -> None:
             chunk = ws.LogChunk(
                 assignment_id=a.assignment_id,
@@ -466,7 +467,6 @@ def run_worker(
         data=DataClient(channel, endpoint.metadata),
         inline_limit=INLINE_LIMIT,
     )
-    _capture.install()
     try:
         if register and entities:
             request = registry_service_pb2.RegisterRequest(
@@ -477,7 +477,6 @@ def run_worker(
                 return
         _serve(channel, settings)
     finally:
-        _capture.uninstall()
         pool.shutdown(wait=False, cancel_futures=True)
         channel.close()
         for sig, handler in previous:

@@ -101,7 +101,7 @@ def test_errors_are_clear_and_exit_non_zero(tmp_path: Path) -> None:
     )
     assert missing.returncode == 2 and "--s2" in missing.stderr
     unknown = plait("run", "examples/dynamic_workflow.py", "nope", data_dir=tmp_path, check=False)
-    assert unknown.returncode == 1 and "no workflow, task or launch plan named 'nope'" in (
+    assert unknown.returncode == 2 and "no workflow, task or launch plan named 'nope'" in (
         unknown.stderr
     )
     bad_value = plait(
@@ -115,7 +115,9 @@ def test_errors_are_clear_and_exit_non_zero(tmp_path: Path) -> None:
         data_dir=tmp_path,
         check=False,
     )
-    assert bad_value.returncode == 1 and "numbers" in bad_value.stderr
+    # A value that does not parse is a usage error, as a missing one is.
+    assert bad_value.returncode == 2 and "numbers" in bad_value.stderr
+    assert "Traceback" not in bad_value.stderr
     failing = plait(
         "run",
         "tests/workflows/behaviours.py",

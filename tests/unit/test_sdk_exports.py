@@ -23,6 +23,7 @@ INTERNAL_ERRORS = {
     "HandlerNotFoundError",  # _loader: the runtime reports it as code HandlerNotFound
     "_ConversionError",  # _runtime: reported as the attempt's non-retryable error
     "ShimUsageError",  # flyte/_exec: the shim's own command line, reported as exit code 2
+    "UsageError",  # _cli: a wrong command line, reported by `plait` as exit code 2
 }
 
 
@@ -33,6 +34,8 @@ def test_all_is_pinned() -> None:
         "dynamic",
         "conditional",
         "map_task",
+        "current_context",
+        "TaskContext",
         "LaunchPlan",
         "ProcessTask",
         "File",
@@ -115,3 +118,11 @@ def test_import_plait_loads_no_grpc_and_no_network_stack() -> None:
         [sys.executable, "-c", lazy], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "True"
+
+
+def test_current_context_is_exported_and_refuses_outside_a_task() -> None:
+    import pytest
+
+    assert plait.current_context.__module__ == "plait._attempt"
+    with pytest.raises(plait.PlaitError, match="only available while a task runs"):
+        plait.current_context()

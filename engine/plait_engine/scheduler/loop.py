@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from plaitidl.core.v1 import literals_pb2
+from plaitidl.core.v1 import execution_pb2, literals_pb2
 
 from plait_engine.blob import Payloads
 from plait_engine.executors import Executor, Result
@@ -358,6 +358,8 @@ class Scheduler:
                 self._forget(run)
 
     def _forget(self, run: Run) -> None:
+        phase = execution_pb2.ExecutionPhase.Name(run.phase)  # type: ignore[arg-type]
+        log.info("execution %s ended: %s", run.key, phase.removeprefix("EXECUTION_PHASE_"))
         self.runs.pop(run.eid, None)
         self._terminating.discard(run.eid)
         self.walker.tasks.forget(run)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -46,6 +47,7 @@ from plait_engine.store import (
 from plait_engine.templates import TemplateSource, compile_resolving
 
 _EP = execution_pb2
+log = logging.getLogger("plait.executions")
 _WATCH_PAGE = 5000
 _MAX_LABEL_VALUE = 1024
 _MAX_REQUEST_ID = 256
@@ -177,6 +179,7 @@ class ExecutionsService:
         except Conflict:
             raise AlreadyExists(f"execution {record.key} already exists") from None
         if created:
+            log.info("execution %s started: workflow %s", stored.key, stored.workflow_key)
             self._scheduler.adopt(stored)
         return stored, created
 

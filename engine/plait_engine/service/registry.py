@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from plait_engine.errors import (
 from plait_engine.store import Conflict, Store, TemplateKind
 from plait_engine.templates import KnownResolver, Template, TemplateSource, compile_resolving
 
+log = logging.getLogger("plait.registry")
 _KIND_NAMES = {
     TemplateKind.TASK: "task",
     TemplateKind.WORKFLOW: "workflow",
@@ -120,6 +122,10 @@ class RegistryService:
                 f"{exc}: registered versions are immutable; register a new version"
             ) from None
         pairs = list(zip((m.id for _, m in new), created, strict=True))
+        log.info(
+            "registered %d template(s), %d new: %s", len(pairs), sum(created),
+            ", ".join(f"{ids.id_key(i)}" for i, c in pairs if c)[:2000] or "-",
+        )  # fmt: skip
         return RegisterResult(
             created=[i for i, c in pairs if c], unchanged=[i for i, c in pairs if not c]
         )

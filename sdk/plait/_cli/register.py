@@ -9,8 +9,7 @@ from plaitidl.core.v1 import identifier_pb2
 from plaitidl.service.v1 import registry_service_pb2
 
 from plait import _embedded, _loader, _serialize
-from plait._cli.common import Subparsers, add_remote_options, client
-from plait._errors import PlaitError
+from plait._cli.common import Subparsers, UsageError, add_target_options, backend
 
 _KINDS = {
     identifier_pb2.RESOURCE_TYPE_TASK: "task",
@@ -21,9 +20,15 @@ _KINDS = {
 
 def add_parser(sub: Subparsers[argparse.ArgumentParser]) -> None:
     """Add `register`."""
-    reg = sub.add_parser("register", help="register every task and workflow of files")
+    reg = sub.add_parser(
+        "register",
+        help="register every task and workflow of files",
+        description="Register every task, workflow and launch plan the files define, on a "
+        "server (--remote) or in the local data dir. A task's version follows its code: an "
+        "edited task is 'created' under a new version.",
+    )
     reg.add_argument("paths", nargs="+", metavar="FILE")
-    add_remote_options(reg)
+    add_target_options(reg)
     reg.set_defaults(handler=_register)
 
 
@@ -33,9 +38,9 @@ def _register(args: argparse.Namespace, rest: list[str]) -> int:
         module = _loader.load_path(path)
         entities += [v for v in vars(module).values() if _embedded._is_entity(v)]
     if not entities:
-        raise PlaitError(f"no task, workflow or launch plan is defined in {args.paths}")
+        raise UsageError(f"no task, workflow or launch plan is defined in {args.paths}")
     tasks, workflows, lps = _serialize.closure(entities)
-    with client(args) as engine:
+    with backend(args) as engine:
         response = engine.register_templates(
             registry_service_pb2.RegisterRequest(tasks=tasks, workflows=workflows, launch_plans=lps)
         )

@@ -204,7 +204,7 @@ def build_engine(
             data=data_store,
             logs=logs,
         )
-    process = ProcessExecutor(blobs, policy=process_policy, run_as=run_as)
+    process = ProcessExecutor(blobs, policy=process_policy, run_as=run_as, logs=logs)
     holder: list[Engine] = []
 
     def executor_for(task: tasks_pb2.TaskTemplate) -> Executor | None:
@@ -238,7 +238,9 @@ def build_engine(
         store=store,
         payloads=payloads,
         scheduler=scheduler,
-        registry=RegistryService(store, source, limits, process_policy.refusal),
+        registry=RegistryService(
+            store, source, limits, process_policy.refusal, schedule_runner.poke
+        ),
         executions=executions,
         workers=workers,
         shared=shared,

@@ -332,3 +332,22 @@ def test_a_name_without_version_serves_every_version() -> None:
         assert sessions.stats().pending == {"q": 1}
 
     _run(body)
+
+
+def test_a_retry_goes_before_the_queued_work() -> None:
+    async def body(sessions: WorkerSessions, got: list[Result]) -> None:
+        t = _template()
+        busy = sessions.open_session(_hello(1))
+        sessions.submit([_dispatch(i, t) for i in range(5)])  # one runs, four queue
+        (first,) = _assignments(_outgoing(busy))
+        retry = _dispatch(99, t)
+        retry.assignment_id, retry.attempt = "1:n99:2", 2
+        sessions.submit([retry])  # a failed attempt, due again: it does not wait behind four
+        sessions.handle(busy, _ok(first))
+        (second,) = _assignments(_outgoing(busy))
+        assert (second.assignment_id, second.attempt) == ("1:n99:2", 2)
+        sessions.handle(busy, _ok(second))
+        (third,) = _assignments(_outgoing(busy))
+        assert third.assignment_id == "1:n1:1"  # then the queue, in order
+
+    _run(body)

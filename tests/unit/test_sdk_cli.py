@@ -21,6 +21,7 @@ def test_every_command_module_is_registered() -> None:
         "logs",
         "executions",
         "templates",
+        "schedules",
         "register",
         "serve",
         "worker",
@@ -40,7 +41,9 @@ def test_python_dash_m_runs_the_cli() -> None:
         check=False,
     )
     assert out.returncode == 0, out.stderr
-    commands = "{run,logs,executions,tasks,workflows,launchplans,register,serve,worker,flyte}"
+    commands = (
+        "{run,logs,executions,tasks,workflows,launchplans,schedules,register,serve,worker,flyte}"
+    )
     assert commands in out.stdout
 
 

@@ -139,6 +139,12 @@ MIGRATIONS: tuple[str, ...] = (
         last_execution TEXT NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 6: the node an event is about, to read one node's transitions (its attempts) without
+    # scanning the execution's events. Events stored before have none.
+    """
+    ALTER TABLE events ADD COLUMN node_id TEXT;
+    CREATE INDEX events_node ON events (eid, node_id, seq) WHERE node_id IS NOT NULL;
+    """,
 )
 
 EXEC_COLUMNS = (

@@ -16,7 +16,7 @@ EXAMPLE = str(Path(__file__).resolve().parents[2] / "examples" / "dynamic_workfl
 
 def test_every_command_module_is_registered() -> None:
     modules = {m.name for m in pkgutil.iter_modules(_cli.__path__)} - SHARED
-    assert modules == {"run", "serve", "worker", "register", "executions", "flyte"}
+    assert modules == {"run", "serve", "worker", "register", "executions", "flyte", "console"}
     assert {c.__name__.rsplit(".", 1)[-1] for c in _cli.COMMANDS} == modules
     for command in _cli.COMMANDS:
         assert callable(command.add_parser)
@@ -31,7 +31,7 @@ def test_python_dash_m_runs_the_cli() -> None:
         check=False,
     )
     assert out.returncode == 0, out.stderr
-    assert "{run,serve,worker,register,executions,flyte}" in out.stdout
+    assert "{run,serve,worker,register,executions,flyte,console}" in out.stdout
 
 
 def test_only_run_takes_arguments_of_its_own(capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,12 +13,12 @@ import os
 import sys
 from collections.abc import Sequence
 
-from plait._cli import executions, flyte, register, run, serve, worker
+from plait._cli import console, executions, flyte, register, run, serve, worker
 from plait._errors import PlaitError
 
 __all__ = ["main"]
 
-COMMANDS = (run, serve, worker, register, executions, flyte)
+COMMANDS = (run, serve, worker, register, executions, flyte, console)
 
 
 def _parser() -> argparse.ArgumentParser:

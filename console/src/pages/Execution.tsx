@@ -169,6 +169,73 @@ function DataSection({ eid, execution }: { eid: ExecutionIdentifier; execution: 
   );
 }
 
+function ExecutionHead(props: {
+  eid: ExecutionIdentifier;
+  execution: Execution;
+  busy: boolean;
+  local: boolean;
+  onTerminate: () => void;
+  actionError: string;
+}) {
+  const { eid, execution, busy, local, onTerminate: terminate, actionError } = props;
+  const running = !TERMINAL_EXECUTION.has(execution.phase);
+  const c = execution.nodes;
+  return (
+    <header class="execution-head">
+      <h2>
+        <span class="mono">{eid.name}</span>{" "}
+        <span
+          class={`badge big ${executionPhaseClass(execution.phase)}`}
+          data-execution-phase={executionPhaseName(execution.phase)}
+        >
+          {executionPhaseName(execution.phase)}
+        </span>
+      </h2>
+      <div class="facts">
+        <span>workflow {idText(execution.workflowId)}</span>
+        {execution.launchPlanId?.name && <span>launch plan {idText(execution.launchPlanId)}</span>}
+        <span>created {timeText(execution.createdAt)}</span>
+        <span>
+          {running ? "running for" : "took"}{" "}
+          {spanText(between(execution.createdAt, execution.updatedAt))}
+        </span>
+        <Progress e={execution} />
+        {c && (
+          <span class="counts" data-counts>
+            {count(c.total)} nodes: {count(c.succeeded)} succeeded, {count(c.running)} running
+            {c.queued ? ` (${count(c.queued)} waiting)` : ""}, {count(c.failed)} failed,{" "}
+            {count(c.skipped)} skipped, {count(c.cached)} cached
+          </span>
+        )}
+        {Object.entries(execution.labels).map(([k, v]) => (
+          <span key={k} class="label">
+            {k}={v}
+          </span>
+        ))}
+      </div>
+      {running && (
+        <button
+          type="button"
+          class="danger"
+          disabled={busy}
+          onClick={terminate}
+          title={local ? "the plait run driving it applies the termination" : undefined}
+        >
+          Terminate
+        </button>
+      )}
+      {actionError && <p class="error-text">{actionError}</p>}
+      {execution.error?.message && (
+        <pre class="error-text execution-error">
+          {execution.error.code}
+          {execution.error.nodeId ? ` at node ${execution.error.nodeId}` : ""}:{" "}
+          {execution.error.message}
+        </pre>
+      )}
+    </header>
+  );
+}
+
 export function ExecutionPage({ route, parts }: { route: Route; parts: string[] }) {
   const eid = useExecutionId(parts);
   const level = route.query.get("level") ?? "";
@@ -197,65 +264,21 @@ export function ExecutionPage({ route, parts }: { route: Route; parts: string[] 
   };
 
   if (error) return <p class="error-text">{error}</p>;
-  if (!execution) return <p class="muted">Loading {eid.name}…</p>;
-  const running = !TERMINAL_EXECUTION.has(execution.phase);
-  const c = execution.nodes;
+  // The graph is asked for at once, in parallel with the execution's state.
   return (
     <section class="execution" data-execution-page={eid.name}>
-      <header class="execution-head">
-        <h2>
-          <span class="mono">{eid.name}</span>{" "}
-          <span
-            class={`badge big ${executionPhaseClass(execution.phase)}`}
-            data-execution-phase={executionPhaseName(execution.phase)}
-          >
-            {executionPhaseName(execution.phase)}
-          </span>
-        </h2>
-        <div class="facts">
-          <span>workflow {idText(execution.workflowId)}</span>
-          {execution.launchPlanId?.name && (
-            <span>launch plan {idText(execution.launchPlanId)}</span>
-          )}
-          <span>created {timeText(execution.createdAt)}</span>
-          <span>
-            {running ? "running for" : "took"}{" "}
-            {spanText(between(execution.createdAt, execution.updatedAt))}
-          </span>
-          <Progress e={execution} />
-          {c && (
-            <span class="counts" data-counts>
-              {count(c.total)} nodes: {count(c.succeeded)} succeeded, {count(c.running)} running
-              {c.queued ? ` (${count(c.queued)} waiting)` : ""}, {count(c.failed)} failed,{" "}
-              {count(c.skipped)} skipped, {count(c.cached)} cached
-            </span>
-          )}
-          {Object.entries(execution.labels).map(([k, v]) => (
-            <span key={k} class="label">
-              {k}={v}
-            </span>
-          ))}
-        </div>
-        {running && (
-          <button
-            type="button"
-            class="danger"
-            disabled={busy}
-            onClick={terminate}
-            title={local ? "the plait run driving it applies the termination" : undefined}
-          >
-            Terminate
-          </button>
-        )}
-        {actionError && <p class="error-text">{actionError}</p>}
-        {execution.error?.message && (
-          <pre class="error-text execution-error">
-            {execution.error.code}
-            {execution.error.nodeId ? ` at node ${execution.error.nodeId}` : ""}:{" "}
-            {execution.error.message}
-          </pre>
-        )}
-      </header>
+      {execution ? (
+        <ExecutionHead
+          eid={eid}
+          execution={execution}
+          busy={busy}
+          local={local}
+          onTerminate={terminate}
+          actionError={actionError}
+        />
+      ) : (
+        <p class="muted">Loading {eid.name}…</p>
+      )}
       <Breadcrumbs eid={eid} level={level} />
       <GraphView
         eid={eid}
@@ -263,8 +286,8 @@ export function ExecutionPage({ route, parts }: { route: Route; parts: string[] 
         version={version}
         onLevel={(p) => navigate(levelPath(eid, p))}
       />
-      {c && c.failed > 0 && <Failures eid={eid} version={version} />}
-      <DataSection eid={eid} execution={execution} />
+      {execution?.nodes && execution.nodes.failed > 0 && <Failures eid={eid} version={version} />}
+      {execution && <DataSection eid={eid} execution={execution} />}
     </section>
   );
 }

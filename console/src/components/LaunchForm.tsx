@@ -191,7 +191,10 @@ export function LaunchForm(props: {
           <FieldInput
             field={f}
             value={values[f.name] ?? ""}
-            onInput={(v) => setValues({ ...values, [f.name]: v })}
+            onInput={(v) => {
+              setValues({ ...values, [f.name]: v });
+              setError("");
+            }}
           />
           {f.description && <div class="hint">{f.description}</div>}
         </div>

@@ -268,9 +268,10 @@ export function GraphView(props: {
   eid: ExecutionIdentifier;
   level: string;
   version: number;
+  dirty: { current: Set<string> };
   onLevel: (path: string) => void;
 }) {
-  const { eid, level, version, onLevel } = props;
+  const { eid, level, version, dirty, onLevel } = props;
   const [levels, setLevels] = useState(() => new Map<string, GetNodeGraphResponse>());
   const [expanded, setExpanded] = useState(() => new Set<string>());
   const [collapsed, setCollapsed] = useState(() => new Set<string>());
@@ -333,19 +334,43 @@ export function GraphView(props: {
     }
   }, [levels, expanded, collapsed, level, fetchLevel]);
 
-  // Live: refetch what is shown after the execution changed, at most every REFRESH_MS.
+  // Live: refetch the shown levels that changed (and their ancestors, whose counts did), at
+  // most every REFRESH_MS, and less often when a round of refetches takes long (a huge level).
   const lastRefresh = useRef(0);
+  const cost = useRef(0);
+  const busy = useRef(false);
+  const timer = useRef(0);
+  const refresh = useCallback(() => {
+    window.clearTimeout(timer.current);
+    const gap = Math.max(REFRESH_MS, 3 * cost.current);
+    const wait = Math.max(0, lastRefresh.current + gap - Date.now());
+    timer.current = window.setTimeout(async () => {
+      if (busy.current) {
+        refresh();
+        return;
+      }
+      const changed = [...dirty.current];
+      dirty.current.clear();
+      const shown = [level, ...[...expanded].filter((p) => p.startsWith(level ? `${level}/` : ""))];
+      const todo = shown.filter((l) =>
+        changed.some((p) => p === "*" || p === l || l === "" || p.startsWith(`${l}/`)),
+      );
+      busy.current = true;
+      const started = Date.now();
+      try {
+        await Promise.all(todo.map((p) => fetchLevel(p)));
+      } finally {
+        busy.current = false;
+        lastRefresh.current = Date.now();
+        cost.current = lastRefresh.current - started;
+      }
+    }, wait);
+  }, [dirty, level, expanded, fetchLevel]);
   // biome-ignore lint/correctness/useExhaustiveDependencies: refresh on a new version only
   useEffect(() => {
-    if (version === 0) return;
-    const wait = Math.max(0, lastRefresh.current + REFRESH_MS - Date.now());
-    const timer = window.setTimeout(() => {
-      lastRefresh.current = Date.now();
-      const shown = [level, ...[...expanded].filter((p) => p.startsWith(level ? `${level}/` : ""))];
-      for (const p of shown) if (!pending.current.has(p)) void fetchLevel(p);
-    }, wait);
-    return () => window.clearTimeout(timer);
+    if (version > 0) refresh();
   }, [version]);
+  useEffect(() => () => window.clearTimeout(timer.current), []);
 
   const laid = useMemo(() => layout(level, levels, expanded), [level, levels, expanded]);
 
@@ -429,7 +454,7 @@ export function GraphView(props: {
             eid={eid}
             group={current.item}
             parent={current.level}
-            version={version}
+            refreshed={levels.get(current.level)}
             onClose={() => setSelected(null)}
             onOpen={onLevel}
           />

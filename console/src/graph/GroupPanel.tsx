@@ -13,11 +13,12 @@ export function GroupPanel(props: {
   eid: ExecutionIdentifier;
   group: GraphNode;
   parent: string;
-  version: number;
+  /** The group's level as last fetched: a new one means its members may have changed. */
+  refreshed: unknown;
   onClose: () => void;
   onOpen: (path: string) => void;
 }) {
-  const { eid, group, parent, version, onClose, onOpen } = props;
+  const { eid, group, parent, refreshed, onClose, onOpen } = props;
   const [phase, setPhase] = useState<NodePhase | null>(null);
   const [tokens, setTokens] = useState<string[]>([""]);
   const [rows, setRows] = useState<NodeExecution[]>([]);
@@ -58,7 +59,7 @@ export function GroupPanel(props: {
         },
       );
     return () => ctrl.abort();
-  }, [eid, parent, group.name, phase, tokens, version]);
+  }, [eid, parent, group.name, phase, tokens, refreshed]);
 
   const created = group.groupPhases.reduce((n, c) => n + c.count, 0);
   return (

@@ -1,6 +1,6 @@
 // One execution: its state, live graph (a level at a time), failures, inputs and outputs.
 import { create } from "@bufbuild/protobuf";
-import { useEffect, useMemo, useState } from "preact/hooks";
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { consoleSettings, errorText, executions, isAbort, registry } from "../api";
 import {
   between,
@@ -10,6 +10,7 @@ import {
   idText,
   levelPath,
   nodePath,
+  parentOf,
   spanText,
   TERMINAL_EXECUTION,
   timeText,
@@ -49,6 +50,8 @@ export function useExecutionId(parts: string[]): ExecutionIdentifier {
 export function useLiveExecution(eid: ExecutionIdentifier) {
   const [execution, setExecution] = useState<Execution | undefined>();
   const [version, setVersion] = useState(0);
+  // The levels (parent paths) that changed since the graph last looked; "*" for everything.
+  const dirty = useRef(new Set<string>());
   const [error, setError] = useState("");
   useEffect(() => {
     const ctrl = new AbortController();
@@ -71,6 +74,10 @@ export function useLiveExecution(eid: ExecutionIdentifier) {
               if (ev.transition.case === "execution") {
                 updated.phase = ev.transition.value.phase;
                 updated.error = ev.transition.value.error ?? updated.error;
+                dirty.current.add("*");
+              } else if (ev.transition.case === "node") {
+                const t = ev.transition.value;
+                dirty.current.add(t.parentNodeId || parentOf(t.nodeId));
               }
               updated.lastSequence = ev.sequence;
             }
@@ -81,6 +88,7 @@ export function useLiveExecution(eid: ExecutionIdentifier) {
         const last = (await executions.getExecution({ id: eid }, { signal: ctrl.signal }))
           .execution;
         setExecution(last);
+        dirty.current.add("*");
         setVersion((v) => v + 1);
       } catch (err) {
         if (!isAbort(err)) setError(errorText(err));
@@ -89,10 +97,10 @@ export function useLiveExecution(eid: ExecutionIdentifier) {
     void run();
     return () => ctrl.abort();
   }, [eid]);
-  return { execution, version, error, setExecution };
+  return { execution, version, dirty, error, setExecution };
 }
 
-function Failures({ eid, version }: { eid: ExecutionIdentifier; version: number }) {
+function Failures({ eid, failed }: { eid: ExecutionIdentifier; failed: number }) {
   const [rows, setRows] = useState<NodeExecution[]>([]);
   // biome-ignore lint/correctness/useExhaustiveDependencies: again after each change
   useEffect(() => {
@@ -107,7 +115,7 @@ function Failures({ eid, version }: { eid: ExecutionIdentifier; version: number 
         () => undefined,
       );
     return () => ctrl.abort();
-  }, [eid, version]);
+  }, [eid, failed]);
   if (rows.length === 0) return null;
   return (
     <div class="failures">
@@ -239,7 +247,7 @@ function ExecutionHead(props: {
 export function ExecutionPage({ route, parts }: { route: Route; parts: string[] }) {
   const eid = useExecutionId(parts);
   const level = route.query.get("level") ?? "";
-  const { execution, version, error, setExecution } = useLiveExecution(eid);
+  const { execution, version, dirty, error, setExecution } = useLiveExecution(eid);
   const [busy, setBusy] = useState(false);
   const [actionError, setActionError] = useState("");
   const [local, setLocal] = useState(false);
@@ -284,9 +292,12 @@ export function ExecutionPage({ route, parts }: { route: Route; parts: string[] 
         eid={eid}
         level={level}
         version={version}
+        dirty={dirty}
         onLevel={(p) => navigate(levelPath(eid, p))}
       />
-      {execution?.nodes && execution.nodes.failed > 0 && <Failures eid={eid} version={version} />}
+      {execution?.nodes && execution.nodes.failed > 0 && (
+        <Failures eid={eid} failed={execution.nodes.failed} />
+      )}
       {execution && <DataSection eid={eid} execution={execution} />}
     </section>
   );

@@ -60,6 +60,27 @@ _OPERATORS = {
 
 
 @dataclass
+class Shape:
+    """How a level is drawn for one group threshold: immutable, computed once per level.
+
+    Attributes:
+        order: (item id, local id of its first node), upstream items first.
+        groups: Group item ids and their names.
+        sizes: Nodes per name.
+        grouped: The names drawn as groups.
+        singles: Local ids of the nodes drawn one by one.
+        upstreams: Each item's upstream item ids.
+    """
+
+    order: list[tuple[str, str]]
+    groups: dict[str, str]
+    sizes: dict[str, int]
+    grouped: set[str]
+    singles: list[str]
+    upstreams: dict[str, list[str]]
+
+
+@dataclass
 class Level:
     """What a level defines (immutable once its templates are stored).
 
@@ -70,6 +91,7 @@ class Level:
         templates: The templates the level's nodes may reference.
         conditions: For a branch level, each case's condition by local id.
         note: Why the level defines nothing (yet).
+        shapes: Its shapes by group threshold.
     """
 
     kind: int
@@ -77,6 +99,7 @@ class Level:
     templates: Templates
     conditions: dict[str, str] = field(default_factory=dict)
     note: str = ""
+    shapes: dict[int, Shape] = field(default_factory=dict)
 
     @property
     def is_array(self) -> bool:
@@ -314,50 +337,38 @@ class GraphReader:
     async def _defined_items(
         self, rec: ExecutionRecord, parent_id: str, level: Level, threshold: int
     ) -> tuple[list[GraphItem], int]:
-        names = {local: display_name(node) for local, node in level.nodes.items()}
-        sizes: dict[str, int] = {}
-        for name in names.values():
-            sizes[name] = sizes.get(name, 0) + 1
-        grouped = {name for name, size in sizes.items() if size > threshold}
-        singles = [local for local, name in names.items() if name not in grouped]
-        if len(singles) > _MAX_SINGLES:
-            grouped, singles = set(sizes), []
-        records = await self._records(rec, parent_id, level, singles)
+        shape = level.shapes.get(threshold)
+        if shape is None:
+            # A level of 10,000 nodes takes a while to shape: off the event loop, and once.
+            shape = await asyncio.to_thread(_shape, level, parent_id, threshold)
+            level.shapes[threshold] = shape
+        records = await self._records(rec, parent_id, level, shape.singles)
         phases_by_name: dict[str, dict[int, int]] = {}
-        if grouped:
+        if shape.grouped:
             for name, phase, c in await self._store.count_children(rec.eid, parent_id):
-                if name in grouped:
+                if name in shape.grouped:
                     by_phase = phases_by_name.setdefault(name, {})
                     by_phase[phase] = by_phase.get(phase, 0) + c
         prefix = f"{parent_id}/" if parent_id else ""
-        item_of: dict[str, str] = {}
-        items: dict[str, GraphItem] = {}
-        for local, node in level.nodes.items():
-            name = names[local]
-            if name in grouped:
-                group_id = f"{prefix}*{name}"
-                item_of[local] = group_id
-                if group_id not in items:
-                    items[group_id] = _group(
-                        parent_id,
-                        name,
-                        kind_of(node),
-                        target_of(node),
-                        sizes[name],
-                        phases_by_name.get(name, {}),
-                    )
-                continue
-            path = prefix + local
-            item_of[local] = path
-            items[path] = _single(path, node, records.get(path))
-            items[path].condition = level.conditions.get(local, "")
-        for local, node in level.nodes.items():
-            item = items[item_of[local]]
-            for up in sorted(compiler.node_upstreams(node)):
-                target = item_of.get(up)
-                if target is not None and target != item.id and target not in item.upstream_ids:
-                    item.upstream_ids.append(target)
-        return _topological(list(items.values())), len(level.nodes)
+        items: list[GraphItem] = []
+        for item_id, local in shape.order:
+            node = level.nodes[local]
+            if item_id in shape.groups:
+                name = shape.groups[item_id]
+                item = _group(
+                    parent_id,
+                    name,
+                    kind_of(node),
+                    target_of(node),
+                    shape.sizes[name],
+                    phases_by_name.get(name, {}),
+                )
+            else:
+                item = _single(item_id, node, records.get(prefix + local))
+                item.condition = level.conditions.get(local, "")
+            item.upstream_ids = list(shape.upstreams.get(item_id, ()))
+            items.append(item)
+        return items, len(level.nodes)
 
     async def _records(
         self, rec: ExecutionRecord, parent_id: str, level: Level, singles: Sequence[str]
@@ -376,6 +387,41 @@ class GraphReader:
         counts = await asyncio.gather(*(self._store.count_nodes(rec.eid, i.id) for i in containers))
         for item, found in zip(containers, counts, strict=True):
             item.inner_phases = found
+
+
+def _shape(level: Level, parent_id: str, threshold: int) -> Shape:
+    names = {local: display_name(node) for local, node in level.nodes.items()}
+    sizes: dict[str, int] = {}
+    for name in names.values():
+        sizes[name] = sizes.get(name, 0) + 1
+    grouped = {name for name, size in sizes.items() if size > threshold}
+    singles = [local for local, name in names.items() if name not in grouped]
+    if len(singles) > _MAX_SINGLES:
+        grouped, singles = set(sizes), []
+    prefix = f"{parent_id}/" if parent_id else ""
+    item_of = {
+        local: f"{prefix}*{name}" if name in grouped else prefix + local
+        for local, name in names.items()
+    }
+    firsts: dict[str, str] = {}
+    upstreams: dict[str, list[str]] = {}
+    for local, node in level.nodes.items():
+        item_id = item_of[local]
+        firsts.setdefault(item_id, local)
+        ups = upstreams.setdefault(item_id, [])
+        for up in sorted(compiler.node_upstreams(node)):
+            target = item_of.get(up)
+            if target is not None and target != item_id and target not in ups:
+                ups.append(target)
+    ordered = _topological(list(firsts), upstreams)
+    return Shape(
+        order=[(i, firsts[i]) for i in ordered],
+        groups={item_of[loc]: names[loc] for loc in level.nodes if names[loc] in grouped},
+        sizes=sizes,
+        grouped=grouped,
+        singles=singles,
+        upstreams=upstreams,
+    )
 
 
 def _single(path: str, node: workflow_pb2.Node, record: NodeRecord | None) -> GraphItem:
@@ -419,24 +465,23 @@ def _task_note(parent: NodeRecord) -> str:
     return "a task: nothing runs inside it"
 
 
-def _topological(items: list[GraphItem]) -> list[GraphItem]:
-    """Items with every item after the ones it depends on (definition order otherwise)."""
-    by_id = {i.id: i for i in items}
-    pending = {i.id: len(i.upstream_ids) for i in items}
-    downstream: dict[str, list[str]] = {i.id: [] for i in items}
-    for i in items:
-        for up in i.upstream_ids:
-            downstream[up].append(i.id)
-    ready = deque(i.id for i in items if pending[i.id] == 0)
-    out: list[GraphItem] = []
+def _topological(ids_: list[str], upstreams: dict[str, list[str]]) -> list[str]:
+    """Item ids with every item after the ones it depends on (definition order otherwise)."""
+    pending = {i: len(upstreams.get(i, ())) for i in ids_}
+    downstream: dict[str, list[str]] = {i: [] for i in ids_}
+    for i in ids_:
+        for up in upstreams.get(i, ()):
+            downstream[up].append(i)
+    ready = deque(i for i in ids_ if pending[i] == 0)
+    out: list[str] = []
     while ready:
         current = ready.popleft()
-        out.append(by_id[current])
+        out.append(current)
         for d in downstream[current]:
             pending[d] -= 1
             if pending[d] == 0:
                 ready.append(d)
-    if len(out) < len(items):  # a cycle (groups of a chain): keep the rest in order
-        seen = {i.id for i in out}
-        out += [i for i in items if i.id not in seen]
+    if len(out) < len(ids_):  # a cycle (groups of a chain): keep the rest in order
+        seen = set(out)
+        out += [i for i in ids_ if i not in seen]
     return out

@@ -46,10 +46,12 @@ CONSOLE_STATIC := engine/plait_engine/console/static/index.html
 CONSOLE_SOURCES := $(shell find console/src console/index.html console/vite.config.ts -type f 2>/dev/null)
 
 console/node_modules/.package-lock.json: console/package-lock.json
-	cd console && npm ci --no-audit --no-fund --loglevel=error
+	@if command -v npm >/dev/null; then \
+	  cd console && npm ci --no-audit --no-fund --loglevel=error; \
+	else echo "npm not found: the console's front end is not built (it needs Node.js 20+ and npm)"; fi
 
 $(CONSOLE_STATIC): console/node_modules/.package-lock.json $(CONSOLE_SOURCES)
-	cd console && npm run -s build
+	@if command -v npm >/dev/null; then cd console && npm run -s build; fi
 
 .PHONY: console
 console: $(CONSOLE_STATIC) ## Build the console's front end (npm ci, vite build).

@@ -139,7 +139,8 @@ class Method:
     server_streaming: bool
 
 
-_METHODS: dict[str, Method | None] = {}
+# Found methods by path; misses are not kept (any client may send any path).
+_METHODS: dict[str, Method] = {}
 
 
 def find_method(path: str) -> Method:
@@ -149,14 +150,13 @@ def find_method(path: str) -> Method:
         ConnectError: UNIMPLEMENTED for an unknown service or method, or one whose client
             streams (HTTP/1.1 carries unary and server-streaming calls).
     """
-    if path not in _METHODS:
-        _METHODS[path] = _lookup(path)
-    found = _METHODS[path]
+    found = _METHODS.get(path) or _lookup(path)
     if found is None:
         raise ConnectError(
             grpc.StatusCode.UNIMPLEMENTED,
             f"{path} is not a unary or server-streaming method of this engine",
         )
+    _METHODS[path] = found
     return found
 
 

@@ -26,6 +26,7 @@ def test_every_command_module_is_registered() -> None:
         "serve",
         "worker",
         "flyte",
+        "console",
     }
     assert {c.__name__.rsplit(".", 1)[-1] for c in _cli.COMMANDS} == modules
     for command in _cli.COMMANDS:
@@ -41,9 +42,7 @@ def test_python_dash_m_runs_the_cli() -> None:
         check=False,
     )
     assert out.returncode == 0, out.stderr
-    commands = (
-        "{run,logs,executions,tasks,workflows,launchplans,schedules,register,serve,worker,flyte}"
-    )
+    commands = "{run,logs,executions,tasks,workflows,launchplans,schedules,register,serve,worker,flyte,console}"
     assert commands in out.stdout
 
 

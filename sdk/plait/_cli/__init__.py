@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from plait._cli import (
+    console,
     executions,
     flyte,
     logs,
@@ -34,7 +35,18 @@ from plait._errors import PlaitError
 
 __all__ = ["main"]
 
-COMMANDS = (run, logs, executions, templates, schedules, register, serve, worker, flyte)
+COMMANDS = (
+    run,
+    logs,
+    executions,
+    templates,
+    schedules,
+    register,
+    serve,
+    worker,
+    flyte,
+    console,
+)
 
 
 def _parser() -> argparse.ArgumentParser:

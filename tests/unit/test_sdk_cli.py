@@ -42,7 +42,10 @@ def test_python_dash_m_runs_the_cli() -> None:
         check=False,
     )
     assert out.returncode == 0, out.stderr
-    commands = "{run,logs,executions,tasks,workflows,launchplans,schedules,register,serve,worker,flyte,console}"
+    commands = (
+        "{run,logs,executions,tasks,workflows,launchplans,schedules,register,serve,worker,flyte,"
+        "console}"
+    )
     assert commands in out.stdout
 
 

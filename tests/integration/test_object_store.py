@@ -1,9 +1,12 @@
 """The object-store contract, run against every backend: a local folder and a real S3 API server
 (moto's, through s3fs). Keys that could leave the root are refused, checksums catch corrupted
-objects, and a writer killed mid-write never leaves a readable object."""
+objects, and a writer killed mid-write never leaves a readable object. Then the engine's users
+of the store on each backend: payload pointers, DataService's chunked reads, process targets'
+checkpoints."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import signal
@@ -11,7 +14,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +22,18 @@ import pytest
 from plait_engine.blob import (
     BadKey,
     ChecksumMismatch,
+    DataStore,
     LocalObjectStore,
     ObjectNotFound,
     ObjectStore,
+    Payloads,
     open_object_store,
 )
 from plait_engine.blob.remote import FsspecObjectStore
+from plait_engine.executors import Dispatch, Result
+from plait_engine.executors.process import ProcessExecutor
+from plait_engine.service.data import DataLoss, DataService
+from plaitidl.core.v1 import errors_pb2, literals_pb2, tasks_pb2
 
 from tests.support.s3 import S3Server
 
@@ -352,3 +361,99 @@ def test_open_object_store_urls(tmp_path: Path, s3_server: S3Server) -> None:
     ]:
         with pytest.raises(ValueError, match=message):
             open_object_store(bad, data_dir=tmp_path)
+
+
+# -- the engine's users of the store, on every backend ---------------------------------------
+
+
+def test_payload_pointers_are_keys_checked_on_read(backend: Backend) -> None:
+    payloads = Payloads(backend.store, threshold=1000)
+    small = b"s" * 1000
+    assert payloads.pack_now(small, "executions", "p", "d", "n", "outputs") == small
+    big = os.urandom(5000)
+    stored = payloads.pack_now(big, "executions", "p", "d", "n", "outputs")
+    sha = hashlib.sha256(big).hexdigest()
+    assert stored == f"plait-blob:key:payloads/executions/p/d/n/outputs/{sha}".encode()
+    assert payloads.unpack(stored) == big
+    assert asyncio.run(payloads.load(stored)) == big
+    backend.corrupt(f"payloads/executions/p/d/n/outputs/{sha}")
+    with pytest.raises(ChecksumMismatch):
+        payloads.unpack(stored)
+    with pytest.raises(BadKey):
+        payloads.pack(big, "executions", "..", "x")
+    payloads.delete_execution("p", "d", "n")
+    with pytest.raises(ObjectNotFound):
+        payloads.unpack(stored)
+
+
+def test_pointers_of_older_versions_are_read_from_the_folder(tmp_path: Path) -> None:
+    store = LocalObjectStore(tmp_path / "blobs")
+    data = os.urandom(3000)
+    sha32 = hashlib.sha256(data).hexdigest()[:32]
+    old = tmp_path / "blobs" / "payloads" / "executions" / "p" / "d" / "n" / "inputs" / sha32
+    old.parent.mkdir(parents=True)
+    old.write_bytes(data)  # as written before checksums were recorded
+    payloads = Payloads(store)
+    assert payloads.unpack(b"plait-blob:" + old.as_uri().encode()) == data
+    old.write_bytes(data[:-1] + b"!")
+    with pytest.raises(ChecksumMismatch):
+        payloads.unpack(b"plait-blob:" + old.as_uri().encode())
+    outside = tmp_path / "elsewhere"
+    outside.write_bytes(data)
+    with pytest.raises(BadKey, match="outside the blob store"):
+        payloads.unpack(b"plait-blob:" + outside.as_uri().encode())
+
+
+def _read_all(service: DataService, uri: str, offset: int = 0) -> bytes:
+    async def read() -> bytes:
+        return b"".join([c.data async for c in service.read(uri, offset)])
+
+    return asyncio.run(read())
+
+
+def test_data_service_reads_in_chunks_and_reports_corruption(backend: Backend) -> None:
+    service = DataService(DataStore(backend.store), inline_limit=100, chunk_bytes=64 * 1024)
+    data = os.urandom(1_000_000)
+
+    async def write() -> str:
+        async def chunks() -> AsyncIterator[bytes]:
+            for i in range(0, len(data), 300_000):
+                yield data[i : i + 300_000]
+
+        sha = hashlib.sha256(data).hexdigest()
+        return (await service.write(("p", "d", "n"), len(data), sha, chunks())).uri
+
+    uri = asyncio.run(write())
+    assert _read_all(service, uri) == data
+    assert _read_all(service, uri, offset=654_321) == data[654_321:]
+    backend.corrupt(f"executions/p/d/n/+data/{uri.rsplit('/', 1)[1]}")
+    with pytest.raises(DataLoss, match="corrupt"):
+        _read_all(service, uri)
+    with pytest.raises(DataLoss):
+        _read_all(service, uri, offset=900_000)  # the part before the offset is checked too
+
+
+def test_a_corrupt_checkpoint_is_a_system_error_of_the_attempt(backend: Backend) -> None:
+    parts = ("executions", "p", "d", "n", "t")
+    backend.store.put("executions/p/d/n/t/attempt-1/checkpoint/state", b"saved state")
+    backend.corrupt("executions/p/d/n/t/attempt-1/checkpoint/state")
+    task = tasks_pb2.TaskTemplate(process=tasks_pb2.ProcessTarget(command=["/bin/true"]))
+    dispatch = Dispatch("a1", 2, task, "t", literals_pb2.LiteralMap(), None, "p/d/n", "t",
+                        (*parts, "attempt-2"))  # fmt: skip
+    results: list[Result] = []
+
+    async def run() -> None:
+        executor = ProcessExecutor(backend.store)
+        executor.start(results.extend, asyncio.get_running_loop())
+        executor.submit([dispatch])
+        while not results:
+            await asyncio.sleep(0.01)
+
+    asyncio.run(run())
+    (result,) = results
+    assert isinstance(result.outcome, errors_pb2.ExecutionError)
+    if backend.store.local_root is None:  # staged: the checkpoint is downloaded, and checked
+        assert result.outcome.kind == errors_pb2.ExecutionError.KIND_SYSTEM
+        assert "corrupt" in result.outcome.message
+    else:  # in the folder, the program reads the checkpoint where it lies
+        assert result.outcome.code == "BadProcessOutput"  # /bin/true wrote no outputs

@@ -1,8 +1,8 @@
-"""The object-store contract, run against every backend: a local folder and a real S3 API server
-(moto's, through s3fs). Keys that could leave the root are refused, checksums catch corrupted
-objects, and a writer killed mid-write never leaves a readable object. Then the engine's users
-of the store on each backend: payload pointers, DataService's chunked reads, process targets'
-checkpoints."""
+"""The object-store contract, run against every backend: a local folder, a real S3 API server
+(moto's, through s3fs) and a GCS API server (gcp-storage-emulator, through gcsfs). Keys that
+could leave the root are refused, checksums catch corrupted objects, and a writer killed
+mid-write never leaves a readable object. Then the engine's users of the store on each
+backend: payload pointers, DataService's chunked reads, process targets' checkpoints."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ from plait_engine.executors.process import ProcessExecutor
 from plait_engine.service.data import DataLoss, DataService
 from plaitidl.core.v1 import errors_pb2, literals_pb2, tasks_pb2
 
+from tests.support.gcs import GcsServer
 from tests.support.s3 import S3Server
 
 
@@ -95,11 +96,36 @@ def _s3(server: S3Server) -> Backend:
     return Backend(url, store, server.env, raw_put, corrupt, everything)
 
 
-@pytest.fixture(params=["local", "s3"])
+def _gcs(server: GcsServer) -> Backend:
+    bucket = server.create_bucket()
+    url = f"gs://{bucket}/root"
+    store = open_object_store(url, data_dir=Path("/nonexistent"), endpoint=server.endpoint)
+    assert isinstance(store, FsspecObjectStore)
+    fs = store.fs
+
+    def raw_put(key: str, data: bytes) -> None:
+        fs.pipe_file(f"{bucket}/root/{key}", data)
+
+    def corrupt(key: str) -> None:
+        path = f"{bucket}/root/{key}"
+        meta = fs.info(path).get("metadata") or {}
+        raw = bytearray(fs.cat_file(path))
+        raw[len(raw) // 2] ^= 0xFF
+        fs.pipe_file(path, bytes(raw), metadata=meta)
+
+    def everything() -> list[str]:
+        return sorted(str(p) for p in fs.find(bucket))
+
+    return Backend(url, store, server.env, raw_put, corrupt, everything)
+
+
+@pytest.fixture(params=["local", "s3", "gcs"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     if request.param == "local":
         return _local(tmp_path)
-    return _s3(request.getfixturevalue("s3_server"))
+    if request.param == "s3":
+        return _s3(request.getfixturevalue("s3_server"))
+    return _gcs(request.getfixturevalue("gcs_server"))
 
 
 def test_put_get_exists_size_overwrite(backend: Backend) -> None:
@@ -402,6 +428,12 @@ def test_pointers_of_older_versions_are_read_from_the_folder(tmp_path: Path) -> 
     outside.write_bytes(data)
     with pytest.raises(BadKey, match="outside the blob store"):
         payloads.unpack(b"plait-blob:" + outside.as_uri().encode())
+    # The data dir moved (or its blobs were copied elsewhere): the key follows blobs/.
+    old.write_bytes(data)
+    moved = f"file:///old/data/blobs/payloads/executions/p/d/n/inputs/{sha32}"
+    assert payloads.unpack(b"plait-blob:" + moved.encode()) == data
+    with pytest.raises(BadKey):
+        payloads.unpack(b"plait-blob:file:///old/data/blobs/payloads/../../etc/passwd")
 
 
 def _read_all(service: DataService, uri: str, offset: int = 0) -> bytes:

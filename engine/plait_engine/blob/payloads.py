@@ -9,7 +9,8 @@ the two cannot be confused.
 
 Pointers are keys, never paths: replicas with different data dirs share payloads through a
 shared folder or an object store. Rows written by older versions hold ``plait-blob:file://``
-URLs; they are read from the local folder store when they lie under its root.
+URLs of ``DATA_DIR/blobs/payloads/...``; the part after ``blobs/`` is their key, so they stay
+readable after the folder's files are copied to another store (`_legacy_key`).
 
 Packing computes the pointer without I/O: the scheduler writes the pending blobs on a thread
 just before the commit that refers to them, so its loop never waits on the disk.
@@ -28,6 +29,7 @@ from plait_engine.blob.objects import BadKey, ObjectStore, check_key, join_key
 _MARK = b"plait-blob:"
 _KEY = b"plait-blob:key:"
 _LEGACY = b"plait-blob:file://"
+_LEGACY_FOLDER = "/blobs/payloads/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,14 +77,7 @@ class Payloads:
         if stored.startswith(_KEY):
             return stored[len(_KEY) :].decode()
         if stored.startswith(_LEGACY):
-            path = Path(unquote(urlparse(stored[len(_MARK) :].decode()).path)).resolve()
-            root = self.objects.local_root
-            if root is None or not path.is_relative_to(root):
-                raise BadKey(
-                    f"{stored[:200]!r} names a file outside the blob store {self.objects.url}: "
-                    "copy the old blob folder's files there (same keys)"
-                )
-            return check_key(path.relative_to(root).as_posix())
+            return _legacy_key(stored[len(_MARK) :].decode(), self.objects.local_root)
         raise BadKey(f"{stored[:80]!r} is not a payload pointer")
 
     def unpack(self, stored: bytes) -> bytes:
@@ -113,6 +108,19 @@ class Payloads:
         process-target files (blocking)."""
         self.objects.delete_prefix(join_key("payloads", "executions", project, domain, name))
         self.objects.delete_prefix(join_key("executions", project, domain, name))
+
+
+def _legacy_key(url: str, root: Path | None) -> str:
+    """The key of a ``file://`` pointer of an older version: its path under the folder store's
+    root, or else what follows ``/blobs/`` (the data dir was moved, or its blobs were copied to
+    an object store under the same keys)."""
+    path = unquote(urlparse(url).path)
+    if root is not None and Path(path).resolve().is_relative_to(root):
+        return check_key(Path(path).resolve().relative_to(root).as_posix())
+    at = path.find(_LEGACY_FOLDER)
+    if at < 0:
+        raise BadKey(f"{url[:200]!r} is outside the blob store and its old blobs/ folder")
+    return check_key(path[at + len("/blobs/") :])
 
 
 __all__ = ["Payloads", "PendingBlob"]

@@ -49,11 +49,7 @@ class _Flavour:
     read_meta: Callable[[Any, str], dict[str, str]]
 
 
-def _s3_options(endpoint: str) -> dict[str, Any]:
-    return {"endpoint_url": endpoint} if endpoint else {}
-
-
-def _gcs_options(endpoint: str) -> dict[str, Any]:
+def _endpoint(endpoint: str) -> dict[str, Any]:
     return {"endpoint_url": endpoint} if endpoint else {}
 
 
@@ -65,14 +61,14 @@ FLAVOURS = {
     "s3": _Flavour(
         "s3fs",
         "s3",
-        _s3_options,
+        _endpoint,
         lambda sha: {"Metadata": {SHA256_KEY: sha}},
         lambda fs, path: dict(fs.metadata(path)),
     ),
     "gs": _Flavour(
         "gcsfs",
         "gcs",
-        _gcs_options,
+        _endpoint,
         lambda sha: {"metadata": {SHA256_KEY: sha}},
         _gcs_meta,
     ),

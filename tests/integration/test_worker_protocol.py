@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from plait_engine.blob import BlobStore, DataStore
+from plait_engine.blob import DataStore, LocalObjectStore
 from plait_engine.executors import Dispatch, ReportsWaiting, Result
 from plait_engine.executors.sessions import Outgoing
 from plait_engine.executors.workers import WorkerSession, WorkerSessions
@@ -166,7 +166,7 @@ def test_batches_are_bounded_by_bytes_and_a_too_large_assignment_fails_alone() -
 
 # -- offloading ------------------------------------------------------------------------------
 def test_large_inputs_are_offloaded_once_and_results_are_checked(tmp_path: Path) -> None:
-    data = DataStore(BlobStore(tmp_path / "blobs"))
+    data = DataStore(LocalObjectStore(tmp_path / "blobs"))
 
     async def body(sessions: WorkerSessions, got: list[Result]) -> None:
         s = sessions.open_session(_hello(10))
@@ -223,7 +223,7 @@ def test_cancelled_while_offloading_is_never_sent(tmp_path: Path) -> None:
         await asyncio.sleep(0.3)
         assert _assignments(_outgoing(s)) == [] and got == []
 
-    _run(body, inline_limit=1_000, data=DataStore(BlobStore(tmp_path)))
+    _run(body, inline_limit=1_000, data=DataStore(LocalObjectStore(tmp_path)))
 
 
 # -- reconcile ------------------------------------------------------------------------------

@@ -25,9 +25,10 @@ from pathlib import Path, PurePosixPath
 from plaitidl.core.v1 import dynamic_job_pb2, errors_pb2, literals_pb2
 from plaitidl.service.v1 import execution_service_pb2 as es
 
-from plait_engine.blob import BlobStore
+from plait_engine.blob import ObjectStore
 from plait_engine.config import ConfigError
 from plait_engine.executors import Dispatch, Outcome, Result, ResultSink, system_error
+from plait_engine.executors.attempt_files import AttemptDir, AttemptFiles
 from plait_engine.executors.logs import LogWriter
 
 # Placeholders as Flyte's container plugin writes them: `{{.name}}` or `{{ $name }}`, any case.
@@ -251,24 +252,30 @@ class ProcessExecutor:
     (``PermissionDenied``): the check runs again here, after the placeholders are substituted,
     for targets registered before the policy changed and for those embedded in dynamic specs.
 
+    Each attempt runs in its own folder of the object store when the store is a folder, and in
+    a local staging folder uploaded afterwards when it is remote (see `AttemptFiles`).
+
     Args:
-        blobs: Where attempts' folders live.
+        blobs: Where attempts' files are kept.
         slots: Processes run at once (default: the number of CPUs, at least 2).
         policy: The programs allowed (default: every one, for the embedded engine).
         run_as: The user processes run as (default: the engine's).
         logs: Where the children's output goes (None: the engine's stderr).
+        staging: Where staging folders go when the store is remote (default: the system's
+            temporary folder).
     """
 
     def __init__(
         self,
-        blobs: BlobStore,
+        blobs: ObjectStore,
         slots: int | None = None,
         *,
         policy: ProcessPolicy | None = None,
         run_as: RunAs | None = None,
         logs: LogWriter | None = None,
+        staging: Path | None = None,
     ) -> None:
-        self._blobs = blobs
+        self._files = AttemptFiles(blobs, staging)
         self._logs = logs
         self.policy = policy if policy is not None else ProcessPolicy.allow_all()
         self._run_as = run_as if run_as is not None else RunAs.lookup(None)
@@ -292,15 +299,11 @@ class ProcessExecutor:
         if self._sink is not None:
             self._sink([Result(d.assignment_id, d.attempt, outcome, "process")])
 
-    def _placeholders(self, d: Dispatch, base: Path, used: str) -> dict[str, str]:
+    def _placeholders(self, d: Dispatch, att: AttemptDir, used: str) -> dict[str, str]:
         """The value of every placeholder, by lower-case name; folders are created."""
+        base, prev = att.base, att.prev
         (base / "raw").mkdir()
         (base / "checkpoint").mkdir()
-        prev = ""
-        if d.attempt > 1 and d.blob_parts[-1:] == (f"attempt-{d.attempt}",):
-            parts = (*d.blob_parts[:-1], f"attempt-{d.attempt - 1}", "checkpoint")
-            if self._blobs.path(*parts).is_dir():
-                prev = str(self._blobs.path(*parts))
         values = {
             "input": str(base / "inputs.pb"),
             "inputprefix": str(base),
@@ -320,14 +323,26 @@ class ProcessExecutor:
         return values
 
     async def _run_process(self, d: Dispatch) -> Outcome:
+        try:
+            att = await asyncio.to_thread(self._files.open, d.blob_parts, d.attempt)
+        except Exception as exc:
+            return system_error("AttemptFolder", f"preparing the attempt's folder failed: {exc}")
+        try:
+            outcome = await self._run_in(d, att)
+        except BaseException:
+            await asyncio.to_thread(self._files.discard, att)
+            raise
+        return await asyncio.to_thread(self._files.finish, att, outcome)
+
+    async def _run_in(self, d: Dispatch, att: AttemptDir) -> Outcome:
         target = d.task.process
-        base = self._blobs.folder(*d.blob_parts)
+        base = att.base
         input_path = base / "inputs.pb"
         input_path.write_bytes(d.inputs.SerializeToString())
         out_dir = base / "out"
         out_dir.mkdir()
         values = self._placeholders(
-            d, base, " ".join([*target.command, *target.args, *target.env.values()])
+            d, att, " ".join([*target.command, *target.args, *target.env.values()])
         )
         try:
             argv = [_render(a, values, d.inputs) for a in [*target.command, *target.args]]

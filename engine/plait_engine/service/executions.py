@@ -401,11 +401,7 @@ class ExecutionsService:
             ) from None
         if not deleted:
             raise NotFound(f"execution {rec.name} does not exist")
-        blobs = self._payloads.blobs
-        await asyncio.to_thread(
-            blobs.delete, "payloads", "executions", rec.project, rec.domain, rec.name
-        )
-        await asyncio.to_thread(blobs.delete, "executions", rec.project, rec.domain, rec.name)
+        await asyncio.to_thread(self._payloads.delete_execution, rec.project, rec.domain, rec.name)
 
     # -- logs --------------------------------------------------------------------------
     async def logs(

@@ -10,6 +10,7 @@ import os
 import random
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,10 +60,12 @@ class Cluster:
         self.replicas.append(r)
         return r
 
-    def worker(self, replica: EngineProcess) -> None:
+    def worker(self, replica: EngineProcess | str) -> None:
+        """A worker connected to `replica` (or to a gRPC target such as ``ipv4:A,B``)."""
         n = len(self.workers)
         log = self.tmp / f"worker{n}.log"
-        self.workers.append(start_worker(replica.address, *WORKFLOWS, log=log))
+        target = replica if isinstance(replica, str) else replica.address
+        self.workers.append(start_worker(target, *WORKFLOWS, log=log))
 
     def close(self) -> None:
         for w in self.workers:
@@ -113,6 +116,30 @@ def test_a_killed_replica_s_executions_are_adopted(cluster: Cluster) -> None:
     with Client(b_.address) as client:
         assert client.wait(run.name, timeout=90) == [2 * i for i in range(40)]
     print(f"adopted and finished {time.monotonic() - started:.1f} s after the owner's SIGKILL")
+
+
+def test_callers_given_every_replica_ride_through_the_death_of_theirs(cluster: Cluster) -> None:
+    a, b_ = cluster.replica(), cluster.replica()
+    target = f"ipv4:{a.address},{b_.address}"  # gRPC connects to the first that answers: a
+    cluster.worker(target)
+    with Client(target) as client:
+        run = client.execute(slow_fan_out.slow_wf, {"n": 40})
+        os.kill(a.proc.pid, signal.SIGSTOP)  # a call sent now hangs on a...
+        got: list[object] = []
+        caller = threading.Thread(target=lambda: got.append(_try(client.get, run.name)))
+        caller.start()
+        time.sleep(1.0)
+        a.kill()  # ...until a dies under it: the call is tried again on b
+        caller.join(30)
+        assert len(got) == 1 and not isinstance(got[0], Exception), got
+        assert client.wait(run.name, timeout=90) == [2 * i for i in range(40)]
+
+
+def _try(call: Any, *args: Any) -> object:
+    try:
+        return call(*args)
+    except Exception as exc:  # the test reports it
+        return exc
 
 
 def test_a_frozen_replica_cannot_write_when_it_wakes(cluster: Cluster) -> None:

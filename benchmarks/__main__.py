@@ -18,7 +18,10 @@ from typing import Any
 FULL = ["fanout-1000", "fanout-10000", "mergesort-5000", "countchars-200", "chain-200"]
 QUICK = ["fanout-1000", "countchars-200", "chain-200"]
 SCALING = ["fanout-1000", "fanout-10000", "fanout-100000"]
-MODES = ["embedded", "embedded-pg", "grpc", "flytekit"]
+MODES = ["embedded", "embedded-pg", "grpc", "grpc-pg-1", "grpc-pg-2", "flytekit"]
+# Replicas over PostgreSQL (one, then two sharing the work): the two large workloads only.
+REPLICAS = {"grpc-pg-1": 1, "grpc-pg-2": 2}
+REPLICA_WORKLOADS = ["fanout-1000", "fanout-10000", "mergesort-5000"]
 MIB = 1024 * 1024
 
 
@@ -44,6 +47,11 @@ def run_one(mode: str, workload: str, args: argparse.Namespace) -> dict[str, Any
     py = sys.executable
     if mode == "flytekit":
         out = _child([py, "-m", "benchmarks._flyte_run", workload], args.flyte_timeout)
+    elif mode in REPLICAS:
+        cmd = [py, "-m", "benchmarks._replicas", workload, "--replicas", str(REPLICAS[mode]),
+               "--timeout", str(args.plait_timeout), "--workers", str(args.workers),
+               "--slots", str(args.slots)]  # fmt: skip
+        out = _child(cmd, args.plait_timeout + 90)
     else:
         cmd = [py, "-m", "benchmarks._plait_run", mode, workload, "--timeout",
                str(args.plait_timeout), "--workers", str(args.workers),
@@ -214,7 +222,12 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     workloads = args.workloads.split(",") if args.workloads else (QUICK if args.quick else FULL)
     modes = [m for m in args.modes.split(",") if m]
-    plan = [(wl, m) for wl in workloads for m in modes]
+    plan = [
+        (wl, m)
+        for wl in workloads
+        for m in modes
+        if m not in REPLICAS or wl in REPLICA_WORKLOADS or args.workloads
+    ]
     if not args.quick and not args.no_scaling and "embedded" in modes:
         plan += [(wl, "embedded") for wl in SCALING if wl not in workloads]
     results = []

@@ -105,10 +105,10 @@ def _discover_logged() -> dict[str, TaskPlugin]:
 
 def plugin_problem(name: str, plugin: object) -> str | None:
     """Why `plugin` cannot serve task type `name`, or None."""
-    if not isinstance(plugin, TaskPlugin):
-        return "not a task type plugin (needs task_type, validate and execute)"
     if name in PYTHON_TYPES:
         return f"task type {name!r} is the Python SDK's own"
+    if not isinstance(plugin, TaskPlugin):
+        return "not a task type plugin (needs task_type, validate and execute)"
     if plugin.task_type != name:
         return f"serves task type {plugin.task_type!r}, but its entry point is named {name!r}"
     return None

@@ -50,6 +50,9 @@ def discover(group: str = ENTRY_POINT_GROUP) -> tuple[dict[str, Any], dict[str, 
         except Exception as exc:
             problems[ep.name] = f"{ep.value}: {type(exc).__name__}: {exc}"
             continue
+        if ep.name in (TASK_TYPE_PYTHON, TASK_TYPE_DYNAMIC, ""):
+            problems[ep.name] = f"{ep.value}: task type {ep.name!r} is the Python SDK's own"
+            continue
         if getattr(plugin, "task_type", None) != ep.name or not callable(
             getattr(plugin, "execute", None)
         ):

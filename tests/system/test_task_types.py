@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from plait import Client
 from plaitidl.core.v1 import execution_pb2
 
-from plait import Client
 from tests.support.postgres import PrivatePostgres
 from tests.support.ray import RayCluster, ray_cluster
 from tests.support.servers import ROOT, EngineProcess, plait_command, start_engine
@@ -122,12 +122,14 @@ def stack(
     try:
         env = {k: v for k, v in ray.env.items() if not k.startswith("PLAIT_SECRET")}
         with open(tmp / "worker.log", "ab") as out:
+            argv = plait_command("worker", "--engine", engine.address)
             worker = subprocess.Popen(
-                plait_command("worker", "--engine", engine.address, "--secrets-dir",
-                              str(worker_secrets), WORKFLOWS),  # fmt: skip
-                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                [*argv, "--secrets-dir", str(worker_secrets), WORKFLOWS],
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
                 env={**env, "PYTHONUNBUFFERED": "1"},
-            )  # fmt: skip
+            )
         yield Stack(engine, worker, tmp, url)
     finally:
         if worker is not None:

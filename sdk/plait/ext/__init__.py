@@ -12,8 +12,8 @@ Nothing here is imported by ``import plait``.
 
 from __future__ import annotations
 
-from plait.ext._task import PluginTask
 from plait.ext._config import InvalidConfigError
+from plait.ext._task import PluginTask
 from plait.ext._tasktype import RunContext, SecretError, TaskFailedError, TaskType
 
 __all__ = [

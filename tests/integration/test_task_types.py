@@ -323,6 +323,20 @@ insert = SQLTask(
     inputs={"name": str, "qty": int},
     output=int,
 )
+upto = SQLTask(
+    "tt.upto",
+    "SELECT name, qty FROM stock WHERE id <= :max_id ORDER BY name",
+    connection_secret="warehouse",
+    inputs={"max_id": int},
+    output=list[Item],
+)
+row = SQLTask(
+    "tt.row",
+    "SELECT name, qty FROM stock WHERE id = :id",
+    connection_secret="warehouse",
+    inputs={"id": int},
+    output=Item,
+)
 broken = SQLTask("tt.broken", "SELECT nope FROM stock", connection_secret="warehouse", output=int)
 sleepy_query = SQLTask(
     "tt.sleepy", "SELECT pg_sleep(60)::text || :tag", connection_secret="warehouse",
@@ -331,9 +345,10 @@ sleepy_query = SQLTask(
 
 
 @workflow
-def pg_flow(name: str, qty: int) -> tuple[int, list[Item], int]:
+def pg_flow(name: str, qty: int) -> tuple[int, list[Item], Item, int]:
     new_id = insert(name=name, qty=qty)
-    return new_id, items(limit=qty, skip="none"), count(name=name)
+    item = row(id=new_id)
+    return new_id, upto(max_id=new_id), item, count(name=item.name)
 
 
 @workflow
@@ -359,9 +374,10 @@ def test_sql_on_postgresql(
     monkeypatch.setenv("PLAIT_SECRET_WAREHOUSE", postgres_url)
 
     out = _run(tmp_path / "a", pg_flow, name="cog%", qty=40)
-    new_id, rows, n = out.value(pg_flow)
+    new_id, rows, item, n = out.value(pg_flow)
     assert new_id == 3 and n == 1
-    assert rows == [Item("apple", 5), Item("bolt", 30), Item("cog%", 40)]  # numeric -> int
+    assert item == Item("cog%", 40)  # one row as a record; numeric -> int
+    assert rows == [Item("apple", 5), Item("bolt", 30), Item("cog%", 40)]
 
     bad = _run(tmp_path / "b", pg_broken)
     assert bad.error.code == "UndefinedColumn" and not bad.error.recoverable

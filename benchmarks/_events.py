@@ -172,9 +172,9 @@ def analyze(
 ) -> RunFigures:
     """Read the events of one execution (the newest when `execution` is None), from the
     SQLite file of `data_dir` or, with `store_url`, from that PostgreSQL database."""
-    from plait_engine.blob import BlobStore, Payloads
+    from plait_engine.blob import LocalObjectStore, Payloads
 
-    payloads = Payloads(BlobStore(data_dir / "blobs"))
+    payloads = Payloads(LocalObjectStore(data_dir / "blobs"))
     if store_url:
         phase, closure, bodies, specs = _read_pg(store_url, execution)
     else:

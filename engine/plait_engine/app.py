@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from plaitidl.core.v1 import tasks_pb2
 
-from plait_engine.blob import BlobStore, DataStore, Payloads
+from plait_engine.blob import DataStore, ObjectStore, Payloads, open_object_store
 from plait_engine.config import ConfigError, EngineConfig
 from plait_engine.executors import Executor, TaskRunner
 from plait_engine.executors.inprocess import InProcessExecutor
@@ -39,7 +39,8 @@ class Engine:
     Attributes:
         config: The configuration it was built from.
         store: Durable state.
-        payloads: Large payloads in the blob store.
+        objects: The object store (blobs: large payloads, offloaded values, process files).
+        payloads: Large payloads in the object store.
         scheduler: Drives executions.
         registry: Template use cases.
         executions: Execution use cases.
@@ -58,6 +59,7 @@ class Engine:
 
     config: EngineConfig
     store: Store
+    objects: ObjectStore
     payloads: Payloads
     scheduler: Scheduler
     registry: RegistryService
@@ -158,6 +160,24 @@ def open_store(config: EngineConfig) -> Store:
     return PostgresStore(url)
 
 
+def open_blobs(config: EngineConfig) -> ObjectStore:
+    """The object store `config.blob_url` names (``DATA_DIR/blobs`` by default).
+
+    Raises:
+        ConfigError: A URL naming no store this engine can open, or one whose package is
+            missing (the message names the extra to install).
+    """
+    try:
+        return open_object_store(
+            config.blob_url,
+            data_dir=config.data_dir,
+            endpoint=config.blob_endpoint,
+            staging=config.data_dir / "staging",
+        )
+    except (ValueError, ImportError) as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def build_engine(
     config: EngineConfig,
     *,
@@ -185,9 +205,9 @@ def build_engine(
             `config.plugins` names in a server).
 
     Raises:
-        ConfigError: `config.store` names no store this engine can open, or `process_user`
-            names no user, or one the engine may not switch to, or `config.plugins` names a
-            plugin that is not installed.
+        ConfigError: `config.store` or `config.blob_url` names no store this engine can
+            open, or `process_user` names no user, or one the engine may not switch to, or
+            `config.plugins` names a plugin that is not installed.
     """
     if process_policy is None:
         process_policy = (
@@ -202,7 +222,7 @@ def build_engine(
     config.data_dir.mkdir(parents=True, exist_ok=True)
     if store is None:
         store = open_store(config)
-    blobs = BlobStore(config.data_dir / "blobs")
+    blobs = open_blobs(config)
     payloads = Payloads(blobs)
     data_store = DataStore(blobs)
     source = TemplateSource(store)
@@ -222,8 +242,20 @@ def build_engine(
             data=data_store,
             logs=logs,
         )
-    process = ProcessExecutor(blobs, policy=process_policy, run_as=run_as)
-    plugin_executor = PluginExecutor(plugins, SecretProvider(config.secrets_dir), blobs, logs)
+    process = ProcessExecutor(
+        blobs,
+        policy=process_policy,
+        run_as=run_as,
+        logs=logs,
+        staging=config.data_dir / "staging",
+    )
+    plugin_executor = PluginExecutor(
+        plugins,
+        SecretProvider(config.secrets_dir),
+        blobs,
+        logs,
+        staging=config.data_dir / "staging",
+    )
     holder: list[Engine] = []
 
     def executor_for(task: tasks_pb2.TaskTemplate) -> Executor | None:
@@ -255,10 +287,16 @@ def build_engine(
     engine = Engine(
         config=config,
         store=store,
+        objects=blobs,
         payloads=payloads,
         scheduler=scheduler,
         registry=RegistryService(
-            store, source, limits, process_policy.refusal, task_check=plugins.problems
+            store,
+            source,
+            limits,
+            process_policy.refusal,
+            schedule_runner.poke,
+            task_check=plugins.problems,
         ),
         executions=executions,
         workers=workers,

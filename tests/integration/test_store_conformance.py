@@ -353,6 +353,84 @@ def test_list_nodes_pages_by_id_and_parent(factory: Factory, tmp_path: Path) -> 
     run(factory, tmp_path, t)
 
 
+def test_nodes_filter_by_phase_and_name_and_count_per_phase(
+    factory: Factory, tmp_path: Path
+) -> None:
+    async def t(store: Store) -> None:
+        rec = await _create(store, "e1")
+        batch = WriteBatch()
+        w = batch.of(rec.eid, rec.epoch)
+        ok, failed, running = EP.NODE_PHASE_SUCCEEDED, EP.NODE_PHASE_FAILED, EP.NODE_PHASE_RUNNING
+        rows = [
+            ("n0", "", ok, "gen"),
+            ("n0/a", "n0", ok, "square"),
+            ("n0/b", "n0", failed, "square"),
+            ("n0/c", "n0", running, "square"),
+            ("n0/d", "n0", ok, "gather"),
+            ("n0/c/x", "n0/c", ok, "inner"),
+            ("n00", "", running, "other"),  # shares n0's prefix without being inside it
+        ]
+        for nid, parent, phase, name in rows:
+            w.nodes.append(NodeRecord(rec.eid, nid, phase, parent_id=parent, name=name))
+        await store.apply(batch, now=1.0)
+
+        async def ids_of(parent: str | None, **kw: Any) -> list[str]:
+            return [n.node_id for n in await store.list_nodes(rec.eid, parent, 10, **kw)]
+
+        assert await ids_of("n0", name="square") == ["n0/a", "n0/b", "n0/c"]
+        assert await ids_of("n0", name="square", phases=[ok, failed]) == ["n0/a", "n0/b"]
+        assert await ids_of("", phases=[running]) == ["n00"]
+        assert await ids_of(None, phases=[failed]) == ["n0/b"]
+        page = await store.list_nodes(rec.eid, "n0", 1, "n0/a", name="square")
+        assert [n.node_id for n in page] == ["n0/b"]
+
+        assert await store.count_nodes(rec.eid) == {ok: 4, failed: 1, running: 2}
+        assert await store.count_nodes(rec.eid, "n0") == {ok: 3, failed: 1, running: 1}
+        assert await store.count_nodes(rec.eid, "n0/c") == {ok: 1}
+        assert await store.count_nodes(rec.eid, "nope") == {}
+        assert sorted(await store.count_children(rec.eid, "n0")) == [
+            ("gather", ok, 1),
+            ("square", running, 1),
+            ("square", ok, 1),
+            ("square", failed, 1),
+        ]
+        assert sorted(await store.count_children(rec.eid, "")) == [
+            ("gen", ok, 1),
+            ("other", running, 1),
+        ]
+
+    run(factory, tmp_path, t)
+
+
+def test_events_of_one_node_in_sequence_order(factory: Factory, tmp_path: Path) -> None:
+    def node_event(node_id: str, phase: int) -> bytes:
+        t = events_pb2.NodeTransition(node_id=node_id, phase=phase)  # type: ignore[arg-type]
+        return events_pb2.ExecutionEvent(node=t).SerializeToString()
+
+    async def t(store: Store) -> None:
+        rec = await _create(store, "e1")
+        batch = WriteBatch()
+        w = batch.of(rec.eid, rec.epoch)
+        w.events += [
+            node_event("n0", EP.NODE_PHASE_RUNNING),
+            node_event("n1", EP.NODE_PHASE_RUNNING),
+            node_event("n0", EP.NODE_PHASE_RETRYING),
+            _event(),
+            node_event("n0", EP.NODE_PHASE_SUCCEEDED),
+            node_event("n0/x", EP.NODE_PHASE_RUNNING),
+        ]
+        await store.apply(batch, now=1.0)
+        found = await store.node_events(rec.eid, "n0", 0, 10)
+        assert [seq for seq, _ in found] == [2, 4, 6]  # sequence 1 is the creation event
+        assert [_seq(b) for _, b in found] == [2, 4, 6]
+        phases = [events_pb2.ExecutionEvent.FromString(b).node.phase for _, b in found]
+        assert phases == [EP.NODE_PHASE_RUNNING, EP.NODE_PHASE_RETRYING, EP.NODE_PHASE_SUCCEEDED]
+        assert [s for s, _ in await store.node_events(rec.eid, "n0", 2, 1)] == [4]
+        assert await store.node_events(rec.eid, "n9", 0, 10) == []
+
+    run(factory, tmp_path, t)
+
+
 def test_cache_reservations_have_one_live_holder(factory: Factory, tmp_path: Path) -> None:
     async def t(store: Store) -> None:
         async def reserve(holder: str, now: float) -> str:

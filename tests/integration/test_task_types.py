@@ -14,13 +14,17 @@ from typing import Any
 import pytest
 from google.protobuf import json_format
 from plait import File, workflow
-from plait._embedded import RunResult, run
+from plait._embedded import RunOptions, RunResult, run
 from plait._serialize import outputs_to_python
 from plait.ext.http import HTTPTask
 from plait.ext.sql import SQLTask, parameters, to_pyformat
+from plait_engine.app import build_engine
+from plait_engine.config import EngineConfig
 from plaitidl.core.v1 import errors_pb2, execution_pb2
+from plaitidl.core.v1.literals_pb2 import LiteralMap
 
 from tests.support.engines import embedded_engine
+from tests.support.s3 import S3Server
 from tests.support.webservice import WebService, web_service
 
 TOKEN = "tok-3f9a1c77e2"
@@ -303,6 +307,32 @@ def test_sql_on_sqlite_binds_inputs_and_shapes_typed_outputs(
     failed = _run(tmp_path / "data2", no_row)
     assert failed.error.code == "NonRetryableError" and not failed.error.recoverable
     assert "returned no rows" in failed.error.message
+
+
+@workflow
+def stock_csv() -> File:
+    csv: File = as_file()
+    return csv
+
+
+def test_a_plugin_file_is_uploaded_when_blobs_live_in_s3(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3_server: S3Server, s3_bucket: str
+) -> None:
+    monkeypatch.setenv("PLAIT_SECRET_WAREHOUSE", _sqlite(tmp_path / "warehouse.db"))
+    config = EngineConfig(
+        data_dir=tmp_path / "data", blob_url=s3_bucket, blob_endpoint=s3_server.endpoint
+    )
+    result = run(stock_csv, LiteralMap(), tmp_path / "data", RunOptions(config=config))
+    assert result.phase == "SUCCEEDED", result.error
+    (lit,) = result.outputs.literals.values()
+    # The plugin wrote into a local staging folder; its file is now an object of the store.
+    prefix = f"{s3_bucket}/executions/default/development/{result.execution}/"
+    assert lit.scalar.blob.uri.startswith(prefix), lit.scalar.blob.uri
+    key = lit.scalar.blob.uri.removeprefix(f"{s3_bucket}/")
+    stored = build_engine(config).objects.get(key)
+    assert stored.decode().splitlines() == ["name,qty", "apple,5", "bolt,30", "cog,100"]
+    assert not any((tmp_path / "data" / "staging").iterdir())
+    assert not (tmp_path / "data" / "blobs").exists()
 
 
 def test_sql_parameters_skip_quotes_comments_and_casts() -> None:

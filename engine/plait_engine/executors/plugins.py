@@ -4,7 +4,9 @@ Each attempt runs `plugin.execute(template, inputs, context)` on a thread of its
 `PluginContext` it gets hands out the secrets the task names (from the engine's
 `SecretProvider`), a folder for files the attempt produces, and a cancellation event that
 `cancel` (a terminated execution, a deadline) sets. What the attempt logs and the error it
-returns are scrubbed of the secret values it was given.
+returns are scrubbed of the secret values it was given. The folder is in the object store's
+folder when the store is local, and a staging folder uploaded when the attempt ends when it is
+remote (S3, GCS: see `AttemptFiles`).
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from pathlib import Path
 
 from plaitidl.core.v1 import errors_pb2, identifier_pb2
 
-from plait_engine.blob import BlobStore
+from plait_engine.blob import ObjectStore
 from plait_engine.executors import Dispatch, LogFn, Outcome, Result, ResultSink, system_error
+from plait_engine.executors.attempt_files import AttemptDir, AttemptFiles
 from plait_engine.executors.logs import LogWriter
 from plait_engine.plugins import PYTHON_TYPES, Plugins
 from plait_engine.secrets import Scrubber, SecretNotFoundError, SecretProvider
@@ -83,22 +86,25 @@ class PluginExecutor:
     Args:
         plugins: The installed plugins (an attempt of a type without one fails, not retried).
         secrets: Where secret values come from.
-        blobs: Where attempts' folders live.
+        blobs: Where attempts' files are kept.
         logs: Where attempts' output goes.
         threads: Attempts that run at once.
+        staging: Where staging folders go when the store is remote (default: the system's
+            temporary folder).
     """
 
     def __init__(
         self,
         plugins: Plugins,
         secrets: SecretProvider,
-        blobs: BlobStore,
+        blobs: ObjectStore,
         logs: LogWriter | None = None,
         threads: int = 16,
+        staging: Path | None = None,
     ) -> None:
         self._plugins = plugins
         self._secrets = secrets
-        self._blobs = blobs
+        self._files = AttemptFiles(blobs, staging)
         self._logs = logs
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=threads, thread_name_prefix="plait-plugin"
@@ -160,6 +166,13 @@ class PluginExecutor:
         plugin = self._plugins.get(d.task.type)
         if plugin is None:
             return _unknown_type(d)
+        opened: list[AttemptDir] = []
+
+        def folder() -> Path:
+            if not opened:
+                opened.append(self._files.open(_folder_parts(d), d.attempt))
+            return opened[0].base
+
         context = PluginContext(
             execution=d.execution,
             node_id=d.node_id,
@@ -169,9 +182,16 @@ class PluginExecutor:
             deadline=d.deadline,
             cancelled=cancelled,
             _secret=self._secret_fn(d, scrub),
-            _folder=lambda: self._folder(d),
+            _folder=folder,
         )
-        return plugin.execute(d.task, d.inputs, context)
+        try:
+            outcome = plugin.execute(d.task, d.inputs, context)
+        except BaseException:
+            for att in opened:
+                self._files.discard(att)
+            raise
+        # Files a remote store keeps are uploaded, and the outputs name them there.
+        return self._files.finish(opened[0], outcome) if opened else outcome
 
     def _log_fn(self, assignment_id: str, scrub: Scrubber) -> LogFn:
         logs = self._logs
@@ -201,23 +221,24 @@ class PluginExecutor:
 
         return secret
 
-    def _folder(self, d: Dispatch) -> Path:
-        parts = d.blob_parts
-        if not parts:
-            project, _, rest = d.execution.partition("/")
-            domain, _, name = rest.partition("/")
-            parts = (
-                "executions", project, domain, name, *_safe_parts(d.node_id),
-                f"attempt-{d.attempt}",
-            )  # fmt: skip
-        return self._blobs.folder(*parts, "files")
-
     def _hand_over(self, result: Result) -> None:
         if self._loop is not None and self._sink is not None:
             try:
                 self._loop.call_soon_threadsafe(self._sink, [result])
             except RuntimeError:  # the loop closed during shutdown
                 pass
+
+
+def _folder_parts(d: Dispatch) -> tuple[str, ...]:
+    parts = d.blob_parts
+    if not parts:
+        project, _, rest = d.execution.partition("/")
+        domain, _, name = rest.partition("/")
+        parts = (
+            "executions", project, domain, name, *_safe_parts(d.node_id),
+            f"attempt-{d.attempt}",
+        )  # fmt: skip
+    return (*parts, "files")
 
 
 def _unknown_type(d: Dispatch) -> errors_pb2.ExecutionError:

@@ -74,6 +74,7 @@ class RegistryService:
         limits: What the compiler accepts.
         process_check: The engine's process policy; tasks whose process target it refuses
             are not registered (default: every command is allowed).
+        on_schedules: Called after launch plans with a schedule were registered.
         task_check: What the plugin of a task's type finds wrong with its configuration
             (``custom``); tasks of types without a plugin here are not checked.
     """
@@ -84,6 +85,7 @@ class RegistryService:
         source: TemplateSource,
         limits: compiler.Limits,
         process_check: ProcessCheck | None = None,
+        on_schedules: Callable[[], None] | None = None,
         task_check: TaskCheck | None = None,
     ) -> None:
         self._store = store
@@ -91,6 +93,8 @@ class RegistryService:
         self._limits = limits
         self._process_check = process_check
         self._task_check = task_check
+        # Told when a launch plan with a schedule was registered (the schedule runner looks).
+        self._on_schedules = on_schedules
 
     async def register(
         self,
@@ -128,6 +132,8 @@ class RegistryService:
                 f"{exc}: registered versions are immutable; register a new version"
             ) from None
         pairs = list(zip((m.id for _, m in new), created, strict=True))
+        if self._on_schedules is not None and any(lp.HasField("schedule") for lp in launch_plans):
+            self._on_schedules()
         log.info(
             "registered %d template(s), %d new: %s", len(pairs), sum(created),
             ", ".join(f"{ids.id_key(i)}" for i, c in pairs if c)[:2000] or "-",

@@ -35,7 +35,13 @@ from plait_engine.store.postgres_schema import (
     node_row,
     unnest,
 )
-from plait_engine.store.records import ApplyResult, ExecutionWrites, WriteBatch, sequenced
+from plait_engine.store.records import (
+    ApplyResult,
+    ExecutionWrites,
+    WriteBatch,
+    event_node,
+    sequenced,
+)
 
 _FENCE = (
     "SELECT eid, epoch, last_seq, last_batch FROM executions WHERE eid = ANY(%b::bigint[]) "
@@ -63,8 +69,8 @@ _INSERT_SPECS = (
     "ON CONFLICT DO NOTHING"
 )
 _INSERT_EVENTS = (
-    "INSERT INTO events (eid, seq, body) "
-    f"SELECT * FROM {unnest(('bigint[]', 'bigint[]', 'bytea[]'))}"
+    "INSERT INTO events (eid, seq, body, node_id) "
+    f"SELECT * FROM {unnest(('bigint[]', 'bigint[]', 'bytea[]', 'text[]'))}"
 )
 _UPDATE_EXECUTIONS = (
     "UPDATE executions AS e SET last_seq = v.last_seq, "
@@ -116,7 +122,7 @@ class _Rows:
     nodes: dict[tuple[int, str], list[Any]] = field(default_factory=dict)
     updates: dict[tuple[int, str], tuple[Any, ...]] = field(default_factory=dict)
     specs: list[tuple[int, str, bytes, int]] = field(default_factory=list)
-    events: list[tuple[int, int, bytes]] = field(default_factory=list)
+    events: list[tuple[int, int, bytes, str | None]] = field(default_factory=list)
     executions: list[tuple[Any, ...]] = field(default_factory=list)
     outputs: list[tuple[int, bytes]] = field(default_factory=list)
     finished: list[int] = field(default_factory=list)
@@ -138,7 +144,7 @@ class _Rows:
         seq = last_seq
         for body in w.events:
             seq += 1
-            self.events.append((eid, seq, sequenced(body, seq)))
+            self.events.append((eid, seq, sequenced(body, seq), event_node(body)))
         result.last_seq[eid] = seq
         self.specs.extend((eid, s.node_id, s.closure, s.depth) for s in w.dynamic_specs)
         counts = None if w.counts is None else json.dumps(dict(w.counts), sort_keys=True)
@@ -188,7 +194,7 @@ async def apply_batch(conn: AsyncConnection[Any], batch: WriteBatch, now: float)
         (_INSERT_NODES, columns(list(rows.nodes.values()), len(NODE_ARRAYS))),
         (_UPDATE_NODES, columns(list(rows.updates.values()), len(_UPDATE_ARRAYS))),
         (_INSERT_SPECS, columns(rows.specs, 4)),
-        (_INSERT_EVENTS, columns(rows.events, 3)),
+        (_INSERT_EVENTS, columns(rows.events, 4)),
         (_UPDATE_EXECUTIONS, columns(rows.executions, 7)),
         (_UPDATE_OUTPUTS, columns(rows.outputs, 2)),
         (_ABORT_OPEN_NODES, [rows.finished]),

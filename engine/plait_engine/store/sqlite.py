@@ -321,16 +321,47 @@ class SqliteStore(SqliteDuties, Store):
         return None if row is None else node_from_row(row)
 
     async def list_nodes(
-        self, eid: int, parent_id: str | None, limit: int, after_node_id: str = ""
+        self,
+        eid: int,
+        parent_id: str | None,
+        limit: int,
+        after_node_id: str = "",
+        *,
+        phases: Sequence[int] = (),
+        name: str | None = None,
     ) -> list[NodeRecord]:
         sql = f"SELECT {NODE_COLUMNS} FROM nodes WHERE eid = ? AND node_id > ?"
         params: list[object] = [eid, after_node_id]
         if parent_id is not None:
             sql += " AND parent_id = ?"
             params.append(parent_id)
+        if phases:
+            sql += f" AND phase IN ({', '.join('?' for _ in phases)})"
+            params.extend(int(p) for p in phases)
+        if name is not None:
+            sql += " AND name = ?"
+            params.append(name)
         sql += " ORDER BY node_id LIMIT ?"
         params.append(limit)
         return [node_from_row(r) for r in await self._r(sql, params)]
+
+    async def count_nodes(self, eid: int, under: str = "") -> dict[int, int]:
+        sql = "SELECT phase, count(*) FROM nodes WHERE eid = ?"
+        params: list[object] = [eid]
+        if under:
+            # The primary key's range of the ids below `under`: '0' sorts right after '/'.
+            sql += " AND node_id > ? AND node_id < ?"
+            params += [under + "/", under + "0"]
+        rows = await self._r(sql + " GROUP BY phase", params)
+        return {int(r[0]): int(r[1]) for r in rows}
+
+    async def count_children(self, eid: int, parent_id: str) -> list[tuple[str, int, int]]:
+        rows = await self._r(
+            "SELECT name, phase, count(*) FROM nodes WHERE eid = ? AND parent_id = ? "
+            "GROUP BY name, phase",
+            (eid, parent_id),
+        )
+        return [(str(r[0]), int(r[1]), int(r[2])) for r in rows]
 
     async def dynamic_specs(self, eid: int) -> list[DynamicSpecRecord]:
         rows = await self._r(
@@ -349,6 +380,16 @@ class SqliteStore(SqliteDuties, Store):
         rows = await self._r(
             "SELECT seq, body FROM events WHERE eid = ? AND seq > ? ORDER BY seq LIMIT ?",
             (eid, after_seq, limit),
+        )
+        return [(int(r[0]), bytes(r[1])) for r in rows]
+
+    async def node_events(
+        self, eid: int, node_id: str, after_seq: int, limit: int
+    ) -> list[tuple[int, bytes]]:
+        rows = await self._r(
+            "SELECT seq, body FROM events WHERE eid = ? AND node_id = ? AND seq > ? "
+            "ORDER BY seq LIMIT ?",
+            (eid, node_id, after_seq, limit),
         )
         return [(int(r[0]), bytes(r[1])) for r in rows]
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from plait_engine import ids
 from plait_engine.store.errors import OwnershipLost
-from plait_engine.store.records import ApplyResult, WriteBatch, sequenced
+from plait_engine.store.records import ApplyResult, WriteBatch, event_node, sequenced
 from plait_engine.store.sqlite_schema import ABORTED, NODE_COLUMNS, OPEN, counts_text, node_row
 
 
@@ -38,7 +38,7 @@ def apply_batch(batch: WriteBatch, now: float, c: sqlite3.Connection) -> ApplyRe
     last = _fence(c, batch, result)
     nodes: list[tuple[Any, ...]] = []
     updates: list[tuple[Any, ...]] = []
-    events: list[tuple[int, int, bytes]] = []
+    events: list[tuple[int, int, bytes, str | None]] = []
     specs: list[tuple[int, str, bytes, int]] = []
     for eid, w in batch.executions.items():
         if eid not in last:
@@ -52,7 +52,7 @@ def apply_batch(batch: WriteBatch, now: float, c: sqlite3.Connection) -> ApplyRe
         seq = last[eid]
         for body in w.events:
             seq += 1
-            events.append((eid, seq, sequenced(body, seq)))
+            events.append((eid, seq, sequenced(body, seq), event_node(body)))
         result.last_seq[eid] = seq
         specs.extend((eid, s.node_id, s.closure, s.depth) for s in w.dynamic_specs)
     if nodes:
@@ -75,7 +75,7 @@ def apply_batch(batch: WriteBatch, now: float, c: sqlite3.Connection) -> ApplyRe
             specs,
         )
     if events:
-        c.executemany("INSERT INTO events (eid, seq, body) VALUES (?, ?, ?)", events)
+        c.executemany("INSERT INTO events (eid, seq, body, node_id) VALUES (?, ?, ?, ?)", events)
     _apply_executions(c, batch, last, result)
     _apply_cache(c, batch, now, result)
     return result

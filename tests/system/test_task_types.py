@@ -2,7 +2,8 @@
 query and an HTTP call (tests/workflows/tasktypes.py), run embedded (`plait run`) and on a
 server (`plait serve` running the ``http`` plugin itself, a `plait worker` running Python,
 Ray and SQL tasks), against a Ray cluster started here on 127.0.0.1, SQLite and PostgreSQL,
-and a local web service. Ray's retries and cancellation are checked on the cluster.
+and a local web service. Ray's retries and cancellation are checked on the cluster, and a
+Ray task's configured `address` is shown to win over `$RAY_ADDRESS`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pytest
 from plait import Client
 from plaitidl.core.v1 import execution_pb2
 
-from tests.support.postgres import PrivatePostgres
+from tests.support.postgres import PrivatePostgres, free_port
 from tests.support.ray import RayCluster, ray_cluster
 from tests.support.servers import ROOT, EngineProcess, plait_command, start_engine
 from tests.support.webservice import WebService, web_service
@@ -84,6 +85,23 @@ def test_the_mix_runs_embedded(ray: RayCluster, service: WebService, tmp_path: P
     assert sent[0].headers["Authorization"] == f"Bearer {TOKEN}"
     stored = b"".join(p.read_bytes() for p in (tmp_path / "data").rglob("*") if p.is_file())
     assert TOKEN.encode() not in stored and b"warehouse.db" not in stored
+
+
+def test_a_ray_task_reaches_the_cluster_its_configuration_names(
+    ray: RayCluster, tmp_path: Path
+) -> None:
+    # $RAY_ADDRESS names a port nothing listens on: only the task's own address finds Ray.
+    env = {
+        **ray.env,
+        "RAY_ADDRESS": f"127.0.0.1:{free_port()}",
+        "TASKTYPES_RAY_ADDRESS": ray.address,
+    }
+    argv = plait_command("run", "--data-dir", str(tmp_path / "data"), WORKFLOWS, "ray_node")
+    run = subprocess.run(
+        argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=240, check=False
+    )
+    assert run.returncode == 0, f"{run.stderr}\n{ray.output()}"
+    assert run.stdout.strip() == ray.address
 
 
 @dataclass

@@ -61,6 +61,15 @@ def total(xs: list[int]) -> int:
     return sum(xs)
 
 
+@ray_task(num_cpus=0.5, address=os.environ.get("TASKTYPES_RAY_ADDRESS", ""))
+def ray_node() -> str:
+    """The GCS address of the cluster it ran on: its configuration's ``address`` when
+    ``$TASKTYPES_RAY_ADDRESS`` was set where this module was loaded."""
+    import ray
+
+    return str(ray.get_runtime_context().gcs_address)
+
+
 stock = SQLTask(
     "tasktypes.stock",
     "SELECT name, qty FROM stock WHERE qty <= :limit ORDER BY name",

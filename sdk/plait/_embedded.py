@@ -78,8 +78,12 @@ def _engine(data_dir: Path, config: Any) -> Any:
     from plait_engine.app import build_engine
     from plait_engine.config import EngineConfig
 
+    if config is None:
+        # Secrets of the tasks that run here (plugin tasks): a folder, then PLAIT_SECRET_*.
+        secrets = os.environ.get("PLAIT_SECRETS_DIR")
+        config = EngineConfig(data_dir=data_dir, secrets_dir=Path(secrets) if secrets else None)
     return build_engine(
-        config if config is not None else EngineConfig(data_dir=data_dir),
+        config,
         task_runner=_runtime.execute,
         runner_checks_outputs=True,
     )

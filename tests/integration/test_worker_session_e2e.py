@@ -424,6 +424,8 @@ def test_task_output_reaches_stream_logs_while_it_runs(
         ]
     assert any(line.text == "before sleep" for _, line in seen)
     lines = [(line.stream, line.text) for line in everything]
+    # The followed stream ended with the execution and still carried its last lines.
+    assert [(line.stream, line.text) for _, line in seen] == lines
     assert lines == [
         (es.LOG_STREAM_STDOUT, "out line 3"),
         (es.LOG_STREAM_STDERR, "err line"),

@@ -42,3 +42,21 @@ def test_the_result_of_a_run_is_never_repr_ed(
     result = _embedded.run(scale.chain, _embedded.inputs_to_literals(scale.chain, {"n": 3}),
                            tmp_path)  # fmt: skip
     assert result.phase == "SUCCEEDED"
+
+
+def test_a_pass_stores_its_events_in_one_row(tmp_path: Path) -> None:
+    import sqlite3
+
+    n = 500
+    result = _embedded.run(scale.fan_out, _embedded.inputs_to_literals(scale.fan_out, {"n": n}),
+                           tmp_path)  # fmt: skip
+    assert result.phase == "SUCCEEDED"
+    db = sqlite3.connect(tmp_path / "plait.db")
+    try:
+        rows = db.execute("SELECT count(*) FROM events").fetchone()[0]
+        (last_seq,) = db.execute("SELECT last_seq FROM executions").fetchone()
+    finally:
+        db.close()
+    # Every node has at least its RUNNING and SUCCEEDED events, in a few rows.
+    assert last_seq >= 2 * n
+    assert rows * 10 < last_seq

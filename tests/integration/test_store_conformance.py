@@ -258,6 +258,42 @@ def test_apply_commits_nodes_events_specs_and_cache(factory: Factory, tmp_path: 
     run(factory, tmp_path, t)
 
 
+def test_events_sharing_fields_come_back_whole_numbered_and_paged(
+    factory: Factory, tmp_path: Path
+) -> None:
+    """A pass's events carry their shared fields once (`ExecutionWrites.event_shared`); every
+    reader gets each event whole, with its sequence, in pages of any size."""
+
+    async def t(store: Store) -> None:
+        rec = await _create(store, "e1")
+        shared = events_pb2.ExecutionEvent()
+        shared.execution_id.name = "e1"
+        shared.occurred_at.FromNanoseconds(5_000_000_123)
+        for first, count in ((2, 300), (302, 3)):
+            batch = WriteBatch()
+            w = batch.of(rec.eid, rec.epoch, f"pass-{first}")
+            w.event_shared = shared.SerializeToString()
+            for i in range(count):
+                ev = events_pb2.ExecutionEvent()
+                ev.node.node_id = f"n{first + i}"
+                w.events.append(ev.SerializeToString())
+            result = await store.apply(batch, now=1.0)
+            assert result.last_seq == {rec.eid: first + count - 1}
+        every = await store.events(rec.eid, 0, 1000)
+        assert [s for s, _ in every] == list(range(1, 305))
+        for seq, body in every[1:]:
+            ev = events_pb2.ExecutionEvent.FromString(body)
+            assert ev.sequence == seq and ev.node.node_id == f"n{seq}"
+            assert ev.execution_id.name == "e1" and ev.occurred_at == shared.occurred_at
+        assert [s for s, _ in await store.events(rec.eid, 150, 5)] == [151, 152, 153, 154, 155]
+        assert [s for s, _ in await store.events(rec.eid, 300, 100)] == [301, 302, 303, 304]
+        assert await store.events(rec.eid, 304, 10) == []
+        got = await store.get_execution_by_eid(rec.eid)
+        assert got is not None and got.last_seq == 304
+
+    run(factory, tmp_path, t)
+
+
 def test_the_same_batch_applied_twice_changes_nothing(factory: Factory, tmp_path: Path) -> None:
     """A commit that succeeded but whose caller saw an error is retried as it was."""
 

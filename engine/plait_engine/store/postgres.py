@@ -24,6 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 from plait_engine import ids
 from plait_engine.store.contract import Store, TemplateItem
 from plait_engine.store.errors import Conflict, StoreError
+from plait_engine.store.event_rows import page, sequenced
 from plait_engine.store.postgres_apply import apply_batch
 from plait_engine.store.postgres_duties import PostgresDuties
 from plait_engine.store.postgres_schema import (
@@ -48,7 +49,6 @@ from plait_engine.store.records import (
     NodeRecord,
     TemplateKind,
     WriteBatch,
-    sequenced,
 )
 
 _SELECT_EXEC = f"SELECT {EXEC_COLUMNS} FROM executions"
@@ -431,7 +431,7 @@ class PostgresStore(PostgresDuties, Store):
             "SELECT seq, body FROM events WHERE eid = %s AND seq > %s ORDER BY seq LIMIT %s",
             (eid, after_seq, limit),
         )
-        return [(int(r[0]), bytes(r[1])) for r in rows]
+        return page(rows, after_seq, limit)
 
     # -- logs --------------------------------------------------------------------------
     async def append_logs(self, entries: Sequence[LogEntry]) -> None:

@@ -25,6 +25,7 @@ from psycopg import AsyncConnection
 
 from plait_engine import ids
 from plait_engine.store.errors import OwnershipLost
+from plait_engine.store.event_rows import event_row
 from plait_engine.store.postgres_schema import (
     ABORTED,
     NODE_ARRAYS,
@@ -35,7 +36,7 @@ from plait_engine.store.postgres_schema import (
     node_row,
     unnest,
 )
-from plait_engine.store.records import ApplyResult, ExecutionWrites, WriteBatch, sequenced
+from plait_engine.store.records import ApplyResult, ExecutionWrites, WriteBatch
 
 _FENCE = (
     "SELECT eid, epoch, last_seq, last_batch FROM executions WHERE eid = ANY(%b::bigint[]) "
@@ -136,9 +137,9 @@ class _Rows:
             else:  # the last update of a node is its state after the batch
                 self.updates[(eid, u.node_id)] = (eid, u.node_id, *state)
         seq = last_seq
-        for body in w.events:
-            seq += 1
-            self.events.append((eid, seq, sequenced(body, seq)))
+        if w.events:  # one row for the pass's events (see `event_rows`)
+            seq += len(w.events)
+            self.events.append((eid, seq, event_row(w.event_shared, w.events)))
         result.last_seq[eid] = seq
         self.specs.extend((eid, s.node_id, s.closure, s.depth) for s in w.dynamic_specs)
         counts = None if w.counts is None else json.dumps(dict(w.counts), sort_keys=True)

@@ -17,6 +17,7 @@ from typing import TypeVar
 from plait_engine import ids
 from plait_engine.store.contract import Store, TemplateItem
 from plait_engine.store.errors import Conflict
+from plait_engine.store.event_rows import page, sequenced
 from plait_engine.store.records import (
     ApplyResult,
     CacheEntry,
@@ -28,7 +29,6 @@ from plait_engine.store.records import (
     NodeRecord,
     TemplateKind,
     WriteBatch,
-    sequenced,
 )
 from plait_engine.store.sqlite_apply import apply_batch
 from plait_engine.store.sqlite_duties import SqliteDuties
@@ -350,7 +350,7 @@ class SqliteStore(SqliteDuties, Store):
             "SELECT seq, body FROM events WHERE eid = ? AND seq > ? ORDER BY seq LIMIT ?",
             (eid, after_seq, limit),
         )
-        return [(int(r[0]), bytes(r[1])) for r in rows]
+        return page(rows, after_seq, limit)
 
     # -- logs --------------------------------------------------------------------------
     async def append_logs(self, entries: Sequence[LogEntry]) -> None:

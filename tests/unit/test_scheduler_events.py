@@ -72,7 +72,11 @@ def _reference(
 
 _TASK = tasks_pb2.TaskTemplate(
     id=identifier_pb2.Identifier(
-        resource_type=1, project="p", domain="d", name="m.inc", version="v9"
+        resource_type=identifier_pb2.RESOURCE_TYPE_TASK,
+        project="p",
+        domain="d",
+        name="m.inc",
+        version="v9",
     )
 )
 

@@ -32,3 +32,17 @@ def chain_dyn(n: int) -> int:
 @workflow
 def chain(n: int) -> int:
     return chain_dyn(n=n)
+
+
+@task
+def nap(seconds: float) -> float:
+    """Sleeps, then returns its input."""
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+@workflow
+def napping(seconds: float) -> float:
+    return nap(seconds=seconds)

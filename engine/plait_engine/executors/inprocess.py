@@ -36,6 +36,9 @@ class InProcessExecutor:
         logs: Where captured output goes.
     """
 
+    # Its attempts die with the engine: the scheduler need not record a node before it ends.
+    in_engine_process = True
+
     def __init__(
         self,
         runner: TaskRunner,

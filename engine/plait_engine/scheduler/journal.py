@@ -139,8 +139,14 @@ class Journal:
         emit: bool = True,
         retry_at: float = 0.0,
         reason: str = "",
+        record: bool = True,
     ) -> None:
-        """A node's transition: its record (inserted once, then updated) and its event."""
+        """A node's transition: its record (inserted once, then updated) and its event.
+
+        With `record` False (an attempt started in the engine's own process), a node without
+        a record yet gets none now: the event and the counts say it runs, and its record is
+        written with its next transition, or by `record` if it is still running a while later
+        (most such attempts end first: one row per node instead of two)."""
         run = n.frame.run
         old = n.phase
         if old == phase and not emit:
@@ -150,27 +156,9 @@ class Journal:
         if not n.created_at:
             n.created_at = self.now
         w = self.writes(run)
-        err = error.SerializeToString() if error is not None else b""
-        outputs = self._pack_map(n.outputs, run, n.path, "outputs")
         name = display_name(n.node) if old == 0 or not n.persisted else None
-        if n.persisted:
-            # The record exists: write only what a transition changes (inputs never do).
-            w.node_updates.append(
-                NodeUpdate(
-                    n.path, phase, n.attempt, n.user_failures, n.system_failures, outputs, err,
-                    n.cache_status, n.is_dynamic, n.detail, self.now,
-                )
-            )  # fmt: skip
-        else:
-            n.persisted = True
-            w.nodes.append(
-                NodeRecord(
-                    run.eid, n.path, phase, n.attempt, n.user_failures, n.system_failures,
-                    self._pack_map(n.inputs, run, n.path, "inputs"), outputs, err,
-                    n.cache_status, n.frame.prefix, n.task_key, n.is_dynamic, n.detail,
-                    n.created_at, self.now, name or "",
-                )
-            )  # fmt: skip
+        if record or n.persisted:
+            self._write_record(n, w, error, name)
         if emit:
             # Once per attempt is enough to tell which task a node runs.
             named = n.task is not None and (phase == _EP.NODE_PHASE_RUNNING or old == 0)
@@ -181,6 +169,40 @@ class Journal:
                     error, dynamic, int(retry_at * 1e9) if retry_at else 0, reason,
                 )
             )  # fmt: skip
+
+    def record(self, n: NodeExec) -> None:
+        """Write the record of a node whose transition was journaled without one."""
+        if not n.persisted:
+            self._write_record(n, self.writes(n.frame.run), None, display_name(n.node))
+
+    def _write_record(
+        self,
+        n: NodeExec,
+        w: ExecutionWrites,
+        error: errors_pb2.ExecutionError | None,
+        name: str | None,
+    ) -> None:
+        run = n.frame.run
+        err = error.SerializeToString() if error is not None else b""
+        outputs = self._pack_map(n.outputs, run, n.path, "outputs")
+        if n.persisted:
+            # The record exists: write only what a transition changes (inputs never do).
+            w.node_updates.append(
+                NodeUpdate(
+                    n.path, n.phase, n.attempt, n.user_failures, n.system_failures, outputs,
+                    err, n.cache_status, n.is_dynamic, n.detail, self.now,
+                )
+            )  # fmt: skip
+            return
+        n.persisted = True
+        w.nodes.append(
+            NodeRecord(
+                run.eid, n.path, n.phase, n.attempt, n.user_failures, n.system_failures,
+                self._pack_map(n.inputs, run, n.path, "inputs"), outputs, err,
+                n.cache_status, n.frame.prefix, n.task_key, n.is_dynamic, n.detail,
+                n.created_at, self.now, name or "",
+            )
+        )  # fmt: skip
 
     def skipped(self, parent: NodeExec, local_id: str, name: str = "") -> None:
         """A branch case that was not taken: recorded SKIPPED, never run."""

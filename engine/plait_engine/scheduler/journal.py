@@ -184,7 +184,15 @@ class Journal:
     ) -> None:
         run = n.frame.run
         err = error.SerializeToString() if error is not None else b""
-        outputs = self._pack_map(n.outputs, run, n.path, "outputs")
+        outputs = b""
+        if n.outputs is not None or n.out_bytes is not None:
+            raw = n.out_bytes
+            if raw is None and n.outputs is not None:
+                raw = n.outputs.SerializeToString()
+                if n.phase == _EP.NODE_PHASE_SUCCEEDED:
+                    n.out_bytes = raw  # final: `NodeExec.compact` keeps it
+            assert raw is not None
+            outputs = self.pack(raw, *run.blob_key, *safe_parts(n.path), "outputs")
         if n.persisted:
             # The record exists: write only what a transition changes (inputs never do).
             w.node_updates.append(

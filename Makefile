@@ -40,15 +40,34 @@ examples/node/node_modules/.package-lock.json: examples/node/package-lock.json
 	  cd examples/node && npm ci --no-audit --no-fund --loglevel=error; \
 	else echo "npm not found: skipping examples/node (its test needs Node.js 18+ and npm)"; fi
 
+# The console's front end (console/, TypeScript): npm installs from the lock file, Vite builds it
+# into the engine's package, which serves it. Nothing is fetched at run time.
+CONSOLE_STATIC := engine/plait_engine/console/static/index.html
+CONSOLE_SOURCES := $(shell find console/src console/index.html console/vite.config.ts -type f 2>/dev/null)
+
+console/node_modules/.package-lock.json: console/package-lock.json
+	@if command -v npm >/dev/null; then \
+	  cd console && npm ci --no-audit --no-fund --loglevel=error; \
+	else echo "npm not found: the console's front end is not built (it needs Node.js 20+ and npm)"; fi
+
+$(CONSOLE_STATIC): console/node_modules/.package-lock.json $(CONSOLE_SOURCES)
+	@if command -v npm >/dev/null; then cd console && npm run -s build; fi
+
+.PHONY: console
+console: $(CONSOLE_STATIC) ## Build the console's front end (npm ci, vite build).
+
 .PHONY: install
-install: $(VENV)/.installed examples/node/node_modules/.package-lock.json ## Create .venv, install plait with its dev extras (editable) and the Node example's packages.
+install: $(VENV)/.installed examples/node/node_modules/.package-lock.json $(CONSOLE_STATIC) ## Create .venv, install plait (dev extras, editable), the Node example's packages, and build the console.
 
 .PHONY: demo
-demo: install ## Run the three seed examples on the embedded engine.
+demo: install ## Run the three seed examples on the embedded engine; say how to see them in the console.
 	$(BIN)/plait run examples/dynamic_workflow.py dynamic_wf --s1 Pear --s2 Earth
 	$(BIN)/plait run examples/merge_sort.py merge_sort \
 	  --numbers '[1813, 3105, 3260, 2634, 383, 7037, 3291, 2403, 315, 7164]' --numbers_count 10
 	$(BIN)/plait run examples/generate_others.py fan_out --tasks_count 10
+	@echo
+	@echo "See their graphs in the console (the merge sort's recursion too):"
+	@echo "  $(BIN)/plait console        # then open http://127.0.0.1:8090/ (Ctrl-C stops it)"
 
 .PHONY: gen
 gen: install ## Regenerate gen/python from protos/ (the only writer of gen/).
@@ -61,23 +80,28 @@ gen: install ## Regenerate gen/python from protos/ (the only writer of gen/).
 	  --mypy_out=quiet:gen/python --mypy_grpc_out=quiet:gen/python $(SERVICE_PROTOS)
 	find gen/python/plaitidl -type d -exec touch {}/__init__.py \;
 	touch gen/python/plaitidl/py.typed
+	rm -rf console/src/gen
+	$(BIN)/buf generate --template console/buf.gen.yaml
 
 .PHONY: check-gen
-check-gen: install ## Fail when gen/ differs from what the protos generate.
-	@tmp=$$(mktemp -d) && cp -r gen "$$tmp/gen.before" && \
+check-gen: install ## Fail when gen/ or console/src/gen differ from what the protos generate.
+	@tmp=$$(mktemp -d) && cp -r gen "$$tmp/gen.before" && cp -r console/src/gen "$$tmp/ts.before" && \
 	  $(MAKE) -s gen >/dev/null && \
-	  if ! diff -r "$$tmp/gen.before" gen >/dev/null; then \
-	    diff -r "$$tmp/gen.before" gen | head -40; rm -rf gen && cp -r "$$tmp/gen.before" gen; \
-	    echo "gen/ is stale: run 'make gen' and commit"; exit 1; fi; \
-	  rm -rf "$$tmp"; echo "gen/ is current"
+	  if ! diff -r "$$tmp/gen.before" gen >/dev/null || \
+	     ! diff -r "$$tmp/ts.before" console/src/gen >/dev/null; then \
+	    diff -r "$$tmp/gen.before" gen | head -20; diff -r "$$tmp/ts.before" console/src/gen | head -20; \
+	    rm -rf gen console/src/gen; cp -r "$$tmp/gen.before" gen; cp -r "$$tmp/ts.before" console/src/gen; \
+	    echo "gen/ or console/src/gen is stale: run 'make gen' and commit"; exit 1; fi; \
+	  rm -rf "$$tmp"; echo "gen/ and console/src/gen are current"
 
 .PHONY: lint
-lint: install ## buf lint + format, ruff, mypy --strict.
+lint: install ## buf lint + format, ruff, mypy --strict, the console's lint (Biome) and type check (tsc).
 	$(BIN)/buf lint
 	$(BIN)/buf format --diff --exit-code
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy sdk/plait engine/plait_engine tests examples/*.py examples/process/*.py benchmarks
+	cd console && npm run -s lint && npm run -s typecheck
 
 .PHONY: breaking
 breaking: install ## buf breaking against main (BREAKING_AGAINST=... to change).

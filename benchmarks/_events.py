@@ -91,10 +91,10 @@ async def _read(
     data_dir: Path, execution: str | None, store_url: str | None
 ) -> tuple[int, bytes, list[bytes], list[tuple[str, bytes]]]:
     from plait_engine.app import open_store
-    from plait_engine.blob import BlobStore, Payloads
+    from plait_engine.blob import LocalObjectStore, Payloads
     from plait_engine.config import EngineConfig
 
-    payloads = Payloads(BlobStore(data_dir / "blobs"))
+    payloads = Payloads(LocalObjectStore(data_dir / "blobs"))
     store = open_store(EngineConfig(data_dir=data_dir, store=store_url or ""))
     await store.open()
     try:

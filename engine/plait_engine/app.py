@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from plaitidl.core.v1 import tasks_pb2
 
-from plait_engine.blob import BlobStore, DataStore, Payloads
+from plait_engine.blob import DataStore, ObjectStore, Payloads, open_object_store
 from plait_engine.config import ConfigError, EngineConfig
 from plait_engine.executors import Executor, TaskRunner
 from plait_engine.executors.inprocess import InProcessExecutor
@@ -39,7 +39,8 @@ class Engine:
     Attributes:
         config: The configuration it was built from.
         store: Durable state.
-        payloads: Large payloads in the blob store.
+        objects: The object store (blobs: large payloads, offloaded values, process files).
+        payloads: Large payloads in the object store.
         scheduler: Drives executions.
         registry: Template use cases.
         executions: Execution use cases.
@@ -56,6 +57,7 @@ class Engine:
 
     config: EngineConfig
     store: Store
+    objects: ObjectStore
     payloads: Payloads
     scheduler: Scheduler
     registry: RegistryService
@@ -150,6 +152,24 @@ def open_store(config: EngineConfig) -> Store:
     return PostgresStore(url)
 
 
+def open_blobs(config: EngineConfig) -> ObjectStore:
+    """The object store `config.blob_url` names (``DATA_DIR/blobs`` by default).
+
+    Raises:
+        ConfigError: A URL naming no store this engine can open, or one whose package is
+            missing (the message names the extra to install).
+    """
+    try:
+        return open_object_store(
+            config.blob_url,
+            data_dir=config.data_dir,
+            endpoint=config.blob_endpoint,
+            staging=config.data_dir / "staging",
+        )
+    except (ValueError, ImportError) as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def build_engine(
     config: EngineConfig,
     *,
@@ -173,7 +193,8 @@ def build_engine(
             config's `allow_process` patterns otherwise (none: process targets are off).
 
     Raises:
-        ConfigError: `config.store` names no store this engine can open, or `process_user`
+        ConfigError: `config.store` or `config.blob_url` names no store this engine can
+            open, or `process_user`
             names no user, or one the engine may not switch to.
     """
     if process_policy is None:
@@ -186,7 +207,7 @@ def build_engine(
     config.data_dir.mkdir(parents=True, exist_ok=True)
     if store is None:
         store = open_store(config)
-    blobs = BlobStore(config.data_dir / "blobs")
+    blobs = open_blobs(config)
     payloads = Payloads(blobs)
     data_store = DataStore(blobs)
     source = TemplateSource(store)
@@ -209,7 +230,13 @@ def build_engine(
             data=data_store,
             logs=logs,
         )
-    process = ProcessExecutor(blobs, policy=process_policy, run_as=run_as)
+    process = ProcessExecutor(
+        blobs,
+        policy=process_policy,
+        run_as=run_as,
+        logs=logs,
+        staging=config.data_dir / "staging",
+    )
     holder: list[Engine] = []
 
     def executor_for(task: tasks_pb2.TaskTemplate) -> Executor | None:
@@ -243,9 +270,12 @@ def build_engine(
     engine = Engine(
         config=config,
         store=store,
+        objects=blobs,
         payloads=payloads,
         scheduler=scheduler,
-        registry=RegistryService(store, source, limits, process_policy.refusal),
+        registry=RegistryService(
+            store, source, limits, process_policy.refusal, schedule_runner.poke
+        ),
         executions=executions,
         workers=workers,
         shared=shared,

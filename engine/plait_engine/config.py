@@ -70,6 +70,13 @@ class EngineConfig:
             its nodes, events, logs and blobs.
         store: Where state lives: empty for the SQLite file in the data dir, or a
             ``postgresql://`` URL.
+        blob_url: Where blobs live (payloads over 256 KiB, offloaded values, process-target
+            files): empty for ``DATA_DIR/blobs``; a folder (``/PATH`` or ``file:///PATH``, a
+            shared mount for several replicas); ``s3://BUCKET/PREFIX`` (``plait[s3]``) or
+            ``gs://BUCKET/PREFIX`` (``plait[gcs]``). Credentials come from the client
+            libraries' standard environment variables and files.
+        blob_endpoint: The object store's endpoint URL, for S3-compatible servers (MinIO,
+            Ceph, R2, ...); empty: the library's default or ``AWS_ENDPOINT_URL_S3``.
         log_format: ``text`` or ``json`` lines on stderr.
         log_level: ``debug``, ``info``, ``warning`` or ``error``.
         console_address: ``HOST:PORT`` of the web console and JSON/HTTP endpoint (empty: off).
@@ -100,6 +107,8 @@ class EngineConfig:
     max_log_bytes: int = 1 << 20
     retention: float = 0.0
     store: str = ""
+    blob_url: str = ""
+    blob_endpoint: str = ""
     log_format: str = "text"
     log_level: str = "info"
     console_address: str = ""
@@ -138,6 +147,8 @@ _KINDS: dict[str, type] = {
     "max_log_bytes": int,
     "retention": timedelta,
     "store": str,
+    "blob_url": str,
+    "blob_endpoint": str,
     "log_format": str,
     "log_level": str,
     "console_address": str,
@@ -170,6 +181,11 @@ HELP: dict[str, str] = {
     "max_log_bytes": "output kept per attempt (default 1 MiB)",
     "retention": "keep finished executions this long, e.g. 30d (default: forever)",
     "store": "postgresql://... URL (default: SQLite in the data dir)",
+    "blob_url": (
+        "where blobs live: a folder (/PATH, file:///PATH: shared by replicas), s3://BUCKET/PREFIX "
+        "or gs://BUCKET/PREFIX (default: DATA_DIR/blobs)"
+    ),
+    "blob_endpoint": "endpoint URL of an S3-compatible object store (default: AWS's)",
     "log_format": "text or json log lines on stderr (default text)",
     "log_level": "debug, info, warning or error (default info)",
     "console_address": "HOST:PORT of the web console and JSON/HTTP endpoint (default off)",
@@ -319,4 +335,17 @@ def load_config(
     config.store = config.store.strip()
     if config.store and not config.store.startswith(("postgresql://", "postgres://")):
         raise ConfigError("store must be empty (SQLite in data_dir) or a postgresql:// URL")
+    config.blob_url = config.blob_url.strip()
+    _check_blob_url(config.blob_url)
     return config
+
+
+def _check_blob_url(url: str) -> None:
+    scheme = url.partition("://")[0] if "://" in url else ""
+    if scheme not in ("", "file", "s3", "gs", "gcs"):
+        raise ConfigError(
+            "blob_url must be a folder (/PATH, file:///PATH), s3://BUCKET/PREFIX or "
+            f"gs://BUCKET/PREFIX, got {scheme}://..."
+        )
+    if url and not scheme and not Path(url).expanduser().is_absolute():
+        raise ConfigError(f"blob_url {url!r}: give the folder as an absolute path")

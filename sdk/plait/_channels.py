@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +10,27 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import grpc
+
+# A call that fails with UNAVAILABLE before the engine answered (its replica was killed, the
+# connection broke) is tried again, on whichever address of the target answers: every call
+# that changes something carries a request id or is idempotent, so a repeat is safe. Five
+# tries over about three seconds cover a replica's death; longer outages reach the caller.
+_RETRY_UNAVAILABLE = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{}],
+                "retryPolicy": {
+                    "maxAttempts": 5,
+                    "initialBackoff": "0.2s",
+                    "maxBackoff": "2s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
 
 
 def open_channel(
@@ -25,10 +47,15 @@ def open_channel(
         tls: Use TLS, trusting the system's root certificates.
         ca_cert: A PEM file of the certificate authority to trust instead (implies TLS), for
             engines with a private or self-signed certificate.
-        options: gRPC channel options.
+        options: gRPC channel options. Unless they say otherwise, a call that fails with
+            UNAVAILABLE before the engine answered is retried (five tries, about 3 s).
     """
     import grpc  # (~0.2 s) when a channel opens: describing an `Endpoint` needs none
 
+    given = dict(options)
+    given.setdefault("grpc.enable_retries", 1)
+    given.setdefault("grpc.service_config", _RETRY_UNAVAILABLE)
+    options = list(given.items())
     if ca_cert is not None:
         roots = Path(ca_cert).read_bytes()
         creds = grpc.ssl_channel_credentials(root_certificates=roots)

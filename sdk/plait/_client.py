@@ -24,6 +24,8 @@ from plaitidl.service.v1 import execution_service_pb2 as es
 from plaitidl.service.v1 import execution_service_pb2_grpc as es_grpc
 from plaitidl.service.v1 import registry_service_pb2 as rs
 from plaitidl.service.v1 import registry_service_pb2_grpc as rs_grpc
+from plaitidl.service.v1 import schedule_service_pb2 as ss
+from plaitidl.service.v1 import schedule_service_pb2_grpc as ss_grpc
 
 from plait import _serialize, _types
 from plait._channels import Endpoint, message_options
@@ -137,6 +139,7 @@ class Client:
         self._timeout = timeout
         self.registry = rs_grpc.RegistryServiceStub(self._channel)
         self.executions = es_grpc.ExecutionServiceStub(self._channel)
+        self.schedules = ss_grpc.ScheduleServiceStub(self._channel)
         self._data = DataClient(self._channel, self._metadata, on_error=map_rpc_error)
 
     def close(self) -> None:
@@ -518,3 +521,19 @@ class Client:
         if kind == "workflow":
             return self.get_workflow(id)
         return self.get_launch_plan(id)
+
+    # -- schedules -----------------------------------------------------------------------
+    def list_schedules(self, project: str = "", domain: str = "") -> list[ss.ScheduleState]:
+        """The schedules of launch plans, with their next tick and last execution."""
+        request = ss.ListSchedulesRequest(project=project, domain=domain)
+        return list(self._call(self.schedules.ListSchedules, request).schedules)
+
+    def pause_schedule(self, launch_plan: identifier_pb2.Identifier) -> ss.ScheduleState:
+        """Stop a launch plan's schedule from starting executions (until `resume_schedule`)."""
+        request = ss.PauseScheduleRequest(launch_plan_id=launch_plan)
+        return self._call(self.schedules.PauseSchedule, request).schedule
+
+    def resume_schedule(self, launch_plan: identifier_pb2.Identifier) -> ss.ScheduleState:
+        """Let a paused schedule start executions again, from its next tick."""
+        request = ss.ResumeScheduleRequest(launch_plan_id=launch_plan)
+        return self._call(self.schedules.ResumeSchedule, request).schedule

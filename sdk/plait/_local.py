@@ -18,6 +18,7 @@ from typing import Any, Literal, TypeVar
 from plaitidl.core.v1 import identifier_pb2, tasks_pb2, workflow_pb2
 from plaitidl.service.v1 import execution_service_pb2 as es
 from plaitidl.service.v1 import registry_service_pb2 as rs
+from plaitidl.service.v1 import schedule_service_pb2 as ss
 
 from plait import _runtime
 from plait._errors import (
@@ -278,6 +279,27 @@ class LocalEngine:
         found = self.get_template("launch_plan", id)
         assert isinstance(found, workflow_pb2.LaunchPlan)
         return found
+
+    # -- schedules -----------------------------------------------------------------------
+    def list_schedules(self, project: str = "", domain: str = "") -> list[ss.ScheduleState]:
+        """The schedules of registered launch plans (they tick only on a server)."""
+        from plait_engine.api.schedules import schedule_proto
+
+        views = self._run(self._engine.schedules.list(project, domain))
+        return [schedule_proto(v) for v in views]
+
+    def pause_schedule(self, launch_plan: identifier_pb2.Identifier) -> ss.ScheduleState:
+        """Pause a launch plan's schedule."""
+        return self._set_paused(launch_plan, True)
+
+    def resume_schedule(self, launch_plan: identifier_pb2.Identifier) -> ss.ScheduleState:
+        """Resume a paused schedule."""
+        return self._set_paused(launch_plan, False)
+
+    def _set_paused(self, lp: identifier_pb2.Identifier, paused: bool) -> ss.ScheduleState:
+        from plait_engine.api.schedules import schedule_proto
+
+        return schedule_proto(self._run(self._engine.schedules.set_paused(lp, paused)))
 
 
 def _kind(kind: TemplateKindName) -> Any:

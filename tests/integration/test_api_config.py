@@ -58,3 +58,37 @@ def test_every_setting_has_a_flag_and_help() -> None:
     assert config.allow_process == ("/opt/a/*", "/usr/bin/env")
     with pytest.raises(ConfigError, match="retention must be a duration"):
         load_config(env={"PLAIT_RETENTION": "forever"})
+
+
+def test_blob_url_from_file_env_and_flags(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('blob_url = "s3://team-bucket/plait"\nblob_endpoint = "http://minio:9000"\n')
+    config = load_config(path, env={})
+    assert (config.blob_url, config.blob_endpoint) == (
+        "s3://team-bucket/plait",
+        "http://minio:9000",
+    )
+    assert load_config(path, env={"PLAIT_BLOB_URL": "/mnt/shared"}).blob_url == "/mnt/shared"
+    flags = load_config(path, env={}, overrides={"blob_url": " file:///mnt/blobs "})
+    assert flags.blob_url == "file:///mnt/blobs"
+    assert load_config(env={}).blob_url == ""  # DATA_DIR/blobs
+    with pytest.raises(ConfigError, match="blob_url must be a folder"):
+        load_config(env={"PLAIT_BLOB_URL": "ftp://host/x"})
+    with pytest.raises(ConfigError, match="absolute path"):
+        load_config(env={"PLAIT_BLOB_URL": "relative/blobs"})
+
+
+def test_serve_refuses_a_blob_url_it_cannot_open(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from plait_engine.app import build_engine
+
+    with pytest.raises(ConfigError, match="bucket"):
+        build_engine(EngineConfig(data_dir=tmp_path, blob_url="s3://"))
+    out = subprocess.run(
+        [sys.executable, "-m", "plait._cli", "serve", "--data-dir", str(tmp_path),
+         "--blob-url", "ftp://host/x"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert out.returncode != 0 and "blob_url must be a folder" in out.stderr, out.stderr

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from plait_engine.app import build_engine
 from plait_engine.config import EngineConfig
+from plait_engine.store import LogEntry
 from plaitidl.core.v1 import (
     errors_pb2,
     execution_pb2,
@@ -26,6 +27,7 @@ from plaitidl.core.v1 import (
     types_pb2,
     workflow_pb2,
 )
+from plaitidl.service.v1 import execution_service_pb2 as es
 
 INT = types_pb2.LiteralType(simple=types_pb2.SIMPLE_TYPE_INTEGER)
 STR = types_pb2.LiteralType(simple=types_pb2.SIMPLE_TYPE_STRING)
@@ -119,7 +121,7 @@ def _workflow(task: tasks_pb2.TaskTemplate) -> workflow_pb2.WorkflowTemplate:
 
 
 async def _run(
-    data: Path, task: tasks_pb2.TaskTemplate
+    data: Path, task: tasks_pb2.TaskTemplate, logs: list[LogEntry] | None = None
 ) -> tuple[int, literals_pb2.LiteralMap, errors_pb2.ExecutionError]:
     engine = build_engine(EngineConfig(data_dir=data, allow_process=("*",)))
     await engine.start()
@@ -134,6 +136,9 @@ async def _run(
             workflow_id=wf.id, inputs=inputs, project="proj", domain="dev", name="run1"
         )
         final = await engine.executions.wait(rec, timeout=60)
+        if logs is not None:
+            await engine.logs.stop()  # everything written so far is in the store
+            logs.extend(e for _, e in await engine.store.logs(rec.eid, "t", 0, 0, 1000))
         return (
             final.phase,
             (await engine.executions.data(final))[1],
@@ -146,6 +151,7 @@ async def _run(
 def test_placeholders_identity_and_checkpoints(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    logs: list[LogEntry] = []
     args = [
         *("input", "{{.input}}", "dollar", "{{ $Input }}", "prefix", "{{.inputPrefix}}"),
         *("raw", "{{.rawOutputDataPrefix}}", "ckpt", "{{.checkpointOutputPrefix}}"),
@@ -154,7 +160,7 @@ def test_placeholders_identity_and_checkpoints(
         *("unknown", "{{ .remote_package_path }}"),
     ]
     task = _task(args, {"EXTRA": "at {{.outputPrefix}}"})
-    phase, outputs, error = asyncio.run(_run(tmp_path / "data", task))
+    phase, outputs, error = asyncio.run(_run(tmp_path / "data", task, logs))
     assert phase == execution_pb2.EXECUTION_PHASE_SUCCEEDED, error
     report = json.loads(outputs.literals["report"].scalar.primitive.string_value)
     named = report["named"]
@@ -187,11 +193,13 @@ def test_placeholders_identity_and_checkpoints(
         assert env[f"{prefix}PROJECT"] == "proj" and env[f"{prefix}DOMAIN"] == "dev"
         assert env[f"{prefix}NAME"] == "tests.placeholders"
         assert env[f"{prefix}VERSION"] == "v7"
-    # The child's stdout and stderr reach the engine's stderr; the CLI's stdout stays clean.
+    # The child's stdout and stderr are its attempt's log, not the engine's own output.
+    lines = {(e.attempt, e.stream, e.text) for e in logs}
+    assert (1, es.LOG_STREAM_STDOUT, "hello from attempt 0") in lines
+    assert (2, es.LOG_STREAM_STDOUT, "hello from attempt 1") in lines
+    assert (2, es.LOG_STREAM_STDERR, "stderr line of attempt 1") in lines
     captured = capsys.readouterr()
-    for line in ("hello from attempt 0", "hello from attempt 1", "stderr line of attempt 1"):
-        assert line in captured.err
-    assert "hello from attempt" not in captured.out
+    assert "hello from attempt" not in captured.out + captured.err
 
 
 def test_an_unknown_input_placeholder_fails_the_node(tmp_path: Path) -> None:

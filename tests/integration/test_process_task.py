@@ -74,3 +74,44 @@ def test_remote_engine_runs_process_targets_without_any_worker(tmp_path: Path) -
         assert out.stdout.strip() == "[0, 1, 2, 3, 4, 5]"
     finally:
         engine.kill()
+
+
+NOISY = """
+from plait import ProcessTask, workflow
+
+noisy = ProcessTask(
+    "noisy.copy",
+    ["sh", "-c", "echo copying; echo 'careful' >&2; printf 'no newline'; "
+     "cp {{.input}} {{.outputPrefix}}/outputs.pb"],
+    inputs={"x": int},
+    outputs={"x": int},
+)
+
+
+@workflow
+def noisy_wf(x: int) -> int:
+    return noisy(x=x).x
+"""
+
+
+def test_a_process_target_s_output_is_its_attempt_s_log(tmp_path: Path) -> None:
+    flow = tmp_path / "noisy_flow.py"
+    flow.write_text(NOISY)
+    env = {"PLAIT_DATA_DIR": str(tmp_path / "data"), "PATH": "/usr/bin:/bin"}
+    run = subprocess.run(
+        plait_command("run", str(flow), "noisy_wf", "--x", "7"),
+        capture_output=True, text=True, timeout=120, check=False, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "7\n"  # only the outputs; the program's output is not mixed in
+    assert "copying" not in run.stderr
+    name = run.stderr.split("execution ", 1)[1].split()[0]
+    logs = subprocess.run(
+        plait_command("logs", name, "n0"),
+        capture_output=True, text=True, timeout=120, check=False, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert logs.returncode == 0, logs.stderr
+    lines = logs.stdout.splitlines()
+    assert any(line.endswith("copying") for line in lines), logs.stdout
+    assert any(line.endswith("careful") for line in lines), logs.stdout
+    assert any(line.endswith("no newline") for line in lines), logs.stdout

@@ -31,6 +31,8 @@ from plait_engine.store import (
     TemplateKind,
     WriteBatch,
 )
+from plait_engine.store import postgres as postgres_module
+from plait_engine.store import sqlite as sqlite_module
 from plait_engine.store.memory import MemoryStore
 from plait_engine.store.postgres import PostgresStore
 from plait_engine.store.sqlite import SqliteStore
@@ -385,6 +387,129 @@ def test_list_nodes_pages_by_id_and_parent(factory: Factory, tmp_path: Path) -> 
         assert len(await store.list_nodes(rec.eid, None, 10)) == 5
         assert len(await store.node_records(rec.eid)) == 5
         assert await store.get_node(rec.eid, "nope") is None
+
+    run(factory, tmp_path, t)
+
+
+def test_nodes_filter_by_phase_and_name_and_count_per_phase(
+    factory: Factory, tmp_path: Path
+) -> None:
+    async def t(store: Store) -> None:
+        rec = await _create(store, "e1")
+        batch = WriteBatch()
+        w = batch.of(rec.eid, rec.epoch)
+        ok, failed, running = EP.NODE_PHASE_SUCCEEDED, EP.NODE_PHASE_FAILED, EP.NODE_PHASE_RUNNING
+        rows = [
+            ("n0", "", ok, "gen"),
+            ("n0/a", "n0", ok, "square"),
+            ("n0/b", "n0", failed, "square"),
+            ("n0/c", "n0", running, "square"),
+            ("n0/d", "n0", ok, "gather"),
+            ("n0/c/x", "n0/c", ok, "inner"),
+            ("n00", "", running, "other"),  # shares n0's prefix without being inside it
+        ]
+        for nid, parent, phase, name in rows:
+            w.nodes.append(NodeRecord(rec.eid, nid, phase, parent_id=parent, name=name))
+        await store.apply(batch, now=1.0)
+
+        async def ids_of(parent: str | None, **kw: Any) -> list[str]:
+            return [n.node_id for n in await store.list_nodes(rec.eid, parent, 10, **kw)]
+
+        assert await ids_of("n0", name="square") == ["n0/a", "n0/b", "n0/c"]
+        assert await ids_of("n0", name="square", phases=[ok, failed]) == ["n0/a", "n0/b"]
+        assert await ids_of("", phases=[running]) == ["n00"]
+        assert await ids_of(None, phases=[failed]) == ["n0/b"]
+        page = await store.list_nodes(rec.eid, "n0", 1, "n0/a", name="square")
+        assert [n.node_id for n in page] == ["n0/b"]
+
+        assert await store.count_nodes(rec.eid) == {ok: 4, failed: 1, running: 2}
+        assert await store.count_nodes(rec.eid, "n0") == {ok: 3, failed: 1, running: 1}
+        assert await store.count_nodes(rec.eid, "n0/c") == {ok: 1}
+        assert await store.count_nodes(rec.eid, "nope") == {}
+        assert sorted(await store.count_children(rec.eid, "n0")) == [
+            ("gather", ok, 1),
+            ("square", running, 1),
+            ("square", ok, 1),
+            ("square", failed, 1),
+        ]
+        assert sorted(await store.count_children(rec.eid, "")) == [
+            ("gen", ok, 1),
+            ("other", running, 1),
+        ]
+
+    run(factory, tmp_path, t)
+
+
+def test_events_of_one_node_in_sequence_order(factory: Factory, tmp_path: Path) -> None:
+    def node_event(node_id: str, phase: int) -> bytes:
+        t = events_pb2.NodeTransition(node_id=node_id, phase=phase)  # type: ignore[arg-type]
+        return events_pb2.ExecutionEvent(node=t).SerializeToString()
+
+    async def t(store: Store) -> None:
+        rec = await _create(store, "e1")
+        batch = WriteBatch()
+        w = batch.of(rec.eid, rec.epoch)
+        w.events += [
+            node_event("n0", EP.NODE_PHASE_RUNNING),
+            node_event("n1", EP.NODE_PHASE_RUNNING),
+            node_event("n0", EP.NODE_PHASE_RETRYING),
+            _event(),
+            node_event("n0", EP.NODE_PHASE_SUCCEEDED),
+            node_event("n0/x", EP.NODE_PHASE_RUNNING),
+        ]
+        await store.apply(batch, now=1.0)
+        found = await store.node_events(rec.eid, "n0", 0, 10)
+        assert [seq for seq, _ in found] == [2, 4, 6]  # sequence 1 is the creation event
+        assert [_seq(b) for _, b in found] == [2, 4, 6]
+        phases = [events_pb2.ExecutionEvent.FromString(b).node.phase for _, b in found]
+        assert phases == [EP.NODE_PHASE_RUNNING, EP.NODE_PHASE_RETRYING, EP.NODE_PHASE_SUCCEEDED]
+        assert [s for s, _ in await store.node_events(rec.eid, "n0", 2, 1)] == [4]
+        assert await store.node_events(rec.eid, "n9", 0, 10) == []
+
+    run(factory, tmp_path, t)
+
+
+def test_events_of_one_node_across_rows_of_one_and_of_many_events(
+    factory: Factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node's events are found whether its pass made one event (a row of its own) or several
+    with shared fields (a row of many), across more rows than one read takes."""
+    for module in (sqlite_module, postgres_module):
+        monkeypatch.setattr(module, "SCAN_ROWS", 2)
+    shared = events_pb2.ExecutionEvent()
+    shared.execution_id.name = "e1"
+
+    def part(node_id: str, phase: int) -> bytes:
+        return events_pb2.ExecutionEvent(
+            node=events_pb2.NodeTransition(node_id=node_id, phase=phase)  # type: ignore[arg-type]
+        ).SerializeToString()
+
+    async def t(store: Store) -> None:
+        rec = await _create(store, "e1")
+        passes = [
+            [part("n1", EP.NODE_PHASE_RUNNING)],  # 2
+            [part("n10", EP.NODE_PHASE_RUNNING)],  # 3: "n1" is a prefix, not the node
+            [part("n10", EP.NODE_PHASE_SUCCEEDED), part("n1", EP.NODE_PHASE_RETRYING)],  # 4, 5
+            [part("n2", EP.NODE_PHASE_RUNNING)],  # 6
+            [part("n2", EP.NODE_PHASE_SUCCEEDED), part("n3", EP.NODE_PHASE_RUNNING)],  # 7, 8
+            [part("n1", EP.NODE_PHASE_SUCCEEDED)],  # 9
+        ]
+        for i, events in enumerate(passes):
+            batch = WriteBatch()
+            w = batch.of(rec.eid, rec.epoch, f"pass-{i}")
+            w.event_shared = shared.SerializeToString()
+            w.events += events
+            await store.apply(batch, now=1.0)
+        found = await store.node_events(rec.eid, "n1", 0, 10)
+        assert [seq for seq, _ in found] == [2, 5, 9]
+        for seq, body in found:
+            ev = events_pb2.ExecutionEvent.FromString(body)
+            assert ev.sequence == seq and ev.node.node_id == "n1"
+            assert ev.execution_id.name == "e1"
+        assert [s for s, _ in await store.node_events(rec.eid, "n1", 2, 1)] == [5]
+        assert [s for s, _ in await store.node_events(rec.eid, "n1", 5, 10)] == [9]
+        assert [s for s, _ in await store.node_events(rec.eid, "n10", 0, 10)] == [3, 4]
+        assert await store.node_events(rec.eid, "n4", 0, 10) == []
 
     run(factory, tmp_path, t)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from plait_engine.blob import BlobStore, DataStore
+from plait_engine.blob import DataStore, LocalObjectStore
 from plait_engine.executors import Dispatch, ReportsWaiting, Result
 from plait_engine.executors.sessions import Outgoing
 from plait_engine.executors.workers import WorkerSession, WorkerSessions
@@ -166,7 +166,7 @@ def test_batches_are_bounded_by_bytes_and_a_too_large_assignment_fails_alone() -
 
 # -- offloading ------------------------------------------------------------------------------
 def test_large_inputs_are_offloaded_once_and_results_are_checked(tmp_path: Path) -> None:
-    data = DataStore(BlobStore(tmp_path / "blobs"))
+    data = DataStore(LocalObjectStore(tmp_path / "blobs"))
 
     async def body(sessions: WorkerSessions, got: list[Result]) -> None:
         s = sessions.open_session(_hello(10))
@@ -223,7 +223,7 @@ def test_cancelled_while_offloading_is_never_sent(tmp_path: Path) -> None:
         await asyncio.sleep(0.3)
         assert _assignments(_outgoing(s)) == [] and got == []
 
-    _run(body, inline_limit=1_000, data=DataStore(BlobStore(tmp_path)))
+    _run(body, inline_limit=1_000, data=DataStore(LocalObjectStore(tmp_path)))
 
 
 # -- reconcile ------------------------------------------------------------------------------
@@ -330,5 +330,24 @@ def test_a_name_without_version_serves_every_version() -> None:
         sessions.submit([_dispatch(1, _template(version="a")), _dispatch(2, _template(name="u"))])
         assert [a.assignment_id for a in _assignments(_outgoing(s))] == ["1:n1:1"]
         assert sessions.stats().pending == {"q": 1}
+
+    _run(body)
+
+
+def test_a_retry_goes_before_the_queued_work() -> None:
+    async def body(sessions: WorkerSessions, got: list[Result]) -> None:
+        t = _template()
+        busy = sessions.open_session(_hello(1))
+        sessions.submit([_dispatch(i, t) for i in range(5)])  # one runs, four queue
+        (first,) = _assignments(_outgoing(busy))
+        retry = _dispatch(99, t)
+        retry.assignment_id, retry.attempt = "1:n99:2", 2
+        sessions.submit([retry])  # a failed attempt, due again: it does not wait behind four
+        sessions.handle(busy, _ok(first))
+        (second,) = _assignments(_outgoing(busy))
+        assert (second.assignment_id, second.attempt) == ("1:n99:2", 2)
+        sessions.handle(busy, _ok(second))
+        (third,) = _assignments(_outgoing(busy))
+        assert third.assignment_id == "1:n1:1"  # then the queue, in order
 
     _run(body)

@@ -82,6 +82,10 @@ class EngineProcess:
         self.proc = fresh.proc
         return self
 
+    def console_address(self) -> str:
+        """``HOST:PORT`` of its console (``plait serve --console-address``)."""
+        return (self.data_dir / "console.addr").read_text().strip()
+
     def output(self) -> str:
         """What the engine printed so far (stdout and stderr)."""
         try:

@@ -5,10 +5,12 @@ executions survives replicas being SIGKILLed and restarted."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +18,11 @@ from typing import Any
 
 import pytest
 from plait import Client, RemoteExecution
-from plaitidl.core.v1.execution_pb2 import EXECUTION_PHASE_RUNNING
+from plaitidl.core.v1.execution_pb2 import (
+    EXECUTION_PHASE_RUNNING,
+    EXECUTION_PHASE_SUCCEEDED,
+    NODE_PHASE_SUCCEEDED,
+)
 
 from tests.support.servers import ROOT, EngineProcess, _spawn, start_worker
 from tests.workflows import behaviours as b
@@ -54,10 +60,12 @@ class Cluster:
         self.replicas.append(r)
         return r
 
-    def worker(self, replica: EngineProcess) -> None:
+    def worker(self, replica: EngineProcess | str) -> None:
+        """A worker connected to `replica` (or to a gRPC target such as ``ipv4:A,B``)."""
         n = len(self.workers)
         log = self.tmp / f"worker{n}.log"
-        self.workers.append(start_worker(replica.address, *WORKFLOWS, log=log))
+        target = replica if isinstance(replica, str) else replica.address
+        self.workers.append(start_worker(target, *WORKFLOWS, log=log))
 
     def close(self) -> None:
         for w in self.workers:
@@ -110,6 +118,30 @@ def test_a_killed_replica_s_executions_are_adopted(cluster: Cluster) -> None:
     print(f"adopted and finished {time.monotonic() - started:.1f} s after the owner's SIGKILL")
 
 
+def test_callers_given_every_replica_ride_through_the_death_of_theirs(cluster: Cluster) -> None:
+    a, b_ = cluster.replica(), cluster.replica()
+    target = f"ipv4:{a.address},{b_.address}"  # gRPC connects to the first that answers: a
+    cluster.worker(target)
+    with Client(target) as client:
+        run = client.execute(slow_fan_out.slow_wf, {"n": 40})
+        os.kill(a.proc.pid, signal.SIGSTOP)  # a call sent now hangs on a...
+        got: list[object] = []
+        caller = threading.Thread(target=lambda: got.append(_try(client.get, run.name)))
+        caller.start()
+        time.sleep(1.0)
+        a.kill()  # ...until a dies under it: the call is tried again on b
+        caller.join(30)
+        assert len(got) == 1 and not isinstance(got[0], Exception), got
+        assert client.wait(run.name, timeout=90) == [2 * i for i in range(40)]
+
+
+def _try(call: Any, *args: Any) -> object:
+    try:
+        return call(*args)
+    except Exception as exc:  # the test reports it
+        return exc
+
+
 def test_a_frozen_replica_cannot_write_when_it_wakes(cluster: Cluster) -> None:
     a, b_ = cluster.replica(), cluster.replica()
     cluster.worker(b_)
@@ -151,6 +183,26 @@ def _mix(rng: random.Random) -> list[tuple[Any, dict[str, Any], Any]]:
     return out
 
 
+def _assert_nothing_ran_after_success(client: Client, run: RemoteExecution) -> None:
+    """The event log: gapless, one terminal transition, and no node moves after it succeeded
+    (a replica that adopts an execution resumes it; it never runs a finished node again)."""
+    succeeded: set[str] = set()
+    terminal = 0
+    last = 0
+    for batch in client.watch(run):
+        for ev in batch.events:
+            assert ev.sequence == last + 1, (run.name, last, ev.sequence)
+            last = ev.sequence
+            if ev.HasField("execution"):
+                terminal += ev.execution.phase == EXECUTION_PHASE_SUCCEEDED
+                continue
+            node = ev.node.node_id
+            assert node not in succeeded, f"{run.name}: node {node} moved after it succeeded"
+            if ev.node.phase == NODE_PHASE_SUCCEEDED:
+                succeeded.add(node)
+    assert terminal == 1, (run.name, terminal)
+
+
 def test_many_executions_survive_replicas_killed_and_restarted(cluster: Cluster) -> None:
     replicas = [cluster.replica() for _ in range(3)]
     cluster.worker(replicas[1])
@@ -179,6 +231,7 @@ def test_many_executions_survive_replicas_killed_and_restarted(cluster: Cluster)
     with Client(survivor.address, timeout=30) as client:
         for run, want in started:
             assert client.wait(run.name, timeout=180) == want, run.name
+            _assert_nothing_ran_after_success(client, run)
         listed = client.list_executions(limit=10_000)
     names = [e.id.name for e in listed]
     assert len(names) == len(set(names)) == len(mix) >= 50
@@ -220,3 +273,31 @@ def test_work_no_worker_of_a_replica_serves_goes_to_one_that_does(cluster: Clust
         assert client.get(run).phase == EXECUTION_PHASE_RUNNING
         cluster.workers.append(start_worker(b_.address, paths[1], log=cluster.tmp / "new.log"))
         assert client.wait(run, timeout=60) == 2
+
+
+def test_a_schedule_ticks_once_per_tick_across_replicas(cluster: Cluster) -> None:
+    from datetime import datetime
+
+    from tests.workflows import scheduled
+
+    a, b_ = cluster.replica(), cluster.replica()
+    with Client(a.address) as client:
+        client.register(scheduled.every_second)
+
+    def ticked() -> list[str]:
+        with Client(b_.address) as client:
+            runs = client.list_executions(limit=1000)
+        label = "scheduled.every_second"
+        return sorted(e.id.name for e in runs if e.labels.get("plait.schedule") == label)
+
+    time.sleep(3.0)
+    a.kill()  # the replica that may be starting ticks dies; the other goes on alone
+    before = len(ticked())
+    deadline = time.monotonic() + 45  # it takes the duty over once a's hold lapsed
+    while len(names := ticked()) < before + 5:
+        assert time.monotonic() < deadline, f"no replica took the schedule over: {names}"
+        time.sleep(0.5)
+    assert len(names) >= 4 and len(names) == len(set(names))
+    stamps = sorted(datetime.strptime(n[-15:], "%Y%m%dt%H%M%S") for n in names)
+    gaps = {(y - x).total_seconds() for x, y in itertools.pairwise(stamps)}
+    assert gaps == {1.0}, (gaps, names)  # every tick once: none doubled, none missed

@@ -668,7 +668,54 @@ def newer_instances() -> list[Message]:
     ]
 
 
-INSTANCES = core_instances() + service_instances() + newer_instances()
+def console_instances() -> list[Message]:
+    """Messages the console added: one level of a graph, counts per phase, filters."""
+    node = ES.NodeExecution(
+        id=identifier_pb2.NodeExecutionIdentifier(node_id="n0/n1", execution_id=EXEC_ID),
+        phase=execution_pb2.NODE_PHASE_RUNNING,
+        name="square",
+    )
+    counts = [ES.PhaseCount(phase=execution_pb2.NODE_PHASE_SUCCEEDED, count=9000)]
+    group = ES.GraphNode(
+        id="n0/*square",
+        name="square",
+        kind=ES.GRAPH_NODE_KIND_TASK,
+        group_size=10000,
+        group_phases=counts,
+        upstream_ids=["n0/n0"],
+        target_id=ident("examples.square", identifier_pb2.RESOURCE_TYPE_TASK),
+    )
+    case = ES.GraphNode(
+        id="n0/n1",
+        name="sort",
+        kind=ES.GRAPH_NODE_KIND_WORKFLOW,
+        execution=node,
+        condition="if n <= 5",
+        has_children=True,
+        inner_phases=counts,
+    )
+    return [
+        ES.GetNodeGraphRequest(id=EXEC_ID, parent_node_id="n0", group_threshold=50),
+        ES.GetNodeGraphResponse(
+            parent=node,
+            parent_kind=ES.GRAPH_NODE_KIND_TASK,
+            nodes=[case, group],
+            node_count=10001,
+            note="",
+        ),
+        ES.CountNodeExecutionsRequest(id=EXEC_ID, node_id="n0"),
+        ES.CountNodeExecutionsResponse(phases=counts, total=9000),
+        ES.ListNodeExecutionsRequest(
+            id=EXEC_ID,
+            phases=[execution_pb2.NODE_PHASE_FAILED],
+            name="square",
+            top_level_only=True,
+        ),
+        ES.WatchExecutionRequest(id=EXEC_ID, after_sequence=3, node_id="n0/n1"),
+    ]
+
+
+INSTANCES = core_instances() + service_instances() + newer_instances() + console_instances()
 
 
 def _id(m: Message) -> str:

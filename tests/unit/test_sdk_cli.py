@@ -21,10 +21,12 @@ def test_every_command_module_is_registered() -> None:
         "logs",
         "executions",
         "templates",
+        "schedules",
         "register",
         "serve",
         "worker",
         "flyte",
+        "console",
     }
     assert {c.__name__.rsplit(".", 1)[-1] for c in _cli.COMMANDS} == modules
     for command in _cli.COMMANDS:
@@ -40,7 +42,10 @@ def test_python_dash_m_runs_the_cli() -> None:
         check=False,
     )
     assert out.returncode == 0, out.stderr
-    commands = "{run,logs,executions,tasks,workflows,launchplans,register,serve,worker,flyte}"
+    commands = (
+        "{run,logs,executions,tasks,workflows,launchplans,schedules,register,serve,worker,flyte,"
+        "console}"
+    )
     assert commands in out.stdout
 
 

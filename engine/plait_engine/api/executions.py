@@ -22,6 +22,7 @@ from plait_engine.api.requests import (
 )
 from plait_engine.service import ExecutionsService
 from plait_engine.service.data import DataService
+from plait_engine.service.graphs import GraphItem
 from plait_engine.store import ExecutionFilter, ExecutionRecord, LogEntry, NodeRecord
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -232,7 +233,7 @@ class ExecutionServicer(es_grpc.ExecutionServiceServicer):
     ) -> AsyncIterator[es.WatchExecutionResponse]:
         """See `ExecutionService.WatchExecution`."""
         rec = await self._execution(request)
-        async for batch in self._x.watch(rec, request.after_sequence):
+        async for batch in self._x.watch(rec, request.after_sequence, node_id=request.node_id):
             current = await self._x.by_eid(rec.eid)
             yield es.WatchExecutionResponse(
                 events=batch, nodes=node_counts(self._x.counts(current))
@@ -253,7 +254,15 @@ class ExecutionServicer(es_grpc.ExecutionServiceServicer):
         rec = await self._execution(request)
         limit = page_size(request.page_size)
         after = decode_token("n", request.page_token)
-        rows = await self._x.nodes(rec, request.parent_node_id or None, limit + 1, after)
+        parent = request.parent_node_id or ("" if request.top_level_only else None)
+        rows = await self._x.nodes(
+            rec,
+            parent,
+            limit + 1,
+            after,
+            phases=tuple(int(p) for p in request.phases),
+            name=request.name or None,
+        )
         out = es.ListNodeExecutionsResponse()
         used = 0
         for n in rows[:limit]:
@@ -306,3 +315,51 @@ class ExecutionServicer(es_grpc.ExecutionServiceServicer):
         if generator is not None:
             out.generator.CopyFrom(generator)
         return out
+
+    async def GetNodeGraph(  # noqa: N802
+        self, request: es.GetNodeGraphRequest, context: Context
+    ) -> es.GetNodeGraphResponse:
+        """See `ExecutionService.GetNodeGraph`."""
+        rec = await self._execution(request)
+        level = await self._x.graph(rec, request.parent_node_id, request.group_threshold)
+        out = es.GetNodeGraphResponse(
+            parent_kind=level.parent_kind,  # type: ignore[arg-type]
+            node_count=level.node_count,
+            note=level.note,
+        )
+        if level.parent is not None:
+            out.parent.CopyFrom(node_proto(level.parent, request.id))
+        out.nodes.extend(graph_node(item, request.id) for item in level.items)
+        return out
+
+    async def CountNodeExecutions(  # noqa: N802
+        self, request: es.CountNodeExecutionsRequest, context: Context
+    ) -> es.CountNodeExecutionsResponse:
+        """See `ExecutionService.CountNodeExecutions`."""
+        found = await self._x.count(await self._execution(request), request.node_id)
+        return es.CountNodeExecutionsResponse(phases=phase_counts(found), total=sum(found.values()))
+
+
+def phase_counts(counts: dict[int, int]) -> list[es.PhaseCount]:
+    """Counts per phase as protos, in phase order."""
+    return [es.PhaseCount(phase=p, count=c) for p, c in sorted(counts.items()) if c]  # type: ignore[arg-type]
+
+
+def graph_node(item: GraphItem, eid: identifier_pb2.ExecutionIdentifier) -> es.GraphNode:
+    """A node (or group) of a graph level as the API shows it."""
+    out = es.GraphNode(
+        id=item.id,
+        name=item.name,
+        kind=item.kind,  # type: ignore[arg-type]
+        group_size=item.group_size,
+        group_phases=phase_counts(item.group_phases),
+        upstream_ids=item.upstream_ids,
+        condition=item.condition,
+        has_children=item.has_children,
+        inner_phases=phase_counts(item.inner_phases),
+    )
+    if item.record is not None:
+        out.execution.CopyFrom(node_proto(item.record, eid))
+    if item.target is not None:
+        out.target_id.CopyFrom(item.target)
+    return out

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import grpc
 import grpc.aio
@@ -32,7 +33,10 @@ from plait_engine.api.registry import RegistryServicer
 from plait_engine.api.schedules import ScheduleServicer
 from plait_engine.api.workers import WorkerServicer
 from plait_engine.app import Engine, build_engine
-from plait_engine.config import EngineConfig
+from plait_engine.config import ConfigError, EngineConfig
+
+if TYPE_CHECKING:
+    from plait_engine.console import Attached
 
 log = logging.getLogger("plait_engine.server")
 
@@ -118,6 +122,35 @@ def build_server(
     return server, health_servicer
 
 
+def _console_of(server: grpc.aio.Server, config: EngineConfig) -> Attached | None:
+    """The console `--console-address` asks for, attached to the server (before its start).
+
+    Raises:
+        ConfigError: The console's dependencies (the ``console`` extra) are not installed.
+    """
+    if not config.console_address:
+        return None
+    try:
+        from plait_engine.console import ConsoleSettings, attach
+    except ImportError as exc:
+        raise ConfigError(
+            f"console_address needs the console extra ({exc.name} is missing): "
+            "pip install 'plait[console]'"
+        ) from None
+    return attach(server, ConsoleSettings(), max_message_bytes=config.max_message_bytes)
+
+
+async def _start_console(console: Attached, config: EngineConfig, tokens: bool) -> None:
+    bound = await console.start(config.console_address)
+    host = bound.rsplit(":", 1)[0]
+    if not tokens and host not in _LOOPBACK:
+        log.warning(
+            "console on %s without tokens: anyone who can reach it may use the engine", bound
+        )
+    (config.data_dir / "console.addr").write_text(bound + "\n")
+    print(f"plait console on http://{bound}/", flush=True)
+
+
 async def serve(config: EngineConfig, ready: ReadyFn | None = None) -> None:
     """Run the engine and its gRPC services until SIGTERM or SIGINT.
 
@@ -146,6 +179,8 @@ async def serve(config: EngineConfig, ready: ReadyFn | None = None) -> None:
             bound,
         )
 
+    console = _console_of(server, config)
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -155,17 +190,21 @@ async def serve(config: EngineConfig, ready: ReadyFn | None = None) -> None:
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    # Written after the server is up, so whoever reads it can connect at once.
-    addr_file = config.data_dir / "engine.addr"
-    addr_file.write_text(bound + "\n")
-    if ready is not None:
-        ready(bound)
-    else:
-        print(f"plait engine serving on {bound} (data dir {config.data_dir})", flush=True)
     try:
+        if console is not None:
+            await _start_console(console, config, tokens is not None)
+        # Written after the servers are up, so whoever reads it can connect at once.
+        addr_file = config.data_dir / "engine.addr"
+        addr_file.write_text(bound + "\n")
+        if ready is not None:
+            ready(bound)
+        else:
+            print(f"plait engine serving on {bound} (data dir {config.data_dir})", flush=True)
         await stop.wait()
     finally:
         log.info("shutting down")
+        if console is not None:
+            await console.stop()
         await health_servicer.enter_graceful_shutdown()
         await server.stop(SHUTDOWN_GRACE)
         await engine.stop()

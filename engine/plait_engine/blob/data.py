@@ -11,24 +11,30 @@ can name (node ids cannot start with ``+``), so process-target files never mix w
 part must be a plain blob key part, so no URI reaches anything outside that folder.
 
 Payloads are content-addressed within an execution: a fan-out sharing one large input writes it
-once, and a file that exists already holds the right bytes unless the disk corrupted them, which
-reads detect (the file name is the checksum). Everything here blocks: call it on a thread.
+once, and an object that exists already holds the right bytes unless the storage corrupted
+them, which reads detect (the key ends with the checksum, and the object store records it
+too). Payloads live in the engine's object store (`plait_engine.blob.objects`): workers on other
+machines read and write them through `DataService`, never from the engine's disk. Everything
+here blocks: call it on a thread.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import BinaryIO
 
 from plaitidl.core.v1 import literals_pb2, types_pb2
 
-from plait_engine.blob.local import BlobStore, is_safe_part
+from plait_engine.blob.objects import (
+    ChecksumMismatch,
+    ObjectStore,
+    ObjectWriter,
+    Opened,
+    is_safe_part,
+    join_key,
+)
 
 SCHEME = "plait-data://"
 DATA_FOLDER = "+data"
@@ -65,9 +71,11 @@ class DataRef:
         return f"{SCHEME}{self.project}/{self.domain}/{self.name}/{self.sha256}"
 
     @property
-    def key(self) -> tuple[str, ...]:
-        """The blob key parts."""
-        return ("executions", self.project, self.domain, self.name, DATA_FOLDER, self.sha256)
+    def key(self) -> str:
+        """The object key."""
+        return join_key(
+            "executions", self.project, self.domain, self.name, DATA_FOLDER, self.sha256
+        )
 
 
 def execution_problem(execution: Execution) -> str | None:
@@ -129,24 +137,24 @@ def offloaded_problem(
 
 
 class Upload:
-    """A payload being written: bytes go to a temporary file, `commit` checks and renames it.
+    """A payload being written: bytes go to the object store's writer, `commit` checks the
+    size and checksum, and only then is the object published (atomically).
 
     Args:
-        final: Where the payload goes once complete.
+        writer: The object store's writer for the payload's key.
         size: The announced size.
         sha256: The announced checksum.
     """
 
-    def __init__(self, final: Path, size: int, sha256: str) -> None:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        self.final = final
+    def __init__(self, writer: ObjectWriter, size: int, sha256: str) -> None:
+        self._writer = writer
         self.size = size
         self.sha256 = sha256
-        self.received = 0
-        self._hash = hashlib.sha256()
-        # Never 64 hex characters: a reader can never open a half-written upload.
-        self._tmp = final.with_name(f"upload-{secrets.token_hex(8)}.tmp")
-        self._file: BinaryIO | None = open(self._tmp, "wb")  # noqa: SIM115 - closed in commit/abort
+
+    @property
+    def received(self) -> int:
+        """Bytes written so far."""
+        return self._writer.received
 
     def write(self, chunk: bytes) -> None:
         """Append bytes.
@@ -156,62 +164,48 @@ class Upload:
         """
         if self.received + len(chunk) > self.size:
             raise ValueError(f"more than the announced {self.size} bytes")
-        assert self._file is not None
-        self._file.write(chunk)
-        self._hash.update(chunk)
-        self.received += len(chunk)
+        self._writer.write(chunk)
 
     def commit(self) -> None:
-        """Check size and checksum, then move the payload into place atomically.
+        """Check size and checksum, then publish the payload atomically.
 
         Raises:
             ValueError: Fewer bytes than announced, or another checksum.
         """
-        assert self._file is not None
-        self._file.close()
-        self._file = None
         if self.received != self.size:
             self.abort()
             raise ValueError(f"received {self.received} bytes, announced {self.size}")
-        digest = self._hash.hexdigest()
-        if digest != self.sha256:
-            self.abort()
-            raise ValueError(f"the bytes have SHA-256 {digest}, announced {self.sha256}")
-        os.replace(self._tmp, self.final)
+        try:
+            self._writer.commit(self.sha256)
+        except ChecksumMismatch as exc:
+            raise ValueError(str(exc)) from None
 
     def abort(self) -> None:
         """Drop what was written (idempotent)."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        self._tmp.unlink(missing_ok=True)
+        self._writer.abort()
 
 
 class DataStore:
-    """Offloaded payloads in the blob store (blocking calls).
+    """Offloaded payloads in the object store (blocking calls).
 
     Args:
-        blobs: The blob store.
+        objects: The object store.
     """
 
-    def __init__(self, blobs: BlobStore) -> None:
-        self.blobs = blobs
-
-    def path(self, ref: DataRef) -> Path:
-        """The local file of a payload (inside the blob root by construction)."""
-        return self.blobs.path(*ref.key)
+    def __init__(self, objects: ObjectStore) -> None:
+        self.objects = objects
 
     def put(self, execution: Execution, data: bytes) -> DataRef:
         """Store bytes for an execution (once: an existing payload is kept)."""
         ref = DataRef(*execution, hashlib.sha256(data).hexdigest())
-        final = self.path(ref)
-        if not final.exists():
-            # A temporary name of its own: threads offloading the same value race harmlessly.
-            final.parent.mkdir(parents=True, exist_ok=True)
-            tmp = final.with_name(f"put-{secrets.token_hex(8)}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, final)
+        # Threads offloading the same value race harmlessly: each write is atomic.
+        if not self.objects.exists(ref.key):
+            self.objects.put(ref.key, data)
         return ref
+
+    def exists(self, ref: DataRef) -> bool:
+        """Whether the payload is stored."""
+        return self.objects.exists(ref.key)
 
     def offload(
         self, execution: Execution, lit: literals_pb2.Literal, type: types_pb2.LiteralType | None
@@ -251,16 +245,16 @@ class DataStore:
 
     def upload(self, execution: Execution, size: int, sha256: str) -> Upload:
         """Start writing a payload of an execution."""
-        return Upload(self.path(DataRef(*execution, sha256)), size, sha256)
+        return Upload(self.objects.writer(DataRef(*execution, sha256).key), size, sha256)
 
-    def open(self, ref: DataRef) -> tuple[BinaryIO, int]:
-        """The open payload file and its size.
+    def open(self, ref: DataRef) -> Opened:
+        """The payload open for chunked reads (the caller checks the bytes against
+        `ref.sha256`).
 
         Raises:
-            FileNotFoundError: There is no such payload.
+            ObjectNotFound: There is no such payload.
         """
-        f = open(self.path(ref), "rb")  # noqa: SIM115 - the caller closes it
-        return f, os.fstat(f.fileno()).st_size
+        return self.objects.open(ref.key)
 
 
 def _scalar_type(lit: literals_pb2.Literal) -> types_pb2.LiteralType | None:

@@ -17,16 +17,19 @@ import pwd
 import re
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 
 from plaitidl.core.v1 import dynamic_job_pb2, errors_pb2, literals_pb2
+from plaitidl.service.v1 import execution_service_pb2 as es
 
-from plait_engine.blob import BlobStore
+from plait_engine.blob import ObjectStore
 from plait_engine.config import ConfigError
 from plait_engine.executors import Dispatch, Outcome, Result, ResultSink, system_error
+from plait_engine.executors.attempt_files import AttemptDir, AttemptFiles
+from plait_engine.executors.logs import LogWriter
 
 # Placeholders as Flyte's container plugin writes them: `{{.name}}` or `{{ $name }}`, any case.
 _PLACEHOLDER = re.compile(r"\{\{\s*[.$]([A-Za-z]+)\s*\}\}")
@@ -203,16 +206,33 @@ def _identity_env(d: Dispatch) -> dict[str, str]:
     }
 
 
-async def _forward(stream: asyncio.StreamReader | None, tail: bytearray | None) -> None:
-    """Copy a child's output to the engine's stderr as it comes (stdout stays the CLI's)."""
+async def _forward(
+    stream: asyncio.StreamReader | None,
+    tail: bytearray | None,
+    emit: Callable[[str], None],
+) -> None:
+    """Pass a child's output on line by line as it comes (a line longer than 64 KiB in
+    pieces), keeping the last bytes in `tail` for the error message."""
     if stream is None:
         return
+    partial = b""
     while chunk := await stream.read(1 << 16):
-        sys.stderr.write(chunk.decode(errors="replace"))
-        sys.stderr.flush()
         if tail is not None:
             tail += chunk
             del tail[:-_STREAM_TAIL]
+        head, newline, partial = (partial + chunk).rpartition(b"\n")
+        if newline:
+            emit(head.decode(errors="replace"))
+        if len(partial) > 1 << 16:
+            emit(partial.decode(errors="replace"))
+            partial = b""
+    if partial:
+        emit(partial.decode(errors="replace"))
+
+
+def _to_stderr(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
 
 
 class ProcessExecutor:
@@ -225,28 +245,38 @@ class ProcessExecutor:
     `{{.rawOutputDataPrefix}}`, `{{.checkpointOutputPrefix}}`, `{{.prevCheckpointPrefix}}`,
     `{{.perRetryUniqueKey}}`, `{{.taskTemplatePath}}`, `{{.inputs.NAME}}`), the
     ``FLYTE_INTERNAL_*`` / ``FLYTE_ATTEMPT_NUMBER`` identity variables are set, and the
-    child's stdout and stderr are copied to the engine's stderr.
+    child's stdout and stderr become the attempt's log (`plait logs`), line by line as they
+    come (without a log writer: copied to the engine's stderr).
 
     A program the policy does not allow fails its node with a user error that is not retried
     (``PermissionDenied``): the check runs again here, after the placeholders are substituted,
     for targets registered before the policy changed and for those embedded in dynamic specs.
 
+    Each attempt runs in its own folder of the object store when the store is a folder, and in
+    a local staging folder uploaded afterwards when it is remote (see `AttemptFiles`).
+
     Args:
-        blobs: Where attempts' folders live.
+        blobs: Where attempts' files are kept.
         slots: Processes run at once (default: the number of CPUs, at least 2).
         policy: The programs allowed (default: every one, for the embedded engine).
         run_as: The user processes run as (default: the engine's).
+        logs: Where the children's output goes (None: the engine's stderr).
+        staging: Where staging folders go when the store is remote (default: the system's
+            temporary folder).
     """
 
     def __init__(
         self,
-        blobs: BlobStore,
+        blobs: ObjectStore,
         slots: int | None = None,
         *,
         policy: ProcessPolicy | None = None,
         run_as: RunAs | None = None,
+        logs: LogWriter | None = None,
+        staging: Path | None = None,
     ) -> None:
-        self._blobs = blobs
+        self._files = AttemptFiles(blobs, staging)
+        self._logs = logs
         self.policy = policy if policy is not None else ProcessPolicy.allow_all()
         self._run_as = run_as if run_as is not None else RunAs.lookup(None)
         self._slots = asyncio.Semaphore(slots or max(2, os.cpu_count() or 2))
@@ -269,15 +299,11 @@ class ProcessExecutor:
         if self._sink is not None:
             self._sink([Result(d.assignment_id, d.attempt, outcome, "process")])
 
-    def _placeholders(self, d: Dispatch, base: Path, used: str) -> dict[str, str]:
+    def _placeholders(self, d: Dispatch, att: AttemptDir, used: str) -> dict[str, str]:
         """The value of every placeholder, by lower-case name; folders are created."""
+        base, prev = att.base, att.prev
         (base / "raw").mkdir()
         (base / "checkpoint").mkdir()
-        prev = ""
-        if d.attempt > 1 and d.blob_parts[-1:] == (f"attempt-{d.attempt}",):
-            parts = (*d.blob_parts[:-1], f"attempt-{d.attempt - 1}", "checkpoint")
-            if self._blobs.path(*parts).is_dir():
-                prev = str(self._blobs.path(*parts))
         values = {
             "input": str(base / "inputs.pb"),
             "inputprefix": str(base),
@@ -297,14 +323,26 @@ class ProcessExecutor:
         return values
 
     async def _run_process(self, d: Dispatch) -> Outcome:
+        try:
+            att = await asyncio.to_thread(self._files.open, d.blob_parts, d.attempt)
+        except Exception as exc:
+            return system_error("AttemptFolder", f"preparing the attempt's folder failed: {exc}")
+        try:
+            outcome = await self._run_in(d, att)
+        except BaseException:
+            await asyncio.to_thread(self._files.discard, att)
+            raise
+        return await asyncio.to_thread(self._files.finish, att, outcome)
+
+    async def _run_in(self, d: Dispatch, att: AttemptDir) -> Outcome:
         target = d.task.process
-        base = self._blobs.folder(*d.blob_parts)
+        base = att.base
         input_path = base / "inputs.pb"
         input_path.write_bytes(d.inputs.SerializeToString())
         out_dir = base / "out"
         out_dir.mkdir()
         values = self._placeholders(
-            d, base, " ".join([*target.command, *target.args, *target.env.values()])
+            d, att, " ".join([*target.command, *target.args, *target.env.values()])
         )
         try:
             argv = [_render(a, values, d.inputs) for a in [*target.command, *target.args]]
@@ -347,11 +385,23 @@ class ProcessExecutor:
         self._procs[d.assignment_id] = proc
         tail = bytearray()
         try:
-            await asyncio.gather(_forward(proc.stdout, None), _forward(proc.stderr, tail))
+            await asyncio.gather(
+                _forward(proc.stdout, None, self._emitter(d, es.LOG_STREAM_STDOUT)),
+                _forward(proc.stderr, tail, self._emitter(d, es.LOG_STREAM_STDERR)),
+            )
             await proc.wait()
         finally:
             self._procs.pop(d.assignment_id, None)
+            if self._logs is not None:
+                self._logs.ended(d.assignment_id)
         return _read_process_outcome(out_dir, proc.returncode or 0, bytes(tail))
+
+    def _emitter(self, d: Dispatch, stream: int) -> Callable[[str], None]:
+        logs = self._logs
+        if logs is None:
+            return _to_stderr
+        aid = d.assignment_id
+        return lambda text: logs.write(aid, stream, text)
 
     def _identity(self, base: Path) -> tuple[int | None, int | None, list[int] | None]:
         """User, group and groups starting the child as `run_as` (None: the engine's), who

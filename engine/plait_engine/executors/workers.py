@@ -137,7 +137,8 @@ class WorkerSessions:
                 assert self._loop is not None
                 self._offloader.start(d, self._loop)
             else:
-                self._pending.add(d)
+                # A retry does not wait behind the queue: it was due when it was submitted.
+                self._pending.add(d, front=d.attempt > 1)
         self.pump()
 
     def cancel(self, assignment_ids: Sequence[str]) -> None:
@@ -397,7 +398,7 @@ class WorkerSessions:
 
     def _offloaded(self, d: Dispatch) -> None:
         if not self._stopping:
-            self._pending.add(d)
+            self._pending.add(d, front=d.attempt > 1)
             self.pump()
 
     def _offload_failed(self, d: Dispatch, exc: Exception) -> None:

@@ -97,7 +97,7 @@ class DataService:
     """Reads, writes and offloads payloads.
 
     Args:
-        store: The payloads in the blob store.
+        store: The payloads in the object store.
         inline_limit: The largest literal sent inline (serialized bytes).
         chunk_bytes: Bytes per chunk read (keep it well below the message limit).
         max_upload_bytes: The largest payload accepted by `write`.
@@ -130,12 +130,17 @@ class DataService:
         """
         ref = _ref(uri)
         try:
-            f, size = await asyncio.to_thread(self.store.open, ref)
+            opened = await asyncio.to_thread(self.store.open, ref)
         except FileNotFoundError:
             raise NotFound(
                 f"no data at {uri} (never written, or its execution was deleted)"
             ) from None
+        f, size = opened.file, opened.size
         try:
+            if opened.sha256 is not None and opened.sha256 != ref.sha256:
+                raise DataLoss(
+                    f"the data at {uri} is corrupt: its recorded SHA-256 is {opened.sha256}"
+                )
             if offset > size:
                 raise InvalidArgument(
                     f"offset {offset} is past the end of the {size}-byte payload",
@@ -258,7 +263,7 @@ class DataService:
                 continue
             problem = offloaded_problem(lit.offloaded, execution)
             if problem is None and not await asyncio.to_thread(
-                self.store.path(parse_uri(lit.offloaded.uri)).is_file
+                self.store.exists, parse_uri(lit.offloaded.uri)
             ):
                 problem = f"no data at {lit.offloaded.uri}: upload it with WriteData first"
             if problem:

@@ -34,6 +34,7 @@ from plait_engine.errors import (
 )
 from plait_engine.scheduler import Scheduler
 from plait_engine.scheduler.ownership import describe_owner
+from plait_engine.service.graphs import GraphLevel, GraphReader
 from plait_engine.store import (
     Conflict,
     ExecutionFilter,
@@ -91,6 +92,7 @@ class ExecutionsService:
         self._source = source
         self._scheduler = scheduler
         self._limits = limits
+        self._graphs = GraphReader(store, payloads)
 
     # -- creating ----------------------------------------------------------------------
     async def _target(
@@ -294,10 +296,38 @@ class ExecutionsService:
         return node
 
     async def nodes(
-        self, rec: ExecutionRecord, parent_id: str | None, limit: int, after: str = ""
+        self,
+        rec: ExecutionRecord,
+        parent_id: str | None,
+        limit: int,
+        after: str = "",
+        *,
+        phases: tuple[int, ...] = (),
+        name: str | None = None,
     ) -> list[NodeRecord]:
-        """Node records in id order (children of `parent_id` when it is set)."""
-        return await self._store.list_nodes(rec.eid, parent_id, limit, after)
+        """Node records in id order: children of `parent_id` ("" for the top level) unless it
+        is None, in `phases` unless it is empty, named `name` unless it is None."""
+        return await self._store.list_nodes(
+            rec.eid, parent_id, limit, after, phases=phases, name=name
+        )
+
+    async def graph(self, rec: ExecutionRecord, parent_id: str, threshold: int) -> GraphLevel:
+        """One level of the execution's graph (see `ExecutionService.GetNodeGraph`).
+
+        Raises:
+            NotFound: The execution defines no node `parent_id`.
+        """
+        return await self._graphs.graph(rec, parent_id, threshold)
+
+    async def count(self, rec: ExecutionRecord, node_id: str = "") -> dict[int, int]:
+        """Nodes per phase: every node, or the nodes inside `node_id` at every depth.
+
+        Raises:
+            NotFound: The execution has no node `node_id`.
+        """
+        if node_id:
+            await self.node(rec, node_id)
+        return await self._store.count_nodes(rec.eid, node_id)
 
     async def node_data(self, rec: ExecutionRecord, node_id: str) -> NodeData:
         """A node's resolved inputs and its outputs."""
@@ -371,11 +401,7 @@ class ExecutionsService:
             ) from None
         if not deleted:
             raise NotFound(f"execution {rec.name} does not exist")
-        blobs = self._payloads.blobs
-        await asyncio.to_thread(
-            blobs.delete, "payloads", "executions", rec.project, rec.domain, rec.name
-        )
-        await asyncio.to_thread(blobs.delete, "executions", rec.project, rec.domain, rec.name)
+        await asyncio.to_thread(self._payloads.delete_execution, rec.project, rec.domain, rec.name)
 
     # -- logs --------------------------------------------------------------------------
     async def logs(
@@ -452,23 +478,28 @@ class ExecutionsService:
             self._scheduler.unwatch(rec.eid, ev)
 
     async def watch(
-        self, rec: ExecutionRecord, after_seq: int, *, timeout: float | None = None
+        self,
+        rec: ExecutionRecord,
+        after_seq: int,
+        *,
+        timeout: float | None = None,
+        node_id: str = "",
     ) -> AsyncIterator[list[events_pb2.ExecutionEvent]]:
-        """Yield batches of committed events after `after_seq` until the execution ends."""
+        """Yield batches of committed events after `after_seq` (only the node `node_id`'s
+        when it is set) until the execution ends."""
         ev = self._scheduler.watch(rec.eid)
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             seq = after_seq
             while True:
                 ev.clear()
-                rows = await self._store.events(rec.eid, seq, _WATCH_PAGE)
+                rows, ended = await self._events_after(rec, seq, node_id)
                 if rows:
                     seq = rows[-1][0]
                     yield [events_pb2.ExecutionEvent.FromString(b) for _, b in rows]
                     if len(rows) == _WATCH_PAGE:
                         continue
-                current = await self._store.get_execution_by_eid(rec.eid)
-                if current is None or (current.terminal and current.last_seq <= seq):
+                if ended(seq):
                     return
                 if rows:
                     continue
@@ -479,6 +510,20 @@ class ExecutionsService:
                     await asyncio.wait_for(ev.wait(), min(remaining or _POLL, _POLL))
         finally:
             self._scheduler.unwatch(rec.eid, ev)
+
+    async def _events_after(
+        self, rec: ExecutionRecord, seq: int, node_id: str
+    ) -> tuple[list[tuple[int, bytes]], Callable[[int], bool]]:
+        """The next events, and whether the stream has ended after the last one sent."""
+        if node_id:
+            # The state is read first: when it is terminal, every event it covers is read next.
+            before = await self._store.get_execution_by_eid(rec.eid)
+            rows = await self._store.node_events(rec.eid, node_id, seq, _WATCH_PAGE)
+            done = before is None or before.terminal
+            return rows, lambda _: done
+        rows = await self._store.events(rec.eid, seq, _WATCH_PAGE)
+        current = await self._store.get_execution_by_eid(rec.eid)
+        return rows, lambda last: current is None or (current.terminal and current.last_seq <= last)
 
 
 def _defaults(

@@ -72,6 +72,7 @@ class RegistryService:
         limits: What the compiler accepts.
         process_check: The engine's process policy; tasks whose process target it refuses
             are not registered (default: every command is allowed).
+        on_schedules: Called after launch plans with a schedule were registered.
     """
 
     def __init__(
@@ -80,11 +81,14 @@ class RegistryService:
         source: TemplateSource,
         limits: compiler.Limits,
         process_check: ProcessCheck | None = None,
+        on_schedules: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
         self.source = source
         self._limits = limits
         self._process_check = process_check
+        # Told when a launch plan with a schedule was registered (the schedule runner looks).
+        self._on_schedules = on_schedules
 
     async def register(
         self,
@@ -122,6 +126,8 @@ class RegistryService:
                 f"{exc}: registered versions are immutable; register a new version"
             ) from None
         pairs = list(zip((m.id for _, m in new), created, strict=True))
+        if self._on_schedules is not None and any(lp.HasField("schedule") for lp in launch_plans):
+            self._on_schedules()
         log.info(
             "registered %d template(s), %d new: %s", len(pairs), sum(created),
             ", ".join(f"{ids.id_key(i)}" for i, c in pairs if c)[:2000] or "-",

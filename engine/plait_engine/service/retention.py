@@ -9,7 +9,7 @@ import hashlib
 import logging
 import time
 
-from plait_engine.blob import BlobStore
+from plait_engine.blob import ObjectStore, join_key
 from plait_engine.errors import NotFound
 from plait_engine.service.executions import ExecutionsService
 from plait_engine.store import ExecutionFilter, Store
@@ -19,7 +19,8 @@ _BATCH = 200
 
 
 def cache_blob_key(key: str) -> tuple[str, str]:
-    """Blob key parts of a cache entry's outputs (deleted with the entry)."""
+    """Blob key parts of a cache entry's outputs, under ``payloads/`` (deleted with the
+    entry)."""
     return ("cache", hashlib.sha256(key.encode()).hexdigest()[:32])
 
 
@@ -29,7 +30,7 @@ class RetentionSweeper:
     Args:
         store: The store.
         executions: The execution use cases (deletion of an execution and its blobs).
-        blobs: The blob store (cache entries' outputs).
+        blobs: The object store (cache entries' outputs).
         retention: Seconds a finished execution (or a cache entry) is kept.
         owner: This replica's id (for the lease).
     """
@@ -38,7 +39,7 @@ class RetentionSweeper:
         self,
         store: Store,
         executions: ExecutionsService,
-        blobs: BlobStore,
+        blobs: ObjectStore,
         retention: float,
         owner: str,
     ) -> None:
@@ -102,7 +103,8 @@ class RetentionSweeper:
                 break
         while keys := await self._store.delete_cache_before(before, _BATCH):
             for key in keys:
-                await asyncio.to_thread(self._blobs.delete, "payloads", *cache_blob_key(key))
+                prefix = join_key("payloads", *cache_blob_key(key))
+                await asyncio.to_thread(self._blobs.delete_prefix, prefix)
             if len(keys) < _BATCH:
                 break
         if deleted:

@@ -182,10 +182,29 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def list_nodes(
-        self, eid: int, parent_id: str | None, limit: int, after_node_id: str = ""
+        self,
+        eid: int,
+        parent_id: str | None,
+        limit: int,
+        after_node_id: str = "",
+        *,
+        phases: Sequence[int] = (),
+        name: str | None = None,
     ) -> list[NodeRecord]:
         """Node records ordered by id, with id > `after_node_id`; only children of
-        `parent_id` unless it is None."""
+        `parent_id` ("" for the top level) unless it is None, only in `phases` unless it is
+        empty, only named `name` unless it is None."""
+
+    @abc.abstractmethod
+    async def count_nodes(self, eid: int, under: str = "") -> dict[int, int]:
+        """Nodes per phase (phases with none left out): every node of the execution when
+        `under` is "", else the nodes inside the node `under` at every depth (their ids start
+        with ``under + "/"``)."""
+
+    @abc.abstractmethod
+    async def count_children(self, eid: int, parent_id: str) -> list[tuple[str, int, int]]:
+        """The direct children of `parent_id` ("" for the top level) counted by name and
+        phase, as (name, phase, count) rows."""
 
     @abc.abstractmethod
     async def dynamic_specs(self, eid: int) -> list[DynamicSpecRecord]:
@@ -199,6 +218,12 @@ class Store(abc.ABC):
     async def events(self, eid: int, after_seq: int, limit: int) -> list[tuple[int, bytes]]:
         """Events with sequence > `after_seq`, in order, as (sequence, serialized event with
         its sequence set)."""
+
+    @abc.abstractmethod
+    async def node_events(
+        self, eid: int, node_id: str, after_seq: int, limit: int
+    ) -> list[tuple[int, bytes]]:
+        """`events`, only the transitions of the node `node_id`."""
 
     # -- named leases: one replica acts --------------------------------------------------
     @abc.abstractmethod

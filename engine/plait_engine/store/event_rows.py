@@ -11,6 +11,10 @@ concatenated fields, so an event is the shared part + its own part + its `sequen
 A row whose body starts with a byte other than 0 holds a single, already numbered event (the
 first event of an execution, and rows written before this layout); a serialized
 `ExecutionEvent` never starts with 0 (field number 0 does not exist).
+
+A row's `node_id` column (what `Store.node_events` looks up) is its event's node when it holds
+one event (NULL for the execution's own), and `MANY` when it holds several: a node's events are
+then its rows plus the events of the `MANY` rows that are about it (`node_page`).
 """
 
 from __future__ import annotations
@@ -18,12 +22,17 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 
+from plait_engine.store.records import event_node
 from plait_engine.wire import read_varint, varint
 
 _PLAIN = b"\x00\x01"
 _ZLIB = b"\x00\x02"
 # Smaller payloads are stored as they are: compressing them saves little and costs a call.
 _COMPRESS_FROM = 512
+# The `node_id` of a row holding several events; no node id matches it (`NODE_ID_RULE`).
+MANY = "*"
+# Rows read at a time when looking for one node's events.
+SCAN_ROWS = 500
 
 
 def sequenced(event: bytes, seq: int) -> bytes:
@@ -45,6 +54,13 @@ def event_row(shared: bytes, events: Sequence[bytes]) -> bytes:
     if len(payload) >= _COMPRESS_FROM:
         return _ZLIB + zlib.compress(payload, 1)
     return _PLAIN + payload
+
+
+def row_node(shared: bytes, events: Sequence[bytes]) -> str | None:
+    """The `node_id` column of the row `event_row(shared, events)` makes."""
+    if len(events) == 1:
+        return event_node(shared + events[0])
+    return MANY
 
 
 def row_count(body: bytes) -> int:
@@ -95,4 +111,30 @@ def page(rows: Sequence[tuple[int, bytes]], after_seq: int, limit: int) -> list[
     return out
 
 
-__all__ = ["event_row", "page", "row_count", "row_events", "sequenced"]
+def node_page(
+    rows: Sequence[tuple[int, bytes]], node_id: str, after_seq: int, limit: int
+) -> list[tuple[int, bytes]]:
+    """`page`, only the events about the node `node_id` (rows of that node or of `MANY`)."""
+    key = node_id.encode()
+    out: list[tuple[int, bytes]] = []
+    for seq, body in rows:
+        for s, ev in row_events(int(seq), bytes(body)):
+            # The byte search skips most other nodes' events without parsing them.
+            if s > after_seq and key in ev and event_node(ev) == node_id:
+                out.append((s, ev))
+                if len(out) >= limit:
+                    return out
+    return out
+
+
+__all__ = [
+    "MANY",
+    "SCAN_ROWS",
+    "event_row",
+    "node_page",
+    "page",
+    "row_count",
+    "row_events",
+    "row_node",
+    "sequenced",
+]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 
 from plaitidl.core.v1 import execution_pb2
@@ -30,6 +31,7 @@ from plait_engine.store.records import (
     ScheduleStateRecord,
     TemplateKind,
     WriteBatch,
+    event_node,
 )
 
 
@@ -227,15 +229,39 @@ class MemoryStore(Store):
         return None if n is None else copy.copy(n)
 
     async def list_nodes(
-        self, eid: int, parent_id: str | None, limit: int, after_node_id: str = ""
+        self,
+        eid: int,
+        parent_id: str | None,
+        limit: int,
+        after_node_id: str = "",
+        *,
+        phases: Sequence[int] = (),
+        name: str | None = None,
     ) -> list[NodeRecord]:
         nodes = self._nodes.get(eid, {})
         chosen = sorted(
             k
             for k, n in nodes.items()
-            if k > after_node_id and (parent_id is None or n.parent_id == parent_id)
+            if k > after_node_id
+            and (parent_id is None or n.parent_id == parent_id)
+            and (not phases or n.phase in phases)
+            and (name is None or n.name == name)
         )
         return [copy.copy(nodes[k]) for k in chosen[:limit]]
+
+    async def count_nodes(self, eid: int, under: str = "") -> dict[int, int]:
+        found = Counter(
+            n.phase
+            for k, n in self._nodes.get(eid, {}).items()
+            if not under or k.startswith(under + "/")
+        )
+        return dict(found)
+
+    async def count_children(self, eid: int, parent_id: str) -> list[tuple[str, int, int]]:
+        found = Counter(
+            (n.name, n.phase) for n in self._nodes.get(eid, {}).values() if n.parent_id == parent_id
+        )
+        return [(name, phase, count) for (name, phase), count in found.items()]
 
     async def dynamic_specs(self, eid: int) -> list[DynamicSpecRecord]:
         return [copy.copy(s) for s in self._specs.get(eid, {}).values()]
@@ -247,6 +273,17 @@ class MemoryStore(Store):
     async def events(self, eid: int, after_seq: int, limit: int) -> list[tuple[int, bytes]]:
         bodies = self._events.get(eid, [])
         return [(i + 1, bodies[i]) for i in range(after_seq, min(len(bodies), after_seq + limit))]
+
+    async def node_events(
+        self, eid: int, node_id: str, after_seq: int, limit: int
+    ) -> list[tuple[int, bytes]]:
+        bodies = self._events.get(eid, [])
+        found = [
+            (i + 1, bodies[i])
+            for i in range(after_seq, len(bodies))
+            if event_node(bodies[i]) == node_id
+        ]
+        return found[:limit]
 
     # -- named leases ------------------------------------------------------------------
     async def acquire_lease(self, name: str, owner: str, now: float, until: float) -> bool:

@@ -24,7 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 from plait_engine import ids
 from plait_engine.store.contract import Store, TemplateItem
 from plait_engine.store.errors import Conflict, StoreError
-from plait_engine.store.event_rows import page, sequenced
+from plait_engine.store.event_rows import MANY, SCAN_ROWS, node_page, page, sequenced
 from plait_engine.store.postgres_apply import apply_batch
 from plait_engine.store.postgres_duties import PostgresDuties
 from plait_engine.store.postgres_schema import (
@@ -402,16 +402,48 @@ class PostgresStore(PostgresDuties, Store):
         return None if row is None else node_from_row(row)
 
     async def list_nodes(
-        self, eid: int, parent_id: str | None, limit: int, after_node_id: str = ""
+        self,
+        eid: int,
+        parent_id: str | None,
+        limit: int,
+        after_node_id: str = "",
+        *,
+        phases: Sequence[int] = (),
+        name: str | None = None,
     ) -> list[NodeRecord]:
         sql = f"SELECT {NODE_COLUMNS} FROM nodes WHERE eid = %s AND node_id > %s"
         params: list[object] = [eid, after_node_id]
         if parent_id is not None:
             sql += " AND parent_id = %s"
             params.append(parent_id)
+        if phases:
+            sql += " AND phase = ANY(%s)"
+            params.append([int(p) for p in phases])
+        if name is not None:
+            sql += " AND name = %s"
+            params.append(name)
         sql += " ORDER BY node_id LIMIT %s"
         params.append(limit)
         return [node_from_row(r) for r in await self._rows(sql, params)]
+
+    async def count_nodes(self, eid: int, under: str = "") -> dict[int, int]:
+        sql = "SELECT phase, count(*) FROM nodes WHERE eid = %s"
+        params: list[object] = [eid]
+        if under:
+            # The primary key's range of the ids below `under` ("C" collation: '0' sorts
+            # right after '/').
+            sql += " AND node_id > %s AND node_id < %s"
+            params += [under + "/", under + "0"]
+        rows = await self._rows(sql + " GROUP BY phase", params)
+        return {int(r[0]): int(r[1]) for r in rows}
+
+    async def count_children(self, eid: int, parent_id: str) -> list[tuple[str, int, int]]:
+        rows = await self._rows(
+            "SELECT name, phase, count(*) FROM nodes WHERE eid = %s AND parent_id = %s "
+            "GROUP BY name, phase",
+            (eid, parent_id),
+        )
+        return [(str(r[0]), int(r[1]), int(r[2])) for r in rows]
 
     async def dynamic_specs(self, eid: int) -> list[DynamicSpecRecord]:
         rows = await self._rows(
@@ -432,6 +464,22 @@ class PostgresStore(PostgresDuties, Store):
             (eid, after_seq, limit),
         )
         return page(rows, after_seq, limit)
+
+    async def node_events(
+        self, eid: int, node_id: str, after_seq: int, limit: int
+    ) -> list[tuple[int, bytes]]:
+        out: list[tuple[int, bytes]] = []
+        while len(out) < limit:  # rows of several events may hold none of the node's
+            rows = await self._rows(
+                "SELECT seq, body FROM events WHERE eid = %s AND node_id IN (%s, %s) "
+                "AND seq > %s ORDER BY seq LIMIT %s",
+                (eid, node_id, MANY, after_seq, SCAN_ROWS),
+            )
+            out += node_page(rows, node_id, after_seq, limit - len(out))
+            if len(rows) < SCAN_ROWS:
+                break
+            after_seq = int(rows[-1][0])
+        return out
 
     # -- logs --------------------------------------------------------------------------
     async def append_logs(self, entries: Sequence[LogEntry]) -> None:

@@ -25,7 +25,7 @@ from psycopg import AsyncConnection
 
 from plait_engine import ids
 from plait_engine.store.errors import OwnershipLost
-from plait_engine.store.event_rows import event_row
+from plait_engine.store.event_rows import event_row, row_node
 from plait_engine.store.postgres_schema import (
     ABORTED,
     NODE_ARRAYS,
@@ -64,8 +64,8 @@ _INSERT_SPECS = (
     "ON CONFLICT DO NOTHING"
 )
 _INSERT_EVENTS = (
-    "INSERT INTO events (eid, seq, body) "
-    f"SELECT * FROM {unnest(('bigint[]', 'bigint[]', 'bytea[]'))}"
+    "INSERT INTO events (eid, seq, body, node_id) "
+    f"SELECT * FROM {unnest(('bigint[]', 'bigint[]', 'bytea[]', 'text[]'))}"
 )
 _UPDATE_EXECUTIONS = (
     "UPDATE executions AS e SET last_seq = v.last_seq, "
@@ -117,7 +117,7 @@ class _Rows:
     nodes: dict[tuple[int, str], list[Any]] = field(default_factory=dict)
     updates: dict[tuple[int, str], tuple[Any, ...]] = field(default_factory=dict)
     specs: list[tuple[int, str, bytes, int]] = field(default_factory=list)
-    events: list[tuple[int, int, bytes]] = field(default_factory=list)
+    events: list[tuple[int, int, bytes, str | None]] = field(default_factory=list)
     executions: list[tuple[Any, ...]] = field(default_factory=list)
     outputs: list[tuple[int, bytes]] = field(default_factory=list)
     finished: list[int] = field(default_factory=list)
@@ -139,7 +139,8 @@ class _Rows:
         seq = last_seq
         if w.events:  # one row for the pass's events (see `event_rows`)
             seq += len(w.events)
-            self.events.append((eid, seq, event_row(w.event_shared, w.events)))
+            node = row_node(w.event_shared, w.events)
+            self.events.append((eid, seq, event_row(w.event_shared, w.events), node))
         result.last_seq[eid] = seq
         self.specs.extend((eid, s.node_id, s.closure, s.depth) for s in w.dynamic_specs)
         counts = None if w.counts is None else json.dumps(dict(w.counts), sort_keys=True)
@@ -189,7 +190,7 @@ async def apply_batch(conn: AsyncConnection[Any], batch: WriteBatch, now: float)
         (_INSERT_NODES, columns(list(rows.nodes.values()), len(NODE_ARRAYS))),
         (_UPDATE_NODES, columns(list(rows.updates.values()), len(_UPDATE_ARRAYS))),
         (_INSERT_SPECS, columns(rows.specs, 4)),
-        (_INSERT_EVENTS, columns(rows.events, 3)),
+        (_INSERT_EVENTS, columns(rows.events, 4)),
         (_UPDATE_EXECUTIONS, columns(rows.executions, 7)),
         (_UPDATE_OUTPUTS, columns(rows.outputs, 2)),
         (_ABORT_OPEN_NODES, [rows.finished]),

@@ -168,6 +168,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX results_queue_eid ON results_queue (eid, pos);
     CREATE INDEX cache_age ON cache (created_at);
     """,
+    # 3: the node an event is about (the console reads one node's transitions without scanning
+    # the execution's events); events stored before have none.
+    """
+    ALTER TABLE events ADD COLUMN node_id text COLLATE "C";
+    CREATE INDEX events_node ON events (eid, node_id, seq) WHERE node_id IS NOT NULL;
+    """,
 )
 
 EXEC_COLUMNS = (

@@ -10,6 +10,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from plaitidl.core.v1 import events_pb2
+
 from plait_engine import ids
 
 
@@ -387,3 +389,9 @@ class ExecutionFilter:
     labels: tuple[tuple[str, str], ...] = ()
     finished_before: float = 0.0
     request_id: str = ""
+
+
+def event_node(event: bytes) -> str | None:
+    """The node a serialized `ExecutionEvent` is about, or None for an execution's own."""
+    parsed = events_pb2.ExecutionEvent.FromString(event)
+    return parsed.node.node_id if parsed.HasField("node") else None

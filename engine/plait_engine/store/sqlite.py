@@ -17,7 +17,7 @@ from typing import TypeVar
 from plait_engine import ids
 from plait_engine.store.contract import Store, TemplateItem
 from plait_engine.store.errors import Conflict
-from plait_engine.store.event_rows import page, sequenced
+from plait_engine.store.event_rows import MANY, SCAN_ROWS, node_page, page, sequenced
 from plait_engine.store.records import (
     ApplyResult,
     CacheEntry,
@@ -321,16 +321,47 @@ class SqliteStore(SqliteDuties, Store):
         return None if row is None else node_from_row(row)
 
     async def list_nodes(
-        self, eid: int, parent_id: str | None, limit: int, after_node_id: str = ""
+        self,
+        eid: int,
+        parent_id: str | None,
+        limit: int,
+        after_node_id: str = "",
+        *,
+        phases: Sequence[int] = (),
+        name: str | None = None,
     ) -> list[NodeRecord]:
         sql = f"SELECT {NODE_COLUMNS} FROM nodes WHERE eid = ? AND node_id > ?"
         params: list[object] = [eid, after_node_id]
         if parent_id is not None:
             sql += " AND parent_id = ?"
             params.append(parent_id)
+        if phases:
+            sql += f" AND phase IN ({', '.join('?' for _ in phases)})"
+            params.extend(int(p) for p in phases)
+        if name is not None:
+            sql += " AND name = ?"
+            params.append(name)
         sql += " ORDER BY node_id LIMIT ?"
         params.append(limit)
         return [node_from_row(r) for r in await self._r(sql, params)]
+
+    async def count_nodes(self, eid: int, under: str = "") -> dict[int, int]:
+        sql = "SELECT phase, count(*) FROM nodes WHERE eid = ?"
+        params: list[object] = [eid]
+        if under:
+            # The primary key's range of the ids below `under`: '0' sorts right after '/'.
+            sql += " AND node_id > ? AND node_id < ?"
+            params += [under + "/", under + "0"]
+        rows = await self._r(sql + " GROUP BY phase", params)
+        return {int(r[0]): int(r[1]) for r in rows}
+
+    async def count_children(self, eid: int, parent_id: str) -> list[tuple[str, int, int]]:
+        rows = await self._r(
+            "SELECT name, phase, count(*) FROM nodes WHERE eid = ? AND parent_id = ? "
+            "GROUP BY name, phase",
+            (eid, parent_id),
+        )
+        return [(str(r[0]), int(r[1]), int(r[2])) for r in rows]
 
     async def dynamic_specs(self, eid: int) -> list[DynamicSpecRecord]:
         rows = await self._r(
@@ -351,6 +382,22 @@ class SqliteStore(SqliteDuties, Store):
             (eid, after_seq, limit),
         )
         return page(rows, after_seq, limit)
+
+    async def node_events(
+        self, eid: int, node_id: str, after_seq: int, limit: int
+    ) -> list[tuple[int, bytes]]:
+        out: list[tuple[int, bytes]] = []
+        while len(out) < limit:  # rows of several events may hold none of the node's
+            rows = await self._r(
+                "SELECT seq, body FROM events WHERE eid = ? AND node_id IN (?, ?) "
+                "AND seq > ? ORDER BY seq LIMIT ?",
+                (eid, node_id, MANY, after_seq, SCAN_ROWS),
+            )
+            out += node_page(rows, node_id, after_seq, limit - len(out))
+            if len(rows) < SCAN_ROWS:
+                break
+            after_seq = int(rows[-1][0])
+        return out
 
     # -- logs --------------------------------------------------------------------------
     async def append_logs(self, entries: Sequence[LogEntry]) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from plait_engine import ids
 from plait_engine.store.errors import OwnershipLost
-from plait_engine.store.event_rows import event_row
+from plait_engine.store.event_rows import event_row, row_node
 from plait_engine.store.records import ApplyResult, WriteBatch
 from plait_engine.store.sqlite_schema import ABORTED, NODE_COLUMNS, OPEN, counts_text, node_row
 
@@ -39,7 +39,7 @@ def apply_batch(batch: WriteBatch, now: float, c: sqlite3.Connection) -> ApplyRe
     last = _fence(c, batch, result)
     nodes: list[tuple[Any, ...]] = []
     updates: list[tuple[Any, ...]] = []
-    events: list[tuple[int, int, bytes]] = []
+    events: list[tuple[int, int, bytes, str | None]] = []
     specs: list[tuple[int, str, bytes, int]] = []
     for eid, w in batch.executions.items():
         if eid not in last:
@@ -53,7 +53,8 @@ def apply_batch(batch: WriteBatch, now: float, c: sqlite3.Connection) -> ApplyRe
         seq = last[eid]
         if w.events:  # one row for the pass's events (see `event_rows`)
             seq += len(w.events)
-            events.append((eid, seq, event_row(w.event_shared, w.events)))
+            node = row_node(w.event_shared, w.events)
+            events.append((eid, seq, event_row(w.event_shared, w.events), node))
         result.last_seq[eid] = seq
         specs.extend((eid, s.node_id, s.closure, s.depth) for s in w.dynamic_specs)
     if nodes:
@@ -76,7 +77,7 @@ def apply_batch(batch: WriteBatch, now: float, c: sqlite3.Connection) -> ApplyRe
             specs,
         )
     if events:
-        c.executemany("INSERT INTO events (eid, seq, body) VALUES (?, ?, ?)", events)
+        c.executemany("INSERT INTO events (eid, seq, body, node_id) VALUES (?, ?, ?, ?)", events)
     _apply_executions(c, batch, last, result)
     _apply_cache(c, batch, now, result)
     return result

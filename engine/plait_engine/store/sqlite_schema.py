@@ -162,6 +162,12 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX results_queue_eid ON results_queue (eid, pos);
     """,
+    # 7: the node an event is about, to read one node's transitions (its attempts) without
+    # scanning the execution's events. Events stored before have none.
+    """
+    ALTER TABLE events ADD COLUMN node_id TEXT;
+    CREATE INDEX events_node ON events (eid, node_id, seq) WHERE node_id IS NOT NULL;
+    """,
 )
 
 EXEC_COLUMNS = (

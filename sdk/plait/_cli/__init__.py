@@ -17,14 +17,36 @@ import platform
 import sys
 from collections.abc import Sequence
 
-from plait._cli import executions, flyte, logs, register, run, serve, templates, worker
+from plait._cli import (
+    console,
+    executions,
+    flyte,
+    logs,
+    register,
+    run,
+    schedules,
+    serve,
+    templates,
+    worker,
+)
 from plait._cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError
 from plait._constants import SDK_VERSION
 from plait._errors import PlaitError
 
 __all__ = ["main"]
 
-COMMANDS = (run, logs, executions, templates, register, serve, worker, flyte)
+COMMANDS = (
+    run,
+    logs,
+    executions,
+    templates,
+    schedules,
+    register,
+    serve,
+    worker,
+    flyte,
+    console,
+)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -60,6 +60,42 @@ LOG_STREAM_ENGINE: LogStream.ValueType  # 4
 """The engine, about the attempt (started, retried, truncated)."""
 Global___LogStream: _TypeAlias = LogStream  # noqa: Y015
 
+class _GraphNodeKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _GraphNodeKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_GraphNodeKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    GRAPH_NODE_KIND_UNSPECIFIED: _GraphNodeKind.ValueType  # 0
+    """Unknown."""
+    GRAPH_NODE_KIND_TASK: _GraphNodeKind.ValueType  # 1
+    """A task; a task that yielded a dynamic spec has `NodeExecution.is_dynamic` set and nodes
+    inside it.
+    """
+    GRAPH_NODE_KIND_WORKFLOW: _GraphNodeKind.ValueType  # 2
+    """A subworkflow or a launch plan: its workflow's nodes are inside it."""
+    GRAPH_NODE_KIND_BRANCH: _GraphNodeKind.ValueType  # 3
+    """A conditional: its cases are inside it (the one taken runs, the others are SKIPPED)."""
+    GRAPH_NODE_KIND_ARRAY: _GraphNodeKind.ValueType  # 4
+    """An array node (a map task): one instance per element is inside it."""
+
+class GraphNodeKind(_GraphNodeKind, metaclass=_GraphNodeKindEnumTypeWrapper):
+    """GraphNodeKind says what a node of a graph runs."""
+
+GRAPH_NODE_KIND_UNSPECIFIED: GraphNodeKind.ValueType  # 0
+"""Unknown."""
+GRAPH_NODE_KIND_TASK: GraphNodeKind.ValueType  # 1
+"""A task; a task that yielded a dynamic spec has `NodeExecution.is_dynamic` set and nodes
+inside it.
+"""
+GRAPH_NODE_KIND_WORKFLOW: GraphNodeKind.ValueType  # 2
+"""A subworkflow or a launch plan: its workflow's nodes are inside it."""
+GRAPH_NODE_KIND_BRANCH: GraphNodeKind.ValueType  # 3
+"""A conditional: its cases are inside it (the one taken runs, the others are SKIPPED)."""
+GRAPH_NODE_KIND_ARRAY: GraphNodeKind.ValueType  # 4
+"""An array node (a map task): one instance per element is inside it."""
+Global___GraphNodeKind: _TypeAlias = GraphNodeKind  # noqa: Y015
+
 @_typing.final
 class NodeCounts(_message.Message):
     """NodeCounts summarizes the nodes of an execution by phase."""
@@ -529,8 +565,13 @@ class WatchExecutionRequest(_message.Message):
 
     ID_FIELD_NUMBER: _builtins.int
     AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    NODE_ID_FIELD_NUMBER: _builtins.int
     after_sequence: _builtins.int
     """Only events with a larger sequence number are sent; 0 sends all."""
+    node_id: _builtins.str
+    """Only the transitions of this node (its attempts, retries and end); empty means every event.
+    The stream still ends when the execution ends.
+    """
     @_builtins.property
     def id(self) -> _identifier_pb2.ExecutionIdentifier:
         """The execution."""
@@ -540,10 +581,11 @@ class WatchExecutionRequest(_message.Message):
         *,
         id: _identifier_pb2.ExecutionIdentifier | None = ...,
         after_sequence: _builtins.int = ...,
+        node_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "id", b"id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "id", b"id", "node_id", b"node_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -725,15 +767,30 @@ class ListNodeExecutionsRequest(_message.Message):
     PARENT_NODE_ID_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    PHASES_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    TOP_LEVEL_ONLY_FIELD_NUMBER: _builtins.int
     parent_node_id: _builtins.str
     """Only children of this node; empty means every node at every depth."""
     page_size: _builtins.int
     """Maximum results per page (default 100, maximum 1000)."""
     page_token: _builtins.str
     """Token from a previous response's next_page_token."""
+    name: _builtins.str
+    """Only nodes with this display name (`NodeExecution.name`); empty means all. With
+    `parent_node_id` (or `top_level_only`), the members of a `GraphNode` group.
+    """
+    top_level_only: _builtins.bool
+    """With an empty `parent_node_id`: only the top-level nodes, instead of every node at every
+    depth.
+    """
     @_builtins.property
     def id(self) -> _identifier_pb2.ExecutionIdentifier:
         """The execution."""
+
+    @_builtins.property
+    def phases(self) -> _containers.RepeatedScalarFieldContainer[_execution_pb2.NodePhase.ValueType]:
+        """Only nodes in these phases; empty means all."""
 
     def __init__(
         self,
@@ -742,10 +799,13 @@ class ListNodeExecutionsRequest(_message.Message):
         parent_node_id: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        phases: _abc.Iterable[_execution_pb2.NodePhase.ValueType] | None = ...,
+        name: _builtins.str = ...,
+        top_level_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "page_size", b"page_size", "page_token", b"page_token", "parent_node_id", b"parent_node_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "name", b"name", "page_size", b"page_size", "page_token", b"page_token", "parent_node_id", b"parent_node_id", "phases", b"phases", "top_level_only", b"top_level_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1041,3 +1101,245 @@ class StreamLogsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StreamLogsResponse: _TypeAlias = StreamLogsResponse  # noqa: Y015
+
+@_typing.final
+class PhaseCount(_message.Message):
+    """PhaseCount is how many nodes are in one phase."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PHASE_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    phase: _execution_pb2.NodePhase.ValueType
+    """The phase."""
+    count: _builtins.int
+    """How many nodes are in it."""
+    def __init__(
+        self,
+        *,
+        phase: _execution_pb2.NodePhase.ValueType = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "phase", b"phase"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PhaseCount: _TypeAlias = PhaseCount  # noqa: Y015
+
+@_typing.final
+class GraphNode(_message.Message):
+    """GraphNode is one node of a level of an execution's graph, or a group of sibling nodes that
+    share a name (a fan-out, the instances of an array node).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    EXECUTION_FIELD_NUMBER: _builtins.int
+    GROUP_SIZE_FIELD_NUMBER: _builtins.int
+    GROUP_PHASES_FIELD_NUMBER: _builtins.int
+    UPSTREAM_IDS_FIELD_NUMBER: _builtins.int
+    CONDITION_FIELD_NUMBER: _builtins.int
+    HAS_CHILDREN_FIELD_NUMBER: _builtins.int
+    INNER_PHASES_FIELD_NUMBER: _builtins.int
+    TARGET_ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The node's id (path). For a group: "<parent>/*<name>" (an id no node has), stable while
+    the group exists.
+    """
+    name: _builtins.str
+    """Display name: the task's or workflow's short name, or the conditional's name. A group's
+    members all have this name.
+    """
+    kind: Global___GraphNodeKind.ValueType
+    """What the node (a group's every member) runs."""
+    group_size: _builtins.int
+    """For a group: how many nodes it stands for; 0 for a single node."""
+    condition: _builtins.str
+    """For a case of a branch: when it runs, e.g. "numbers_count <= run_local_at_count", or
+    "else".
+    """
+    has_children: _builtins.bool
+    """Whether nodes exist inside it: a dynamic task that yielded its spec, a workflow, branch or
+    array node that started. `GetNodeGraph` with `parent_node_id` = `id` shows them.
+    """
+    @_builtins.property
+    def execution(self) -> Global___NodeExecution:
+        """The node's state; unset for a group and for a node not created yet."""
+
+    @_builtins.property
+    def group_phases(self) -> _containers.RepeatedCompositeFieldContainer[Global___PhaseCount]:
+        """For a group: its created members per phase (members not created yet are not counted)."""
+
+    @_builtins.property
+    def upstream_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Ids of the nodes (or groups) of this level it depends on."""
+
+    @_builtins.property
+    def inner_phases(self) -> _containers.RepeatedCompositeFieldContainer[Global___PhaseCount]:
+        """For a node with nodes inside: those nodes, at every depth, per phase."""
+
+    @_builtins.property
+    def target_id(self) -> _identifier_pb2.Identifier:
+        """The task, workflow or launch plan it runs, when known."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        kind: Global___GraphNodeKind.ValueType = ...,
+        execution: Global___NodeExecution | None = ...,
+        group_size: _builtins.int = ...,
+        group_phases: _abc.Iterable[Global___PhaseCount] | None = ...,
+        upstream_ids: _abc.Iterable[_builtins.str] | None = ...,
+        condition: _builtins.str = ...,
+        has_children: _builtins.bool = ...,
+        inner_phases: _abc.Iterable[Global___PhaseCount] | None = ...,
+        target_id: _identifier_pb2.Identifier | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["execution", b"execution", "target_id", b"target_id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "execution", b"execution", "group_phases", b"group_phases", "group_size", b"group_size", "has_children", b"has_children", "id", b"id", "inner_phases", b"inner_phases", "kind", b"kind", "name", b"name", "target_id", b"target_id", "upstream_ids", b"upstream_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GraphNode: _TypeAlias = GraphNode  # noqa: Y015
+
+@_typing.final
+class GetNodeGraphRequest(_message.Message):
+    """GetNodeGraphRequest names a level of an execution's graph."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    PARENT_NODE_ID_FIELD_NUMBER: _builtins.int
+    GROUP_THRESHOLD_FIELD_NUMBER: _builtins.int
+    parent_node_id: _builtins.str
+    """The node whose inside to show; empty for the top-level workflow."""
+    group_threshold: _builtins.int
+    """Siblings sharing a name collapse into a group when there are more than this many; 0 means
+    the default (20).
+    """
+    @_builtins.property
+    def id(self) -> _identifier_pb2.ExecutionIdentifier:
+        """The execution."""
+
+    def __init__(
+        self,
+        *,
+        id: _identifier_pb2.ExecutionIdentifier | None = ...,
+        parent_node_id: _builtins.str = ...,
+        group_threshold: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_threshold", b"group_threshold", "id", b"id", "parent_node_id", b"parent_node_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetNodeGraphRequest: _TypeAlias = GetNodeGraphRequest  # noqa: Y015
+
+@_typing.final
+class GetNodeGraphResponse(_message.Message):
+    """GetNodeGraphResponse is one level of an execution's graph."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    PARENT_KIND_FIELD_NUMBER: _builtins.int
+    NODES_FIELD_NUMBER: _builtins.int
+    NODE_COUNT_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    parent_kind: Global___GraphNodeKind.ValueType
+    """What the parent runs (unspecified for the top level)."""
+    node_count: _builtins.int
+    """How many nodes the level defines (every member of a group counted)."""
+    note: _builtins.str
+    """Why the level shows no nodes yet, when it shows none (e.g. "the generator has not yielded
+    its spec yet").
+    """
+    @_builtins.property
+    def parent(self) -> Global___NodeExecution:
+        """The node whose inside this is; unset for the top level."""
+
+    @_builtins.property
+    def nodes(self) -> _containers.RepeatedCompositeFieldContainer[Global___GraphNode]:
+        """The nodes and groups of the level, upstream before downstream."""
+
+    def __init__(
+        self,
+        *,
+        parent: Global___NodeExecution | None = ...,
+        parent_kind: Global___GraphNodeKind.ValueType = ...,
+        nodes: _abc.Iterable[Global___GraphNode] | None = ...,
+        node_count: _builtins.int = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["parent", b"parent"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["node_count", b"node_count", "nodes", b"nodes", "note", b"note", "parent", b"parent", "parent_kind", b"parent_kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetNodeGraphResponse: _TypeAlias = GetNodeGraphResponse  # noqa: Y015
+
+@_typing.final
+class CountNodeExecutionsRequest(_message.Message):
+    """CountNodeExecutionsRequest names what to count."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.str
+    """Count the nodes inside this node, at every depth; empty counts every node."""
+    @_builtins.property
+    def id(self) -> _identifier_pb2.ExecutionIdentifier:
+        """The execution."""
+
+    def __init__(
+        self,
+        *,
+        id: _identifier_pb2.ExecutionIdentifier | None = ...,
+        node_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "node_id", b"node_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountNodeExecutionsRequest: _TypeAlias = CountNodeExecutionsRequest  # noqa: Y015
+
+@_typing.final
+class CountNodeExecutionsResponse(_message.Message):
+    """CountNodeExecutionsResponse carries the counts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PHASES_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    total: _builtins.int
+    """Every node counted."""
+    @_builtins.property
+    def phases(self) -> _containers.RepeatedCompositeFieldContainer[Global___PhaseCount]:
+        """Nodes per phase; phases with no node are left out."""
+
+    def __init__(
+        self,
+        *,
+        phases: _abc.Iterable[Global___PhaseCount] | None = ...,
+        total: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["phases", b"phases", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountNodeExecutionsResponse: _TypeAlias = CountNodeExecutionsResponse  # noqa: Y015

@@ -90,6 +90,16 @@ class ExecutionServiceStub:
                 request_serializer=plaitidl_dot_service_dot_v1_dot_execution__service__pb2.StreamLogsRequest.SerializeToString,
                 response_deserializer=plaitidl_dot_service_dot_v1_dot_execution__service__pb2.StreamLogsResponse.FromString,
                 _registered_method=True)
+        self.GetNodeGraph = channel.unary_unary(
+                '/plaitidl.service.v1.ExecutionService/GetNodeGraph',
+                request_serializer=plaitidl_dot_service_dot_v1_dot_execution__service__pb2.GetNodeGraphRequest.SerializeToString,
+                response_deserializer=plaitidl_dot_service_dot_v1_dot_execution__service__pb2.GetNodeGraphResponse.FromString,
+                _registered_method=True)
+        self.CountNodeExecutions = channel.unary_unary(
+                '/plaitidl.service.v1.ExecutionService/CountNodeExecutions',
+                request_serializer=plaitidl_dot_service_dot_v1_dot_execution__service__pb2.CountNodeExecutionsRequest.SerializeToString,
+                response_deserializer=plaitidl_dot_service_dot_v1_dot_execution__service__pb2.CountNodeExecutionsResponse.FromString,
+                _registered_method=True)
 
 
 class ExecutionServiceServicer:
@@ -183,6 +193,27 @@ class ExecutionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetNodeGraph(self, request, context):
+        """GetNodeGraph returns one level of an execution's graph: the nodes that run directly inside
+        `parent_node_id` (the top-level workflow when it is empty), with the edges between them and
+        each node's state as stored now. Nodes that the workflow or the dynamic spec defines but
+        that have not been created yet are included without state. Siblings sharing a name beyond
+        `group_threshold` are collapsed into one group node carrying counts per phase; page into a
+        group with `ListNodeExecutions` (`parent_node_id` or `top_level_only`, `name`, `phases`).
+        The work is done on the server: a level of 10,000 nodes answers with a few group nodes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CountNodeExecutions(self, request, context):
+        """CountNodeExecutions counts the nodes of an execution, or the nodes inside one node (at every
+        depth), per phase.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -240,6 +271,16 @@ def add_ExecutionServiceServicer_to_server(servicer, server):
                     servicer.StreamLogs,
                     request_deserializer=plaitidl_dot_service_dot_v1_dot_execution__service__pb2.StreamLogsRequest.FromString,
                     response_serializer=plaitidl_dot_service_dot_v1_dot_execution__service__pb2.StreamLogsResponse.SerializeToString,
+            ),
+            'GetNodeGraph': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetNodeGraph,
+                    request_deserializer=plaitidl_dot_service_dot_v1_dot_execution__service__pb2.GetNodeGraphRequest.FromString,
+                    response_serializer=plaitidl_dot_service_dot_v1_dot_execution__service__pb2.GetNodeGraphResponse.SerializeToString,
+            ),
+            'CountNodeExecutions': grpc.unary_unary_rpc_method_handler(
+                    servicer.CountNodeExecutions,
+                    request_deserializer=plaitidl_dot_service_dot_v1_dot_execution__service__pb2.CountNodeExecutionsRequest.FromString,
+                    response_serializer=plaitidl_dot_service_dot_v1_dot_execution__service__pb2.CountNodeExecutionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -540,6 +581,60 @@ class ExecutionService:
             '/plaitidl.service.v1.ExecutionService/StreamLogs',
             plaitidl_dot_service_dot_v1_dot_execution__service__pb2.StreamLogsRequest.SerializeToString,
             plaitidl_dot_service_dot_v1_dot_execution__service__pb2.StreamLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetNodeGraph(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plaitidl.service.v1.ExecutionService/GetNodeGraph',
+            plaitidl_dot_service_dot_v1_dot_execution__service__pb2.GetNodeGraphRequest.SerializeToString,
+            plaitidl_dot_service_dot_v1_dot_execution__service__pb2.GetNodeGraphResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CountNodeExecutions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plaitidl.service.v1.ExecutionService/CountNodeExecutions',
+            plaitidl_dot_service_dot_v1_dot_execution__service__pb2.CountNodeExecutionsRequest.SerializeToString,
+            plaitidl_dot_service_dot_v1_dot_execution__service__pb2.CountNodeExecutionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -71,6 +71,19 @@ class ExecutionServiceStub:
     attempts (of one node, or of all), oldest first. With `follow`, it keeps the stream open and
     sends new lines as attempts write them, until the execution (or the node) ends.
     """
+    GetNodeGraph: _grpc.UnaryUnaryMultiCallable[_execution_service_pb2.GetNodeGraphRequest, _execution_service_pb2.GetNodeGraphResponse]
+    """GetNodeGraph returns one level of an execution's graph: the nodes that run directly inside
+    `parent_node_id` (the top-level workflow when it is empty), with the edges between them and
+    each node's state as stored now. Nodes that the workflow or the dynamic spec defines but
+    that have not been created yet are included without state. Siblings sharing a name beyond
+    `group_threshold` are collapsed into one group node carrying counts per phase; page into a
+    group with `ListNodeExecutions` (`parent_node_id` or `top_level_only`, `name`, `phases`).
+    The work is done on the server: a level of 10,000 nodes answers with a few group nodes.
+    """
+    CountNodeExecutions: _grpc.UnaryUnaryMultiCallable[_execution_service_pb2.CountNodeExecutionsRequest, _execution_service_pb2.CountNodeExecutionsResponse]
+    """CountNodeExecutions counts the nodes of an execution, or the nodes inside one node (at every
+    depth), per phase.
+    """
 
 @_typing.type_check_only
 class ExecutionServiceAsyncStub(ExecutionServiceStub):
@@ -114,6 +127,19 @@ class ExecutionServiceAsyncStub(ExecutionServiceStub):
     """StreamLogs sends the captured stdout, stderr and logger lines of an execution's task
     attempts (of one node, or of all), oldest first. With `follow`, it keeps the stream open and
     sends new lines as attempts write them, until the execution (or the node) ends.
+    """
+    GetNodeGraph: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.GetNodeGraphRequest, _execution_service_pb2.GetNodeGraphResponse]  # type: ignore[assignment]
+    """GetNodeGraph returns one level of an execution's graph: the nodes that run directly inside
+    `parent_node_id` (the top-level workflow when it is empty), with the edges between them and
+    each node's state as stored now. Nodes that the workflow or the dynamic spec defines but
+    that have not been created yet are included without state. Siblings sharing a name beyond
+    `group_threshold` are collapsed into one group node carrying counts per phase; page into a
+    group with `ListNodeExecutions` (`parent_node_id` or `top_level_only`, `name`, `phases`).
+    The work is done on the server: a level of 10,000 nodes answers with a few group nodes.
+    """
+    CountNodeExecutions: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.CountNodeExecutionsRequest, _execution_service_pb2.CountNodeExecutionsResponse]  # type: ignore[assignment]
+    """CountNodeExecutions counts the nodes of an execution, or the nodes inside one node (at every
+    depth), per phase.
     """
 
 class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -221,6 +247,31 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
         """StreamLogs sends the captured stdout, stderr and logger lines of an execution's task
         attempts (of one node, or of all), oldest first. With `follow`, it keeps the stream open and
         sends new lines as attempts write them, until the execution (or the node) ends.
+        """
+
+    @_abc_1.abstractmethod
+    def GetNodeGraph(
+        self,
+        request: _execution_service_pb2.GetNodeGraphRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_execution_service_pb2.GetNodeGraphResponse, _abc.Awaitable[_execution_service_pb2.GetNodeGraphResponse]]:
+        """GetNodeGraph returns one level of an execution's graph: the nodes that run directly inside
+        `parent_node_id` (the top-level workflow when it is empty), with the edges between them and
+        each node's state as stored now. Nodes that the workflow or the dynamic spec defines but
+        that have not been created yet are included without state. Siblings sharing a name beyond
+        `group_threshold` are collapsed into one group node carrying counts per phase; page into a
+        group with `ListNodeExecutions` (`parent_node_id` or `top_level_only`, `name`, `phases`).
+        The work is done on the server: a level of 10,000 nodes answers with a few group nodes.
+        """
+
+    @_abc_1.abstractmethod
+    def CountNodeExecutions(
+        self,
+        request: _execution_service_pb2.CountNodeExecutionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_execution_service_pb2.CountNodeExecutionsResponse, _abc.Awaitable[_execution_service_pb2.CountNodeExecutionsResponse]]:
+        """CountNodeExecutions counts the nodes of an execution, or the nodes inside one node (at every
+        depth), per phase.
         """
 
 def add_ExecutionServiceServicer_to_server(servicer: ExecutionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -116,7 +116,7 @@ async def _read(
             seq = rows[-1][0]
             bodies.extend(b for _, b in rows)
         stored = await store.dynamic_specs(rec.eid)
-        specs = [(s.node_id, await payloads.load(s.closure)) for s in stored]
+        specs = [(s.node_id, await payloads.load_spec(s.closure)) for s in stored]
         return rec.phase, closure, bodies, specs
     finally:
         await store.close()

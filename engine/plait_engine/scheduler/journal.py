@@ -13,6 +13,7 @@ from plaitidl.core.v1 import errors_pb2, events_pb2, execution_pb2, literals_pb2
 
 from plait_engine import ids
 from plait_engine.blob import Payloads, PendingBlob
+from plait_engine.blob.payloads import deflate
 from plait_engine.scheduler import events
 from plait_engine.scheduler.state import NodeExec, Run, display_name
 from plait_engine.store import (
@@ -237,7 +238,7 @@ class Journal:
     def spec(self, n: NodeExec, closure: bytes, depth: int) -> None:
         """The compiled spec a generator yielded."""
         run = n.frame.run
-        stored = self.pack(closure, *run.blob_key, *safe_parts(n.path), "spec")
+        stored = self.pack(deflate(closure), *run.blob_key, *safe_parts(n.path), "spec")
         self.writes(run).dynamic_specs.append(DynamicSpecRecord(n.path, stored, depth))
 
     # -- executions --------------------------------------------------------------------

@@ -44,7 +44,7 @@ async def load(store: Store, payloads: Payloads, run: Run) -> Adopted | None:
             rec.inputs = await payloads.load(rec.inputs)
     specs = await store.dynamic_specs(run.eid)
     for s in specs:
-        s.closure = await payloads.load(s.closure)
+        s.closure = await payloads.load_spec(s.closure)
     run.recovered = {r.node_id: r for r in nodes}
     run.specs = {s.node_id: s for s in specs}
     if nodes:

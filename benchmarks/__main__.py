@@ -16,7 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-ALL_MODES = ("embedded", "embedded-pg", "grpc", "flytekit")
+ALL_MODES = ("embedded", "embedded-pg", "grpc", "grpc-pg-1", "grpc-pg-2", "flytekit")
+# Replicas over PostgreSQL (one, then two sharing the work): a few workloads only.
+REPLICAS = {"grpc-pg-1": 1, "grpc-pg-2": 2}
+SINGLE = ("embedded", "embedded-pg", "grpc", "flytekit")
 # (workload, modes it runs in): the biggest runs skip the slowest modes.
 FULL: list[tuple[str, tuple[str, ...]]] = [
     ("fanout-1000", ALL_MODES),
@@ -24,8 +27,8 @@ FULL: list[tuple[str, tuple[str, ...]]] = [
     ("fanout-100000", ("embedded", "embedded-pg", "grpc")),
     ("mergesort-5000", ALL_MODES),
     ("mergesort-20000", ("embedded", "embedded-pg", "grpc")),
-    ("countchars-200", ALL_MODES),
-    ("chain-200", ALL_MODES),
+    ("countchars-200", SINGLE),
+    ("chain-200", SINGLE),
 ]
 QUICK: list[tuple[str, tuple[str, ...]]] = [
     ("fanout-1000", ALL_MODES),
@@ -70,6 +73,12 @@ def run_one(mode: str, workload: str, args: argparse.Namespace) -> dict[str, Any
     py = sys.executable
     if mode == "flytekit":
         out = _child([flyte_python(), "-m", "benchmarks._flyte_run", workload], args.flyte_timeout)
+    elif mode in REPLICAS:
+        cmd = [py, "-m", "benchmarks._replicas", workload, "--replicas", str(REPLICAS[mode]),
+               "--timeout", str(args.plait_timeout), "--workers", str(args.workers)]  # fmt: skip
+        if args.slots:
+            cmd += ["--slots", str(args.slots)]
+        out = _child(cmd, args.plait_timeout + 90)
     else:
         cmd = [py, "-m", "benchmarks._plait_run", mode, workload, "--timeout",
                str(args.plait_timeout), "--workers", str(args.workers)]  # fmt: skip

@@ -17,8 +17,11 @@ from plait_engine.config import ConfigError, EngineConfig
 from plait_engine.executors import Executor, TaskRunner
 from plait_engine.executors.inprocess import InProcessExecutor
 from plait_engine.executors.logs import LogWriter
+from plait_engine.executors.plugins import PluginExecutor, runs_in_engine
 from plait_engine.executors.process import ProcessExecutor, ProcessPolicy, RunAs
+from plait_engine.plugins import Plugins
 from plait_engine.scheduler import Scheduler, SchedulerConfig
+from plait_engine.secrets import SecretProvider
 from plait_engine.service import ExecutionsService, RegistryService
 from plait_engine.service.data import DataService
 from plait_engine.service.retention import RetentionSweeper
@@ -53,6 +56,8 @@ class Engine:
         schedules: Schedule use cases.
         schedule_runner: Starts the executions of due ticks (servers only).
         data: Offloaded payloads (values above the inline limit).
+        plugins: The installed task type plugins, and those that run in the engine.
+        plugin_executor: Runs the tasks of the plugins that run in the engine.
     """
 
     config: EngineConfig
@@ -71,12 +76,16 @@ class Engine:
     schedules: SchedulesService
     schedule_runner: ScheduleRunner
     data: DataService
+    plugins: Plugins
+    plugin_executor: PluginExecutor
 
     def executor_for(self, task: tasks_pb2.TaskTemplate) -> Executor | None:
-        """The executor of a task's target."""
+        """The executor of a task's target (and type: plugins that run in the engine)."""
         if task.HasField("process"):
             return self.process
         if task.HasField("worker"):
+            if runs_in_engine(self.plugins, task.type, embedded=self.in_process is not None):
+                return self.plugin_executor
             if self.in_process is not None:
                 return self.in_process
             return self.shared if self.shared is not None else self.workers
@@ -94,6 +103,7 @@ class Engine:
         self.logs.start()
         sink = self.scheduler.post_results
         self.process.start(sink, loop)
+        self.plugin_executor.start(sink, loop)
         if self.shared is not None:
             self.shared.start(sink, loop)  # it starts the worker sessions, answering to it
         elif self.workers is not None:
@@ -111,6 +121,7 @@ class Engine:
         await self.schedule_runner.stop()
         await self.scheduler.stop()
         await self.process.stop()
+        await self.plugin_executor.stop()
         if self.shared is not None:
             await self.shared.stop()
         elif self.workers is not None:
@@ -178,6 +189,7 @@ def build_engine(
     task_threads: int = 8,
     store: Store | None = None,
     process_policy: ProcessPolicy | None = None,
+    plugins: Plugins | None = None,
 ) -> Engine:
     """Build an engine.
 
@@ -191,11 +203,14 @@ def build_engine(
         process_policy: The commands process targets may run. Default: every command for the
             embedded engine (with a `task_runner`: its user runs their own commands), the
             config's `allow_process` patterns otherwise (none: process targets are off).
+        plugins: Task type plugins to use instead of the installed ones (entry points of
+            ``plait.task_types``, loaded here: every one runs in an embedded engine, those
+            `config.plugins` names in a server).
 
     Raises:
         ConfigError: `config.store` or `config.blob_url` names no store this engine can
-            open, or `process_user`
-            names no user, or one the engine may not switch to.
+            open, or `process_user` names no user, or one the engine may not switch to, or
+            `config.plugins` names a plugin that is not installed.
     """
     if process_policy is None:
         process_policy = (
@@ -204,6 +219,9 @@ def build_engine(
             else ProcessPolicy(tuple(config.allow_process))
         )
     run_as = RunAs.lookup(config.process_user)
+    embedded = task_runner is not None
+    if plugins is None:
+        plugins = Plugins.load(config.plugins, embedded=embedded)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     if store is None:
         store = open_store(config)
@@ -211,7 +229,6 @@ def build_engine(
     payloads = Payloads(blobs)
     data_store = DataStore(blobs)
     source = TemplateSource(store)
-    embedded = task_runner is not None
     logs = LogWriter(store, config.max_log_bytes)
     in_process: InProcessExecutor | None = None
     workers: WorkerSessions | None = None
@@ -235,6 +252,13 @@ def build_engine(
         policy=process_policy,
         run_as=run_as,
         logs=logs,
+        staging=config.data_dir / "staging",
+    )
+    plugin_executor = PluginExecutor(
+        plugins,
+        SecretProvider(config.secrets_dir),
+        blobs,
+        logs,
         staging=config.data_dir / "staging",
     )
     holder: list[Engine] = []
@@ -274,7 +298,12 @@ def build_engine(
         payloads=payloads,
         scheduler=scheduler,
         registry=RegistryService(
-            store, source, limits, process_policy.refusal, schedule_runner.poke
+            store,
+            source,
+            limits,
+            process_policy.refusal,
+            schedule_runner.poke,
+            task_check=plugins.problems,
         ),
         executions=executions,
         workers=workers,
@@ -290,6 +319,8 @@ def build_engine(
             config.max_literal_bytes,
             chunk_bytes=min(1 << 20, config.max_message_bytes // 4),
         ),
+        plugins=plugins,
+        plugin_executor=plugin_executor,
     )
     holder.append(engine)
     return engine

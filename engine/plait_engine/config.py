@@ -83,6 +83,11 @@ class EngineConfig:
         cluster: Run as one of several replicas sharing the store: attempts go through the
             store's dispatch queue, so a worker connected to any replica can run them (on for a
             PostgreSQL store).
+        plugins: Task types whose installed plugin runs inside the engine (entry points of
+            ``plait.task_types``; ``*`` for every installed one). Tasks of other types go to
+            workers that declare the type. The embedded engine runs every installed plugin.
+        secrets_dir: A folder of secret files (one per secret, named like it) for the tasks
+            that run inside the engine; then ``PLAIT_SECRET_<NAME>`` environment variables.
     """
 
     address: str = "127.0.0.1:8089"
@@ -113,6 +118,8 @@ class EngineConfig:
     log_level: str = "info"
     console_address: str = ""
     cluster: bool = False
+    plugins: tuple[str, ...] = ()
+    secrets_dir: Path | None = None
 
     def limits(self) -> Limits:
         """What the compiler accepts."""
@@ -153,6 +160,8 @@ _KINDS: dict[str, type] = {
     "log_level": str,
     "console_address": str,
     "cluster": bool,
+    "plugins": tuple,
+    "secrets_dir": Path,
 }
 # One line of help per setting, for `plait serve --help` (its flags are generated from these).
 HELP: dict[str, str] = {
@@ -190,6 +199,11 @@ HELP: dict[str, str] = {
     "log_level": "debug, info, warning or error (default info)",
     "console_address": "HOST:PORT of the web console and JSON/HTTP endpoint (default off)",
     "cluster": "one of several replicas on one store: dispatch through the store (true/false)",
+    "plugins": (
+        "run this task type's installed plugin inside the engine, e.g. sql or http (repeat; "
+        "* for all; default: none, workers serve every type)"
+    ),
+    "secrets_dir": "folder of secret files (one per secret) for tasks run inside the engine",
 }
 
 

@@ -188,6 +188,43 @@ export function contentVersion(template) {
   return createHash("sha256").update(JSON.stringify(copy)).digest("hex").slice(0, 16);
 }
 
+// --- google.protobuf.Struct (TaskTemplate.custom) ---------------------------------------------------
+// A Struct is { fields: { key: Value } }; a Value sets exactly one of its `kind` members. Careful:
+// protobufjs defines Google's well-known types itself, with camelCase field names whatever
+// `keepCase` says: nullValue, numberValue, stringValue, boolValue, structValue, listValue.
+
+/** Plain JSON-able JavaScript as a Struct Value. */
+export function toValue(v) {
+  if (v === null || v === undefined) return { nullValue: "NULL_VALUE" };
+  if (typeof v === "number") return { numberValue: v };
+  if (typeof v === "string") return { stringValue: v };
+  if (typeof v === "boolean") return { boolValue: v };
+  if (Array.isArray(v)) return { listValue: { values: v.map(toValue) } };
+  return { structValue: toStruct(v) };
+}
+
+/** A plain object as a Struct (a task type's configuration, for TaskTemplate.custom). */
+export const toStruct = (obj) => ({ fields: Object.fromEntries(Object.entries(obj).map(([k, v]) => [k, toValue(v)])) });
+
+/** A decoded Struct Value as plain JavaScript. */
+export function fromValue(v) {
+  switch (v?.kind) {
+    case "numberValue":
+    case "stringValue":
+    case "boolValue":
+      return v[v.kind];
+    case "structValue":
+      return fromStruct(v.structValue);
+    case "listValue":
+      return (v.listValue.values ?? []).map(fromValue);
+    default:
+      return null;
+  }
+}
+
+/** A decoded Struct (e.g. TaskTemplate.custom) as a plain object; {} when unset. */
+export const fromStruct = (struct) => Object.fromEntries(Object.entries(struct?.fields ?? {}).map(([k, v]) => [k, fromValue(v)]));
+
 // --- literals ------------------------------------------------------------------------------------
 
 /** Literal for an int64. Accepts a number (must be a safe integer), a bigint or a digit string. */

@@ -8,6 +8,9 @@
 //   fan_out  fan_out(n: int) -> out: list[int]                       (a dynamic generator)
 //            yields n nodes running the PYTHON task node_mix.square and binds their outputs
 //            into one list.
+// Task types: it declares "javascript-task", "dynamic" and the custom type "format" (a task
+// whose `custom` holds { template, uppercase }: see tasks.js), so the engine sends it tasks of
+// those types only, and no other worker gets "format" tasks.
 //
 // The protocol (see protos/plaitidl/service/v1/worker_service.proto and README.md):
 //   hello -> welcome -> { assignments (batches) -> results (batches) | heartbeats | cancellations }
@@ -24,6 +27,7 @@ import {
   connect,
   describeError,
   encode,
+  fromStruct,
   intLit,
   listLit,
   parseArgs,
@@ -33,7 +37,7 @@ import {
   resolveLiterals,
   strLit,
 } from "./plait.js";
-import { NODE_QUEUE, NODE_TASKS, PY_SQUARE } from "./tasks.js";
+import { FORMAT_TYPE, NODE_QUEUE, NODE_TASKS, NODE_TASK_TYPES, PY_SQUARE } from "./tasks.js";
 
 const VERSION = "0.1.0";
 const BACKOFF_START_MS = 200;
@@ -120,7 +124,32 @@ async function fanOut(inputs, { clients }) {
   return { dynamic_job_spec: spec };
 }
 
+// The custom task type "format": its configuration is the template's `custom` (a Struct). The
+// engine has no plugin for the type, so it never checked it: check it here, and fail the
+// attempt without a retry (naming the field) when it is wrong.
+async function format(inputs, { template }) {
+  const config = fromStruct(template.custom);
+  if (typeof config.template !== "string") {
+    throw new TaskError("InvalidTaskConfig", "custom.template: expected a string");
+  }
+  if (config.uppercase !== undefined && typeof config.uppercase !== "boolean") {
+    throw new TaskError("InvalidTaskConfig", "custom.uppercase: expected true or false");
+  }
+  const values = Object.fromEntries(
+    Object.entries(inputs).map(([k, lit]) => [k, lit.scalar?.primitive?.value === "integer" ? readInt(lit, k) : readString(lit, k)]),
+  );
+  let text = config.template.replace(/\{(\w+)\}/g, (_, name) => {
+    if (!(name in values)) throw new TaskError("InvalidTaskConfig", `custom.template: {${name}} names no input`);
+    return String(values[name]);
+  });
+  if (config.uppercase) text = text.toUpperCase();
+  const [out] = template.interface.outputs.variables;
+  return { outputs: { [out.name]: strLit(text) } };
+}
+
 const HANDLERS = { greet, fan_out: fanOut };
+// Tasks of a custom type run by their type, whatever their handler says.
+const TYPES = { [FORMAT_TYPE]: format };
 
 // --- session -------------------------------------------------------------------------------------
 
@@ -162,7 +191,15 @@ class Worker {
 
     // 1. hello: who we are, which queues, how many slots, our language.
     call.write({
-      hello: { worker_id: this.workerId, queues: [NODE_QUEUE], slots: this.slots, language: "javascript", version: VERSION },
+      hello: {
+        worker_id: this.workerId,
+        queues: [NODE_QUEUE],
+        slots: this.slots,
+        language: "javascript",
+        version: VERSION,
+        // Only tasks of these types come here (the engine routes by type, like queues).
+        task_types: NODE_TASK_TYPES,
+      },
     });
 
     call.on("data", (msg) => {
@@ -213,7 +250,7 @@ class Worker {
       return;
     }
     log(`assignment ${a.assignment_id} attempt ${a.attempt}: ${template.id.name} (${a.task_template ? "template in full" : "template by key"})`);
-    const handler = HANDLERS[template.worker?.handler];
+    const handler = TYPES[template.type] ?? HANDLERS[template.worker?.handler];
     if (!handler) {
       this.finish(session, a, { error: { code: "UnknownHandler", message: `node worker has no handler ${JSON.stringify(template.worker?.handler)} (task ${template.id.name})`, kind: "KIND_USER", recoverable: false } }, { tracked: false });
       return;

@@ -85,8 +85,12 @@ def embedded_config(data_dir: Path, **settings: Any) -> Any:
 def _engine(data_dir: Path, config: Any) -> Any:
     from plait_engine.app import build_engine
 
+    if config is None:
+        # Secrets of the tasks that run here (plugin tasks): a folder, then PLAIT_SECRET_*.
+        secrets = os.environ.get("PLAIT_SECRETS_DIR")
+        config = embedded_config(data_dir, secrets_dir=Path(secrets) if secrets else None)
     return build_engine(
-        config if config is not None else embedded_config(data_dir),
+        config,
         task_runner=_runtime.execute,
         runner_checks_outputs=True,
     )

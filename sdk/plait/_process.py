@@ -18,19 +18,26 @@ from plait._task import Task, TaskOptions, Timeout
 
 
 def _signature_function(
-    name: str, inputs: Mapping[str, Any], outputs: Mapping[str, Any], module: str
+    name: str,
+    inputs: Mapping[str, Any],
+    outputs: Mapping[str, Any],
+    module: str,
+    what: str = "process task",
+    single: Any = None,
 ) -> Any:
-    """A stand-in function whose signature declares the task's interface."""
+    """A stand-in function whose signature declares the task's interface: named `outputs`, or
+    one unnamed output of type `single`."""
 
     def process_task(**kwargs: Any) -> Any:
+        does = "runs its command" if what == "process task" else "runs"
         raise PlaitError(
-            f"process task '{name}' runs its command on an engine: call it in a workflow or a "
-            "dynamic and run that (plait run / plait run --remote)"
+            f"{what} '{name}' {does} on an engine: call it in a workflow or a dynamic and run "
+            "that (plait run / plait run --remote)"
         )
 
     for key in (*inputs, *outputs):
         if not key.isidentifier():
-            raise PlaitValueError(f"process task '{name}': {key!r} is not a valid variable name")
+            raise PlaitValueError(f"{what} '{name}': {key!r} is not a valid variable name")
     params = [
         inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=t)
         for n, t in inputs.items()
@@ -41,11 +48,13 @@ def _signature_function(
         if outputs
         else None
     )
+    if single is not None:
+        ret = single  # one unnamed output: a call returns its promise
     process_task.__signature__ = inspect.Signature(params, return_annotation=ret)  # type: ignore[attr-defined]
     process_task.__annotations__ = {**dict(inputs), "return": ret}
     process_task.__module__ = module
     process_task.__qualname__ = name.rsplit(".", 1)[-1]
-    process_task.__doc__ = f"Runs {name} as a process."
+    process_task.__doc__ = f"Runs {what} {name}."
     return process_task
 
 

@@ -35,6 +35,7 @@ import threading
 import time
 import types
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -50,6 +51,7 @@ from plait._constants import DEFAULT_QUEUE, LANGUAGE, MAX_MESSAGE_BYTES, SDK_VER
 from plait._data import INLINE_LIMIT, DataClient
 from plait._errors import PlaitValueError, RpcError, WorkerError
 from plait._launch_plan import LaunchPlan
+from plait._plugins import PluginHost
 from plait._task import Task
 from plait._workflow import Workflow
 
@@ -132,6 +134,7 @@ class _Settings:
     address: str
     data: DataClient
     inline_limit: int
+    host: PluginHost
 
 
 class _Connection:
@@ -251,6 +254,7 @@ class _Connection:
                         for aid in response.cancellations.assignment_ids:
                             if aid in self._running:
                                 self._cancelled.add(aid)
+                                self._settings.host.cancel(aid)  # plugins can stop
                 elif which == "welcome":
                     self._on_welcome(response.welcome)
         finally:
@@ -327,7 +331,8 @@ class _Connection:
         except RpcError as exc:
             return _data_error("reading an offloaded input failed", exc)
         attempt = Attempt.of(a.task_execution_id, self._log_sink(a))
-        outcome = _runtime.execute(template, inputs, attempt)
+        deadline = a.deadline.ToNanoseconds() / 1e9 if a.HasField("deadline") else None
+        outcome = self._settings.host.run(a.assignment_id, template, inputs, attempt, deadline)
         if not isinstance(outcome, literals_pb2.LiteralMap):
             return outcome
         types = {v.name: v.type for v in template.interface.outputs.variables}
@@ -398,6 +403,7 @@ def _hello(
     slots: int,
     queues: Sequence[str] | None,
     worker_id: str | None,
+    task_types: Sequence[str] = (),
 ) -> ws.Hello:
     served = list(queues) if queues else sorted({t.worker.queue for t in tasks if t.worker.queue})
     # The versions this code computes for its tasks, without project and domain: the same code
@@ -410,10 +416,13 @@ def _hello(
         language=LANGUAGE,
         version=SDK_VERSION,
         tasks=declared,
+        task_types=list(task_types),
     )
 
 
-def run_worker(
+# Keyword-only options, one per `plait worker` flag: the documented exception to the
+# argument-count rule, as for @task.
+def run_worker(  # noqa: PLR0913
     engine: str | Endpoint,
     paths: Sequence[str],
     *,
@@ -423,6 +432,7 @@ def run_worker(
     register: bool = True,
     stop: threading.Event | None = None,
     grace: float = 5.0,
+    secrets_dir: Path | None = None,
 ) -> None:
     """Serve the tasks of some Python files or modules until stopped.
 
@@ -442,6 +452,8 @@ def run_worker(
         register: Whether to register what the paths define before serving.
         stop: Set it to stop; SIGTERM and SIGINT set it too when called on the main thread.
         grace: On stop, how long running tasks may still finish and report (seconds).
+        secrets_dir: A folder of secret files (one per secret, named like it) for the tasks
+            that name secrets; then ``PLAIT_SECRET_<NAME>`` environment variables.
 
     Raises:
         PlaitValueError: Bad arguments.
@@ -452,7 +464,9 @@ def run_worker(
     endpoint = Endpoint(engine) if isinstance(engine, str) else engine
     entities = discover([_loader.load_path(p) for p in paths])
     ts, wfs, lps = _serialize.closure(entities) if entities else ([], [], [])
-    hello = _hello(ts, slots, queues, worker_id)
+    # Plugins load here, when the worker starts: never on import.
+    host = PluginHost.load(secrets_dir)
+    hello = _hello(ts, slots, queues, worker_id, host.task_types)
     stop = stop or threading.Event()
     previous = _install_signals(stop)
     channel = endpoint.channel(message_options(MAX_MESSAGE_BYTES))
@@ -466,6 +480,7 @@ def run_worker(
         address=endpoint.address,
         data=DataClient(channel, endpoint.metadata),
         inline_limit=INLINE_LIMIT,
+        host=host,
     )
     try:
         if register and entities:

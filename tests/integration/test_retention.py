@@ -22,6 +22,7 @@ from tests.support.servers import EngineProcess, start_worker
 from tests.workflows import behaviours as b
 
 EP = execution_pb2
+SUCCEEDED = EP.EXECUTION_PHASE_SUCCEEDED
 
 
 def _dir_bytes(path: Path) -> int:
@@ -58,6 +59,40 @@ def test_delete_removes_everything_of_a_finished_execution(tmp_path: Path) -> No
         await engine.executions.terminate(stuck, "done")
         await engine.executions.wait(stuck, timeout=10)
         await engine.executions.delete(await engine.executions.by_eid(stuck.eid))
+
+    with_engine(tmp_path, body)
+
+
+def test_a_cache_entry_whose_outputs_are_gone_or_corrupt_is_a_miss(tmp_path: Path) -> None:
+    async def run(engine: Engine, n: int) -> int:
+        rec = await start(engine, b.cached_big_wf, n=n)
+        return (await engine.executions.wait(rec, timeout=60)).phase
+
+    async def body(engine: Engine) -> None:
+        b.CALLS.clear()
+        first = await start(engine, b.cached_big_wf, n=100_000)  # outputs offloaded: a blob
+        assert (await engine.executions.wait(first, timeout=60)).phase == SUCCEEDED
+        assert await run(engine, 100_000) == SUCCEEDED  # a hit
+        assert b.CALLS["cached_big_list:100000"] == 1
+        # The entry outlives the execution that produced it.
+        await engine.executions.delete(await engine.executions.by_eid(first.eid))
+        assert await run(engine, 100_000) == SUCCEEDED
+        assert b.CALLS["cached_big_list:100000"] == 1
+        # A blob changed or lost on disk: the lookup misses and the task runs again (nothing
+        # else waits on it).
+        assert await run(engine, 90_000) == SUCCEEDED
+        blobs = [p for p in (tmp_path / "data" / "blobs").rglob("*") if p.is_file()]
+        for p in blobs:
+            p.write_bytes(p.read_bytes()[:-8] + b"corrupt!")
+        assert await run(engine, 90_000) == SUCCEEDED
+        assert b.CALLS["cached_big_list:90000"] == 2
+        assert await run(engine, 90_000) == SUCCEEDED  # the new entry is a hit again
+        assert b.CALLS["cached_big_list:90000"] == 2
+        for p in (tmp_path / "data" / "blobs").rglob("*"):
+            if p.is_file():
+                p.unlink()
+        assert await run(engine, 90_000) == SUCCEEDED
+        assert b.CALLS["cached_big_list:90000"] == 3
 
     with_engine(tmp_path, body)
 

@@ -196,15 +196,15 @@ def test_assignment_messages_are_bounded_by_bytes(server: EngineServer, tmp_path
     recs = [server.start_execution(mod.one, s=c * (60 * MB)) for c in "ab"]
     worker = RawWorker(server.address, "big", slots=4)  # both are pending when it connects
     try:
-        for rec in recs:
-            assert server.wait(rec).phase == EP.EXECUTION_PHASE_SUCCEEDED
+        for rec in recs:  # 120 MB through one session: generous on a busy 2-core machine
+            assert server.wait(rec, timeout=120).phase == EP.EXECUTION_PHASE_SUCCEEDED
         carrying = [r for r in worker.received if r.HasField("assignments")]
         assert [len(r.assignments.assignments) for r in carrying] == [1, 1]
         assert all(60 * MB < size < limit for size in worker.sizes if size > MB)
 
         # 2 x 40 MB cannot travel in one message even alone: the node fails, not the session.
         too_big = server.start_execution(mod.two, a="x" * (40 * MB), b="y" * (40 * MB))
-        final = server.wait(too_big)
+        final = server.wait(too_big, timeout=120)
         assert final.phase == EP.EXECUTION_PHASE_FAILED
         err = _error(final)
         assert err.code == "AssignmentTooLarge" and not err.recoverable, err
@@ -424,6 +424,8 @@ def test_task_output_reaches_stream_logs_while_it_runs(
         ]
     assert any(line.text == "before sleep" for _, line in seen)
     lines = [(line.stream, line.text) for line in everything]
+    # The followed stream ended with the execution and still carried its last lines.
+    assert [(line.stream, line.text) for _, line in seen] == lines
     assert lines == [
         (es.LOG_STREAM_STDOUT, "out line 3"),
         (es.LOG_STREAM_STDERR, "err line"),

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf import json_format
 from plaitidl.core.v1 import (
     execution_pb2,
     identifier_pb2,
@@ -218,8 +219,11 @@ def test_node_worker_reuses_templates_reports_errors_and_reconnects(stack: Stack
     assert "node_mix.fan_out (template by key)" in node_log, node_log
 
 
-def _greet_workflow(greet: identifier_pb2.Identifier) -> workflow_pb2.WorkflowTemplate:
-    """A workflow written as protos: name -> the Node task greet(name, total=5) -> greeting."""
+def _greet_workflow(
+    greet: identifier_pb2.Identifier, name: str = "node_big.greet", out: str = "greeting"
+) -> workflow_pb2.WorkflowTemplate:
+    """A workflow written as protos: name -> the Node task greet(name, total=5) -> greeting
+    (or another Node task of the same inputs, and its output `out`)."""
     string = types_pb2.LiteralType(simple=types_pb2.SIMPLE_TYPE_STRING)
     five = literals_pb2.Literal()
     five.scalar.primitive.integer = 5
@@ -241,7 +245,7 @@ def _greet_workflow(greet: identifier_pb2.Identifier) -> workflow_pb2.WorkflowTe
             resource_type=identifier_pb2.RESOURCE_TYPE_WORKFLOW,
             project="default",
             domain="development",
-            name="node_big.greet",
+            name=name,
             version="v1",
         ),
         interface=interface_pb2.TypedInterface(
@@ -257,7 +261,7 @@ def _greet_workflow(greet: identifier_pb2.Identifier) -> workflow_pb2.WorkflowTe
             literals_pb2.Binding(
                 var="greeting",
                 binding=literals_pb2.BindingData(
-                    promise=literals_pb2.OutputReference(node_id="greet", var="greeting")
+                    promise=literals_pb2.OutputReference(node_id="greet", var=out)
                 ),
             )
         ],
@@ -291,3 +295,31 @@ def test_node_worker_reads_offloaded_inputs_through_data_service(stack: Stack) -
         assert raw.outputs.literals["greeting"].HasField("offloaded")
     node_log = (stack.logs / "node-worker.log").read_text()
     assert "node_mix.greet" in node_log
+
+
+def test_node_worker_serves_a_custom_task_type(stack: Stack) -> None:
+    from plait import Client
+
+    with Client(stack.engine.address) as client:
+        request = registry_service_pb2.GetTaskRequest(
+            id=identifier_pb2.Identifier(name="node_mix.shout")
+        )
+        end = time.monotonic() + 30
+        while True:  # the Node worker registers its tasks once it is up
+            try:
+                shout = client.registry.GetTask(request, timeout=10).task
+                break
+            except grpc.RpcError:
+                assert time.monotonic() < end, stack.output()
+                time.sleep(0.2)
+        # The engine has no plugin for "format": it took the configuration as it was.
+        assert shout.type == "format"
+        custom = json_format.MessageToDict(shout.custom)
+        assert custom == {"template": "{name} has {total} points", "uppercase": True}
+        wf = _greet_workflow(shout.id, name="node_big.shout", out="text")
+        client.register_templates(registry_service_pb2.RegisterRequest(workflows=[wf]))
+        handle = client.execute(wf.id, {"name": "ann"})
+        assert client.wait(handle, timeout=60) == "ANN HAS 5 POINTS", stack.output()
+    # Only the Node worker declares the type: the Python worker on its queue never sees it.
+    node_log = (stack.logs / "node-worker.log").read_text()
+    assert "node_mix.shout (template in full)" in node_log

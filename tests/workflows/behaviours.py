@@ -148,6 +148,17 @@ def big_wf(n: int) -> int:
     return total(xs=big_list(n=n))
 
 
+@task(cache=True, cache_version="1")
+def cached_big_list(n: int) -> list[int]:
+    _record(f"cached_big_list:{n}")
+    return list(range(n))
+
+
+@workflow
+def cached_big_wf(n: int) -> int:
+    return total(xs=cached_big_list(n=n))
+
+
 @task
 def scale(x: int, factor: int) -> int:
     return x * factor

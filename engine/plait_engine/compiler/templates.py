@@ -37,6 +37,9 @@ __all__ = [
 ]
 
 _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# A secret's name is a file name in a secrets folder: nothing that could leave it.
+_SECRET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,252}")
+_ENV_VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
 _RT = identifier_pb2.ResourceType
 
 
@@ -146,6 +149,23 @@ def _target_problems(task: tasks_pb2.TaskTemplate) -> list[Problem]:
     return out
 
 
+def _secret_problems(md: tasks_pb2.TaskMetadata) -> list[Problem]:
+    out: list[Problem] = []
+    seen: set[str] = set()
+    for i, s in enumerate(md.secrets):
+        f = f"metadata.secrets[{i}]"
+        if not _SECRET_NAME.fullmatch(s.name):
+            out.append(
+                (f"{f}.name", f"{show(s.name)} is not a secret name ([A-Za-z0-9][A-Za-z0-9_.-]*)")
+            )
+        elif s.name in seen:
+            out.append((f"{f}.name", f"secret {s.name!r} is named twice"))
+        seen.add(s.name)
+        if s.env_var and not _ENV_VAR.fullmatch(s.env_var):
+            out.append((f"{f}.env_var", f"{show(s.env_var)} is not an environment variable name"))
+    return out
+
+
 def task_problems(task: tasks_pb2.TaskTemplate, limits: Limits) -> list[Problem]:
     """Every problem of a task template; field paths are relative to the task."""
     out = template_id_problems(task.id, "id", identifier_pb2.RESOURCE_TYPE_TASK)
@@ -158,6 +178,7 @@ def task_problems(task: tasks_pb2.TaskTemplate, limits: Limits) -> list[Problem]
     for i, name in enumerate(md.cache_ignore_inputs):
         if name not in inputs:
             out.append((f"metadata.cache_ignore_inputs[{i}]", f"{show(name)} is not an input"))
+    out.extend(_secret_problems(md))
     out.extend(_target_problems(task))
     return out
 

@@ -243,12 +243,15 @@ class SharedDispatcher:
                 self._sink([from_task_result(q) for q in results])
 
     async def _take(self) -> None:
-        free: dict[str, int] = {}
+        # Attempts for the free slots, and as many again waiting here (never more than the
+        # slots): a slot that frees while the next round trips through the store is filled at
+        # once. A replica that dies with some waiting loses only their hold time.
+        room: dict[str, int] = {}
         for s in self._sessions.sessions():
             for q in s.queues:
-                free[q] = free.get(q, 0) + s.free
+                room[q] = room.get(q, 0) + s.free + s.slots
         pending = self._sessions.stats().pending
-        wanted = {q: n - pending.get(q, 0) for q, n in free.items() if n - pending.get(q, 0) > 0}
+        wanted = {q: n - k for q, n in room.items() if (k := pending.get(q, 0)) < n}
         if not wanted:
             return
         skipped = self._skipped()

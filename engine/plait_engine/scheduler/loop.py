@@ -17,9 +17,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from google.protobuf.message import DecodeError
 from plaitidl.core.v1 import execution_pb2, literals_pb2
 
-from plait_engine.blob import Payloads
+from plait_engine.blob import BadKey, ChecksumMismatch, ObjectNotFound, Payloads
 from plait_engine.executors import Executor, Result
 from plait_engine.scheduler import ownership, recovery
 from plait_engine.scheduler.commits import Committer
@@ -324,10 +325,13 @@ class Scheduler:
         keys = sorted({n.cache_key for n in nodes if n.cache_key})
         try:
             found = await self.store.cache_get_many(keys)
-            outputs = {
-                k: literals_pb2.LiteralMap.FromString(await self.payloads.load(e.outputs))
-                for k, e in found.items()
-            }
+            outputs = {}
+            for k, e in list(found.items()):
+                got = await self._cached_outputs(k, e.outputs)
+                if got is None:
+                    del found[k]
+                else:
+                    outputs[k] = got
         except Exception:
             log.warning("cache lookup failed; trying again", exc_info=True)
             tasks.lookups.extend(nodes)
@@ -339,6 +343,15 @@ class Scheduler:
         for group in by_run.values():
             self._guard(group[0].frame.run, tasks.on_lookups, group, found, outputs)
         return True
+
+    async def _cached_outputs(self, key: str, stored: bytes) -> literals_pb2.LiteralMap | None:
+        """The outputs of a cache entry; None when they are lost or corrupt (a miss: the task
+        runs again and its result replaces the entry). A store that fails otherwise raises."""
+        try:
+            return literals_pb2.LiteralMap.FromString(await self.payloads.load(stored))
+        except (ObjectNotFound, ChecksumMismatch, BadKey, DecodeError) as exc:
+            log.warning("cache entry %s is unreadable (%s); treated as a miss", key, exc)
+            return None
 
     def _after_commit(self, result: ApplyResult) -> None:
         tasks = self.walker.tasks

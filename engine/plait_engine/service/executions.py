@@ -55,6 +55,9 @@ _MAX_REQUEST_ID = 256
 # How often a waiter looks at the store even without a local signal: another replica may be
 # driving the execution.
 _POLL = 1.0
+# Log writers flush every 0.1 s: a followed stream waits this long after the end for the last
+# lines an executor (or another replica) still held.
+_LOGS_SETTLE = 0.3
 
 
 @dataclass
@@ -429,6 +432,8 @@ class ExecutionsService:
                     if len(rows) == _WATCH_PAGE:
                         continue
                 if not follow or await self._ended(rec, node_id):
+                    if follow:  # lines an executor still buffers are written within this
+                        await asyncio.sleep(_LOGS_SETTLE)
                     # One last look: lines written just before the end.
                     rows = await self._store.logs(rec.eid, node_id, attempt, after, _WATCH_PAGE)
                     if rows:

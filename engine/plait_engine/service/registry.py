@@ -40,6 +40,8 @@ _PARSE: dict[TemplateKind, Callable[[bytes], Template]] = {
 
 # Why a process target's program (its command[0]) may not run, or None when it may.
 ProcessCheck = Callable[[str], str | None]
+# Problems a task's type plugin finds in it: (field path relative to the task, message).
+TaskCheck = Callable[[tasks_pb2.TaskTemplate], list[tuple[str, str]]]
 
 
 @dataclass
@@ -73,6 +75,8 @@ class RegistryService:
         process_check: The engine's process policy; tasks whose process target it refuses
             are not registered (default: every command is allowed).
         on_schedules: Called after launch plans with a schedule were registered.
+        task_check: What the plugin of a task's type finds wrong with its configuration
+            (``custom``); tasks of types without a plugin here are not checked.
     """
 
     def __init__(
@@ -82,11 +86,13 @@ class RegistryService:
         limits: compiler.Limits,
         process_check: ProcessCheck | None = None,
         on_schedules: Callable[[], None] | None = None,
+        task_check: TaskCheck | None = None,
     ) -> None:
         self._store = store
         self.source = source
         self._limits = limits
         self._process_check = process_check
+        self._task_check = task_check
         # Told when a launch plan with a schedule was registered (the schedule runner looks).
         self._on_schedules = on_schedules
 
@@ -175,6 +181,11 @@ class RegistryService:
         for kind, m in new:
             field = f"{_FIELDS[kind]}[{counters[kind]}]"
             counters[kind] += 1
+            if isinstance(m, tasks_pb2.TaskTemplate) and self._task_check is not None:
+                violations += [
+                    FieldViolation(f"{field}.{path}", message)
+                    for path, message in self._task_check(m)
+                ]
             try:
                 if isinstance(m, tasks_pb2.TaskTemplate):
                     compiler.validate_task(m)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import threading
+from pathlib import Path
 
 from plait._channels import Endpoint
 from plait._cli import oplog
@@ -30,6 +32,12 @@ def add_parser(sub: Subparsers[argparse.ArgumentParser]) -> None:
     wrk.add_argument("--slots", type=int, default=16, help="tasks run at once (default 16)")
     wrk.add_argument("--queue", action="append", help="serve this queue (repeatable)")
     wrk.add_argument("--worker-id", help="this worker's id (default: generated)")
+    wrk.add_argument(
+        "--secrets-dir",
+        default=os.environ.get("PLAIT_SECRETS_DIR") or None,
+        help="folder of secret files, one per secret named like it, for tasks that name "
+        "secrets (default $PLAIT_SECRETS_DIR; then PLAIT_SECRET_<NAME> variables)",
+    )
     add_remote_options(wrk)
     oplog.add_arguments(wrk)
     wrk.set_defaults(handler=_worker)
@@ -83,6 +91,7 @@ def _worker(args: argparse.Namespace, rest: list[str]) -> int:
         run_worker(
             engine, args.paths, slots=args.slots, queues=args.queue or None,
             worker_id=args.worker_id,
+            secrets_dir=Path(args.secrets_dir) if args.secrets_dir else None,
         )  # fmt: skip
     except KeyboardInterrupt:
         pass

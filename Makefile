@@ -140,9 +140,13 @@ test-integrations: $(foreach i,$(INTEGRATIONS),$(IVENVS)/$(i)/.installed) ## Air
 test: lint check-gen breaking pytest test-integrations ## Everything CI checks: lint, check-gen, buf breaking, all tests.
 
 .PHONY: bench
-bench: install ## Benchmarks against flytekit; print a table, never fail (QUICK=1: ~20 s).
+bench: install ## Benchmarks against flytekit; print a table and the targets, never fail (QUICK=1: ~1 min).
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python -m benchmarks $(if $(QUICK),--quick)
+
+.PHONY: bench-1m
+bench-1m: install ## The 1,000,000-node fan-out in one dynamic, embedded (a few minutes).
+	$(BIN)/python -m benchmarks --million
 
 .PHONY: serve
 serve: install ## Start the engine's gRPC server on localhost:8089.

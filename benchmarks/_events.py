@@ -1,7 +1,7 @@
-"""Figures from an engine's data dir: node counts and latencies from the events table.
+"""Figures from an engine's store: node counts and latencies from the events of one execution.
 
 Definitions (all times are `ExecutionEvent.occurred_at`, stamped by the engine's scheduler
-tick that made the transition, just before the tick's group commit):
+pass that made the transition, just before the pass's group commit):
 
 - *ready*: when a task node could first be dispatched: the latest of its frame's start (the
   execution's RUNNING event for top-level nodes, the generator's DYNAMIC_RUNNING event for
@@ -9,22 +9,26 @@ tick that made the transition, just before the tick's group commit):
   frames) and the SUCCEEDED events of its upstream siblings (read from the compiled specs).
   Upstreams are known for top-level and dynamic-spec nodes; elsewhere (branch then-nodes,
   subworkflow nodes) the node is taken to have none, which holds for the workloads here.
-- *dispatch*: the task node's RUNNING event of attempt 1 (the engine committed the
-  assignment; it is handed to the executor right after the commit).
+- *dispatch*: the task node's RUNNING event of attempt 1.
 - *done*: the first SUCCEEDED / DYNAMIC_RUNNING / FAILED / RETRYING event of that attempt
   (the result has been committed).
-
 - *start*: `NodeTransition.started_at` on the event that ends attempt 1: when the worker (or
   the in-process executor) started running it, as the worker reported.
+- *first child*: the first event of a node inside a sub-graph (a dynamic's spec, a
+  subworkflow), after the execution's RUNNING event: how long until the first nodes of a
+  yielded spec were committed.
 
-Schedule-to-start is `start - dispatch`: the commit, the hand-off to the executor, waiting for a
-free worker slot, the trip to the worker and its pick-up. `dispatch - ready` is the engine's
-own scheduling delay; `done - ready` bounds a whole hop.
+Schedule-to-start is `start - dispatch`; `dispatch - ready` is the engine's own scheduling
+delay; `done - ready` bounds a whole hop (in a chain of no-op tasks: from one task's result to
+the next one's, i.e. the engine's latency per hop plus a no-op task).
+
+Everything is read through the engine's `Store` contract, so the figures do not depend on how
+a backend lays out its rows.
 """
 
 from __future__ import annotations
 
-import sqlite3
+import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +65,8 @@ class RunFigures:
     events: int = 0
     first_event: float = 0.0
     last_event: float = 0.0
+    exec_running: float = 0.0
+    first_child: float | None = None
     ready_to_dispatch: list[float] = field(default_factory=list)
     dispatch_to_done: list[float] = field(default_factory=list)
     ready_to_done: list[float] = field(default_factory=list)
@@ -77,58 +83,54 @@ def _upstreams(spec: dynamic_job_pb2.DynamicJobSpec, prefix: str, out: dict[str,
     ids = {n.id for n in spec.nodes}
     for n in spec.nodes:
         ups = {u for u in compiler.node_upstreams(n) if u in ids}
-        out[_path(prefix, n.id)] = {_path(prefix, u) for u in ups}
+        if ups:
+            out[_path(prefix, n.id)] = {_path(prefix, u) for u in ups}
 
 
-def _read_pg(url: str, execution: str | None) -> tuple[int, bytes, list[bytes], list[Any]]:
-    import psycopg
+async def _read(
+    data_dir: Path, execution: str | None, store_url: str | None
+) -> tuple[int, bytes, list[bytes], list[tuple[str, bytes]]]:
+    from plait_engine.app import open_store
+    from plait_engine.blob import LocalObjectStore, Payloads
+    from plait_engine.config import EngineConfig
 
-    with psycopg.connect(url) as conn:
-        if execution is None:
-            found = conn.execute("SELECT eid, phase FROM executions ORDER BY eid DESC").fetchone()
-        else:
-            found = conn.execute(
-                "SELECT eid, phase FROM executions WHERE name = %s", (execution,)
-            ).fetchone()
-        assert found is not None, "no execution in the database"
-        eid, phase = int(found[0]), int(found[1])
-        closure = conn.execute(
-            "SELECT closure FROM execution_payloads WHERE eid = %s", (eid,)
-        ).fetchone()
-        bodies = [bytes(r[0]) for r in conn.execute(
-            "SELECT body FROM events WHERE eid = %s ORDER BY seq", (eid,))]  # fmt: skip
-        specs = conn.execute(
-            "SELECT node_id, closure FROM dynamic_specs WHERE eid = %s", (eid,)
-        ).fetchall()
-    return phase, bytes(closure[0]) if closure else b"", bodies, specs
-
-
-def _read(data_dir: Path, execution: str | None) -> tuple[int, bytes, list[bytes], list[Any]]:
-    conn = sqlite3.connect(f"file:{data_dir / 'plait.db'}?mode=ro", uri=True)
+    payloads = Payloads(LocalObjectStore(data_dir / "blobs"))
+    store = open_store(EngineConfig(data_dir=data_dir, store=store_url or ""))
+    await store.open()
     try:
         if execution is None:
-            row = conn.execute(
-                "SELECT eid, phase, closure FROM executions ORDER BY eid DESC"
-            ).fetchone()
+            listed = await store.list_executions(_any_filter(), 1)
+            rec = listed[0] if listed else None
         else:
-            row = conn.execute(
-                "SELECT eid, phase, closure FROM executions WHERE name = ?", (execution,)
-            ).fetchone()
-        eid, phase, closure = int(row[0]), int(row[1]), bytes(row[2])
-        bodies = [bytes(r[0]) for r in conn.execute(
-            "SELECT body FROM events WHERE eid = ? ORDER BY seq", (eid,))]  # fmt: skip
-        specs = conn.execute(
-            "SELECT node_id, closure FROM dynamic_specs WHERE eid = ?", (eid,)
-        ).fetchall()
+            rec = await store.get_execution("default", "development", execution)
+        assert rec is not None, "no execution in the store"
+        payload = await store.get_payload(rec.eid)
+        assert payload is not None
+        closure = await payloads.load(payload.closure)
+        bodies: list[bytes] = []
+        seq = 0
+        while True:
+            rows = await store.events(rec.eid, seq, 100_000)
+            if not rows:
+                break
+            seq = rows[-1][0]
+            bodies.extend(b for _, b in rows)
+        stored = await store.dynamic_specs(rec.eid)
+        specs = [(s.node_id, await payloads.load_spec(s.closure)) for s in stored]
+        return rec.phase, closure, bodies, specs
     finally:
-        conn.close()
-    return phase, closure, bodies, specs
+        await store.close()
 
 
-def _replay(bodies: list[bytes], figs: RunFigures) -> tuple[dict[str, _Node], float]:
-    """Each node's moments, from the event log; and when the execution started running."""
+def _any_filter() -> Any:
+    from plait_engine.store import ExecutionFilter
+
+    return ExecutionFilter()
+
+
+def _replay(bodies: list[bytes], figs: RunFigures) -> dict[str, _Node]:
+    """Each node's moments, from the event log."""
     nodes: dict[str, _Node] = {}
-    exec_running = 0.0
     for body in bodies:
         ev = events_pb2.ExecutionEvent.FromString(body)
         t = ev.occurred_at.ToNanoseconds() / 1e9
@@ -137,15 +139,18 @@ def _replay(bodies: list[bytes], figs: RunFigures) -> tuple[dict[str, _Node], fl
         figs.last_event = t
         figs.events += 1
         if ev.WhichOneof("transition") == "execution":
-            if ev.execution.phase == execution_pb2.EXECUTION_PHASE_RUNNING and not exec_running:
-                exec_running = t
+            running = ev.execution.phase == execution_pb2.EXECUTION_PHASE_RUNNING
+            if running and not figs.exec_running:
+                figs.exec_running = t
             continue
         tr = ev.node
         n = nodes.get(tr.node_id)
         if n is None:
             n = nodes[tr.node_id] = _Node(parent=tr.parent_node_id)
+            if tr.parent_node_id and figs.first_child is None:
+                figs.first_child = t
         _note(n, tr, t)
-    return nodes, exec_running
+    return nodes
 
 
 def _note(n: _Node, tr: Any, t: float) -> None:
@@ -172,28 +177,22 @@ def analyze(
 ) -> RunFigures:
     """Read the events of one execution (the newest when `execution` is None), from the
     SQLite file of `data_dir` or, with `store_url`, from that PostgreSQL database."""
-    from plait_engine.blob import LocalObjectStore, Payloads
-
-    payloads = Payloads(LocalObjectStore(data_dir / "blobs"))
-    if store_url:
-        phase, closure, bodies, specs = _read_pg(store_url, execution)
-    else:
-        phase, closure, bodies, specs = _read(data_dir, execution)
+    phase, closure, bodies, specs = asyncio.run(_read(data_dir, execution, store_url))
     ups: dict[str, set[str]] = {}
-    _upstreams(dynamic_job_pb2.DynamicJobSpec.FromString(payloads.unpack(closure)), "", ups)
+    _upstreams(dynamic_job_pb2.DynamicJobSpec.FromString(closure), "", ups)
     dynamic_frames: set[str] = set()
     for node_id, body in specs:
-        dynamic_frames.add(str(node_id))
-        spec = dynamic_job_pb2.DynamicJobSpec.FromString(payloads.unpack(bytes(body)))
-        _upstreams(spec, str(node_id), ups)
+        dynamic_frames.add(node_id)
+        _upstreams(dynamic_job_pb2.DynamicJobSpec.FromString(body), node_id, ups)
 
     phase_name = execution_pb2.ExecutionPhase.Name(phase)  # type: ignore[arg-type]
     figs = RunFigures(phase=phase_name.removeprefix("EXECUTION_PHASE_"))
-    nodes, exec_running = _replay(bodies, figs)
+    nodes = _replay(bodies, figs)
+    del bodies
 
     def frame_start(prefix: str) -> float | None:
         if not prefix:
-            return exec_running or figs.first_event
+            return figs.exec_running or figs.first_event
         p = nodes.get(prefix)
         if p is None:
             return None

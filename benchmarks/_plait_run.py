@@ -5,7 +5,7 @@ Usage::
     python -m benchmarks._plait_run embedded WORKLOAD_KEY [--data-dir DIR]
     python -m benchmarks._plait_run embedded-pg WORKLOAD_KEY   # $PLAIT_BENCH_PG or a private
                                                                # PostgreSQL server
-    python -m benchmarks._plait_run grpc WORKLOAD_KEY [--workers 2] [--slots 8]
+    python -m benchmarks._plait_run grpc WORKLOAD_KEY [--workers 2] [--slots N]
         [--server-prefix 'py-spy record -o out.json --format speedscope --']
 
 Each run uses a fresh data dir (a temporary one unless given) and, embedded, a fresh process:
@@ -51,6 +51,11 @@ def _figures(
         "events": figs.events,
         "event_span_s": figs.last_event - figs.first_event,
         "data_dir_bytes": dir_bytes(data_dir),
+        "first_child_s": (
+            figs.first_child - figs.exec_running
+            if figs.first_child is not None and figs.exec_running
+            else None
+        ),
     }
     for name, values in (
         ("ready_to_dispatch", figs.ready_to_dispatch),
@@ -69,23 +74,35 @@ def _maxrss() -> int:
 
 
 def _max_nodes(wl: Workload) -> int:
-    """The engine's default (10,000 nodes per spec), raised for larger fan-outs."""
+    """A server's limit for the workload: its protective default (10,000 nodes per spec),
+    raised for larger fan-outs (the embedded engine's default allows 1,000,000)."""
     return max(10_000, int(wl.inputs.get("n", 0)) + 10)
 
 
+def _warm_imports() -> None:
+    """Import what a run uses before the clock starts: imports are not the engine's work."""
+    import plait._embedded
+    import plait._runtime
+    import plait_engine.app
+
+    from benchmarks import workloads
+
+    del plait, plait_engine, workloads
+
+
 async def _embedded_async(
-    wl: Workload, data_dir: Path, store_url: str = ""
-) -> tuple[Any, Any, Any]:
-    # `_embedded.run` with the node limit raised (EngineConfig's default is 10,000 per spec).
+    wl: Workload, data_dir: Path, store_url: str, out: dict[str, Any]
+) -> None:
+    # What `plait run` does (`_embedded.run`), with the embedded engine's default limits. The
+    # results go to `out`: a coroutine returning them would have asyncio's runner repr() them.
     from plait import _runtime, _serialize
-    from plait._embedded import inputs_to_literals
+    from plait._embedded import embedded_config, inputs_to_literals
     from plait_engine.app import build_engine
-    from plait_engine.config import EngineConfig
 
     from benchmarks import workloads
 
     entity = getattr(workloads, wl.entity)
-    config = EngineConfig(data_dir=data_dir, max_nodes=_max_nodes(wl), store=store_url)
+    config = embedded_config(data_dir, store=store_url)
     engine = build_engine(config, task_runner=_runtime.execute, runner_checks_outputs=True)
     await engine.start()
     try:
@@ -96,7 +113,7 @@ async def _embedded_async(
         )
         final = await engine.executions.wait(rec)
         _, outputs = await engine.executions.data(final)
-        return entity, final, outputs
+        out.update(entity=entity, final=final, outputs=outputs)
     finally:
         await engine.stop()
 
@@ -109,24 +126,28 @@ def run_embedded(
     from plait import _serialize
     from plaitidl.core.v1 import errors_pb2, execution_pb2
 
+    _warm_imports()
     rss_before = _maxrss()
     db_before = _database_bytes(store_url) if store_url else 0
     server0 = server_cpu() if server_cpu else None
     cpu0 = time.process_time()
     t0 = time.perf_counter()
-    entity, final, outputs = asyncio.run(_embedded_async(wl, data_dir, store_url))
+    got: dict[str, Any] = {}
+    asyncio.run(_embedded_async(wl, data_dir, store_url, got))
     wall = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
     server = server_cpu() - server0 if server_cpu and server0 is not None else None
     peak = _maxrss()
+    final = got["final"]
     ok = final.phase == execution_pb2.EXECUTION_PHASE_SUCCEEDED
     status = "ok"
     if ok:
-        ok = wl.check(_serialize.outputs_to_python(entity, outputs))
+        ok = wl.check(_serialize.outputs_to_python(got["entity"], got["outputs"]))
         status = "ok" if ok else "wrong result"
     else:
         err = errors_pb2.ExecutionError.FromString(final.error)
         status = f"failed: {err.code}: {err.message[:80]}"
+    del got
     out = {"engine": "plait", "mode": "embedded-pg" if store_url else "embedded",
            "workload": wl.key, "wall_s": wall, "ok": ok, "status": status,
            "peak_rss_bytes": peak, "rss_before_run_bytes": rss_before, "engine_cpu_s": cpu,
@@ -175,6 +196,15 @@ def run_embedded_pg(wl: Workload, data_dir: Path) -> dict[str, Any]:
     return {**out, "pg": f"private PostgreSQL {bindir().parent.name}"}
 
 
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system) a live process has used; 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _vm(pid: int, field: str) -> int | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -219,7 +249,7 @@ def run_grpc(
     data_dir: Path,
     *,
     workers: int = 2,
-    slots: int = 8,
+    slots: int | None = None,
     timeout: float = 300,
     server_prefix: list[str] | None = None,
 ) -> dict[str, Any]:
@@ -252,8 +282,7 @@ def run_grpc(
                             "-m",
                             "benchmarks._worker",
                             address,
-                            "--slots",
-                            str(slots),
+                            *([] if slots is None else ["--slots", str(slots)]),
                         ],
                         stdout=f,
                         stderr=subprocess.STDOUT,
@@ -263,7 +292,10 @@ def run_grpc(
             wlogs.append(path)
         _wait_for(lambda: all("connected to" in p.read_text() for p in wlogs), 60, "workers", procs)
         entity = getattr(workloads, wl.entity)
+        pids = _served_pids(server, procs[1:])
+        cpu0 = sum(_cpu(p) for p in pids)
         with Client(address, timeout=120) as client:
+            client_cpu0 = time.process_time()
             t0 = time.perf_counter()
             handle = client.execute(entity, wl.inputs)
             try:
@@ -275,8 +307,11 @@ def run_grpc(
                 wall, ok, status = timeout, False, "timeout"
             except Exception as exc:
                 wall, ok, status = time.perf_counter() - t0, False, f"error: {exc}"
-        peak = _vm(server.pid, "VmHWM")
-        rss_end = _vm(server.pid, "VmRSS")
+            client_cpu = time.process_time() - client_cpu0
+        cpu = sum(_cpu(p) for p in pids) - cpu0
+        serve_pid = pids[0]
+        peak = _vm(serve_pid, "VmHWM")
+        rss_end = _vm(serve_pid, "VmRSS")
     finally:
         if server_prefix and server.poll() is None:
             # The server runs under a wrapper (a profiler): stop the server itself, so the
@@ -298,9 +333,23 @@ def run_grpc(
                 p.wait()
     out: dict[str, Any] = {"engine": "plait", "mode": "grpc", "workload": wl.key, "wall_s": wall,
            "ok": ok, "status": status, "peak_rss_bytes": peak, "rss_end_bytes": rss_end,
-           "workers": workers, "slots": slots}  # fmt: skip
+           "workers": workers, "slots": slots, "cpu_s": cpu,
+           "client_cpu_s": client_cpu}  # fmt: skip
     out.update(_figures(wl, data_dir, handle.name))
     return out
+
+
+def _served_pids(
+    server: subprocess.Popen[bytes], workers: list[subprocess.Popen[bytes]]
+) -> list[int]:
+    """`plait serve` (the process under a wrapper such as py-spy) and the workers: whose CPU
+    the run costs."""
+    serve = server.pid
+    children = _children(serve)
+    command = Path(f"/proc/{serve}/cmdline").read_bytes().decode(errors="replace")
+    if children and "py-spy" in command:
+        serve = children[0]
+    return [serve, *(w.pid for w in workers)]
 
 
 def main(argv: list[str]) -> int:
@@ -309,7 +358,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("workload")
     p.add_argument("--data-dir", type=Path)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--slots", type=int, default=8)
+    p.add_argument("--slots", type=int, help="slots per worker (default: the worker's)")
     p.add_argument("--timeout", type=float, default=300)
     p.add_argument("--server-prefix", default="", help="command to wrap `plait serve` with")
     p.add_argument("--keep", action="store_true", help="keep the temporary data dir")

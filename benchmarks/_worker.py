@@ -15,13 +15,14 @@ def main(argv: list[str]) -> int:
 
     p = argparse.ArgumentParser()
     p.add_argument("address")
-    p.add_argument("--slots", type=int, default=8)
+    p.add_argument("--slots", type=int, help="slots (default: the worker's own)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
     logging.getLogger("plait.worker").setLevel(logging.INFO)
     # By module name, as the benchmark's client imports it: a worker serves exactly the task
     # versions it loaded, and a file loaded by path would be named `workloads.*` instead.
-    run_worker(args.address, ["benchmarks.workloads"], slots=args.slots)
+    extra = {} if args.slots is None else {"slots": args.slots}
+    run_worker(args.address, ["benchmarks.workloads"], **extra)
     return 0
 
 

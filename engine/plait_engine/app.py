@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from plaitidl.core.v1 import tasks_pb2
 
@@ -18,8 +19,6 @@ from plait_engine.executors.inprocess import InProcessExecutor
 from plait_engine.executors.logs import LogWriter
 from plait_engine.executors.plugins import PluginExecutor, runs_in_engine
 from plait_engine.executors.process import ProcessExecutor, ProcessPolicy, RunAs
-from plait_engine.executors.shared import SharedDispatcher
-from plait_engine.executors.workers import WorkerSessions
 from plait_engine.plugins import Plugins
 from plait_engine.scheduler import Scheduler, SchedulerConfig
 from plait_engine.secrets import SecretProvider
@@ -30,6 +29,10 @@ from plait_engine.service.schedules import ScheduleRunner, SchedulesService
 from plait_engine.store import Store
 from plait_engine.store.sqlite import SqliteStore
 from plait_engine.templates import TemplateSource
+
+if TYPE_CHECKING:  # a server's parts (they import grpc): the embedded engine never loads them
+    from plait_engine.executors.shared import SharedDispatcher
+    from plait_engine.executors.workers import WorkerSessions
 
 
 @dataclass
@@ -234,6 +237,8 @@ def build_engine(
             task_runner, task_threads, trusted=runner_checks_outputs, logs=logs
         )
     else:
+        from plait_engine.executors.workers import WorkerSessions
+
         workers = WorkerSessions(
             config.heartbeat_interval,
             config.lease_duration,
@@ -281,6 +286,8 @@ def build_engine(
     schedule_runner = ScheduleRunner(store, executions, scheduler.owner)
     shared = None
     if workers is not None and (config.cluster or config.store.startswith("postgres")):
+        from plait_engine.executors.shared import SharedDispatcher
+
         shared = SharedDispatcher(store, workers, scheduler.owner, lambda: set(scheduler.runs))
     elif workers is not None:  # a lone server: nodes waiting for a worker say why, QUEUED
         workers.set_waiting_callback(scheduler.on_waiting)

@@ -31,6 +31,12 @@ def _default_data_dir() -> Path:
     return Path.home() / ".plait" / "server"
 
 
+# The embedded engine (`plait run`, a workflow called from Python) runs its own user's
+# workflows, so its limits are there only to stop runaway recursion, not to protect a shared
+# server: a spec of a million nodes runs. A server keeps the protective `EngineConfig` defaults.
+EMBEDDED_DEFAULTS: dict[str, object] = {"max_nodes": 1_000_000}
+
+
 @dataclass
 class EngineConfig:
     """Everything an engine needs.
@@ -289,6 +295,7 @@ def load_config(
     *,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, object] | None = None,
+    defaults: Mapping[str, object] | None = None,
 ) -> EngineConfig:
     """Build a `EngineConfig` from defaults, a TOML file, the environment and flags.
 
@@ -297,6 +304,8 @@ def load_config(
             `EngineConfig`; ``None`` falls back to ``$PLAIT_CONFIG`` (no file when unset).
         env: The environment (default `os.environ`); ``PLAIT_<FIELD>`` variables are read.
         overrides: Values from flags; ``None`` values are ignored (flag not given).
+        defaults: Values that replace the built-in defaults (`EMBEDDED_DEFAULTS` for the
+            embedded engine); the file, the environment and flags still win over them.
 
     Returns:
         The merged configuration.
@@ -306,7 +315,7 @@ def load_config(
             file.
     """
     env = os.environ if env is None else env
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = dict(defaults or {})
     path = config_file or env.get("PLAIT_CONFIG") or None
     if path:
         try:

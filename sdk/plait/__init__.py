@@ -12,32 +12,31 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from plait._attempt import TaskContext, current_context
-from plait._conditional import conditional
-from plait._dynamic import dynamic
-from plait._errors import (
-    AlreadyExistsError,
-    ExecutionFailedError,
-    InvalidArgumentError,
-    NonRetryableError,
-    NotFoundError,
-    PlaitError,
-    PlaitTypeError,
-    PlaitValueError,
-    RpcError,
-    UnauthenticatedError,
-    UnavailableError,
-    WorkerError,
-)
-from plait._files import Directory, File
-from plait._launch_plan import LaunchPlan
-from plait._map import map_task
-from plait._process import ProcessTask
-from plait._task import task
-from plait._workflow import workflow
-
 if TYPE_CHECKING:
+    from plait._attempt import TaskContext, current_context
     from plait._client import Client, RemoteExecution
+    from plait._conditional import conditional
+    from plait._dynamic import dynamic
+    from plait._errors import (
+        AlreadyExistsError,
+        ExecutionFailedError,
+        InvalidArgumentError,
+        NonRetryableError,
+        NotFoundError,
+        PlaitError,
+        PlaitTypeError,
+        PlaitValueError,
+        RpcError,
+        UnauthenticatedError,
+        UnavailableError,
+        WorkerError,
+    )
+    from plait._files import Directory, File
+    from plait._launch_plan import LaunchPlan
+    from plait._map import map_task
+    from plait._process import ProcessTask
+    from plait._task import task
+    from plait._workflow import workflow
 
 __all__ = [
     "task",
@@ -67,15 +66,50 @@ __all__ = [
     "UnavailableError",
 ]
 
-# Names whose module imports grpc (~0.3 s): only programs that talk to a remote engine pay.
-_LAZY = {"Client": "plait._client", "RemoteExecution": "plait._client"}
+# Every public name is loaded on first use (PEP 562), so `import plait` costs next to nothing
+# and a program pays only for what it uses: `Client` alone pulls in grpc (~0.1 s), the
+# decorators pull in protobuf.
+_LAZY = {
+    "task": "plait._task",
+    "workflow": "plait._workflow",
+    "dynamic": "plait._dynamic",
+    "conditional": "plait._conditional",
+    "map_task": "plait._map",
+    "current_context": "plait._attempt",
+    "TaskContext": "plait._attempt",
+    "LaunchPlan": "plait._launch_plan",
+    "ProcessTask": "plait._process",
+    "File": "plait._files",
+    "Directory": "plait._files",
+    "Client": "plait._client",
+    "RemoteExecution": "plait._client",
+    **dict.fromkeys(
+        (
+            "PlaitError",
+            "PlaitTypeError",
+            "PlaitValueError",
+            "NonRetryableError",
+            "ExecutionFailedError",
+            "WorkerError",
+            "RpcError",
+            "InvalidArgumentError",
+            "NotFoundError",
+            "AlreadyExistsError",
+            "UnauthenticatedError",
+            "UnavailableError",
+        ),
+        "plait._errors",
+    ),
+}
 
 
 def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'plait' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next access is a plain attribute
+    return value
 
 
 def __dir__() -> list[str]:

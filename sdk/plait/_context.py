@@ -94,6 +94,13 @@ class Builder:
     refs: dict[int, Any] = field(default_factory=dict)
     branches: list[BranchState] = field(default_factory=list)
     _counter: int = 0
+    # A dynamic body's nodes, serialized as `DynamicJobSpec.nodes` fields (see
+    # `plait._dynamic_wire`); a workflow body keeps `nodes`.
+    wire: bytearray | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind == "dynamic":
+            self.wire = bytearray()
 
     def new_node_id(self) -> str:
         """The id of the next node: "n<k>" at top level, a case id inside a conditional."""
@@ -107,8 +114,21 @@ class Builder:
         """Adds a finished node to the graph, or to the conditional case it belongs to."""
         if self.branches:
             self.branches[-1].accept(node, iface)
+        elif self.wire is not None:
+            self.add_wire(node.SerializeToString())
         else:
             self.nodes.append(node)
+
+    def add_wire(self, node: bytes) -> None:
+        """Adds a serialized node to a dynamic body's graph."""
+        assert self.wire is not None
+        self.wire += b"\x0a"
+        n = len(node)
+        while n >= 0x80:
+            self.wire.append((n & 0x7F) | 0x80)
+            n >>= 7
+        self.wire.append(n)
+        self.wire += node
 
     def add_ref(self, entity: Any) -> None:
         """Remembers an entity that a node references, for the serializer."""

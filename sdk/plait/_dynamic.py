@@ -9,7 +9,9 @@ from plaitidl.core.v1 import dynamic_job_pb2
 
 from plait._constants import DEFAULT_QUEUE, TASK_TYPE_DYNAMIC
 from plait._context import Builder, push
-from plait._promise import output_bindings
+from plait._dynamic_wire import field, output_binding
+from plait._interface import PyInterface
+from plait._promise import Promise, output_bindings
 from plait._serialize import closure
 from plait._task import Task, TaskOptions, Timeout, make_decorator
 
@@ -101,12 +103,28 @@ def build_spec(task: Task[Any, Any], inputs: dict[str, Any]) -> dynamic_job_pb2.
     with push(builder):
         result = task.fn(**inputs)
     builder.finish()
-    outputs = output_bindings(result, iface, builder=builder)
+    assert builder.wire is not None
+    data = builder.wire
+    outputs = _wire_outputs(result, iface, builder)
+    if outputs is None:
+        outputs = [b.SerializeToString() for b in output_bindings(result, iface, builder=builder)]
     tasks, workflows, launch_plans = closure(list(builder.refs.values()))
-    return dynamic_job_pb2.DynamicJobSpec(
-        nodes=builder.nodes,
-        outputs=outputs,
-        tasks=tasks,
-        subworkflows=workflows,
-        launch_plans=launch_plans,
-    )
+    # One parse of the whole spec (in C) instead of building it message by message.
+    for key, items in (
+        (b"\x12", outputs),
+        (b"\x1a", [t.SerializeToString() for t in tasks]),
+        (b"\x22", [w.SerializeToString() for w in workflows]),
+        (b"\x32", [lp.SerializeToString() for lp in launch_plans]),
+    ):
+        for item in items:
+            data += field(key, item)
+    return dynamic_job_pb2.DynamicJobSpec.FromString(bytes(data))
+
+
+def _wire_outputs(result: object, iface: PyInterface, builder: Builder) -> list[bytes] | None:
+    """The output bindings in wire form when the common case allows (one output, promises or
+    plain scalars); None sends the general path (which also checks what was returned)."""
+    if iface.output_kind != "single":
+        return None
+    one = output_binding(next(iter(iface.outputs)), result, iface, builder, Promise)
+    return None if one is None else [one]

@@ -74,14 +74,21 @@ class RunOptions:
     target: identifier_pb2.Identifier | None = None
 
 
+def embedded_config(data_dir: Path, **settings: Any) -> Any:
+    """The embedded engine's `EngineConfig`: its own defaults (no 10,000-node ceiling; see
+    `plait_engine.config.EMBEDDED_DEFAULTS`), then `settings`."""
+    from plait_engine.config import EMBEDDED_DEFAULTS, EngineConfig
+
+    return EngineConfig(data_dir=data_dir, **{**EMBEDDED_DEFAULTS, **settings})
+
+
 def _engine(data_dir: Path, config: Any) -> Any:
     from plait_engine.app import build_engine
-    from plait_engine.config import EngineConfig
 
     if config is None:
         # Secrets of the tasks that run here (plugin tasks): a folder, then PLAIT_SECRET_*.
         secrets = os.environ.get("PLAIT_SECRETS_DIR")
-        config = EngineConfig(data_dir=data_dir, secrets_dir=Path(secrets) if secrets else None)
+        config = embedded_config(data_dir, secrets_dir=Path(secrets) if secrets else None)
     return build_engine(
         config,
         task_runner=_runtime.execute,
@@ -186,9 +193,17 @@ def run(
     options: RunOptions | None = None,
 ) -> RunResult:
     """Run a workflow (or launch plan, or task) on an embedded engine until it ends."""
-    return asyncio.run(
-        _run_async(entity, inputs, data_dir or default_data_dir(), options or RunOptions())
-    )
+    out: list[RunResult] = []
+
+    async def main() -> None:
+        # The result goes through `out`, not as the coroutine's return value: Python 3.11's
+        # runner repr()s the finished task (so its result: every output) when it restores the
+        # SIGINT handler, which costs seconds for a million outputs.
+        where = data_dir or default_data_dir()
+        out.append(await _run_async(entity, inputs, where, options or RunOptions()))
+
+    asyncio.run(main())
+    return out[0]
 
 
 def _is_entity(obj: object) -> bool:

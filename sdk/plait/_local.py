@@ -72,14 +72,15 @@ class LocalEngine:
 
     def __init__(self, data_dir: Path) -> None:
         from plait_engine.app import build_engine
-        from plait_engine.config import EngineConfig
+
+        from plait._embedded import embedded_config
 
         self.address = str(data_dir)
         self._closed = False
         self._loop = asyncio.new_event_loop()
         # The in-process runner is there for `terminate` only; nothing is started until then.
         self._engine = build_engine(
-            EngineConfig(data_dir=data_dir),
+            embedded_config(data_dir),
             task_runner=_runtime.execute,
             runner_checks_outputs=True,
         )

@@ -9,7 +9,7 @@ from typing import Any, NoReturn
 
 from plaitidl.core.v1 import condition_pb2, literals_pb2, types_pb2, workflow_pb2
 
-from plait import _types
+from plait import _dynamic_wire, _types
 from plait._context import Builder, Entity, UnfinishedChain
 from plait._errors import PlaitError, PlaitTypeError
 from plait._interface import PyInterface
@@ -442,6 +442,13 @@ def add_call(builder: Builder, entity: Entity, bound: dict[str, Any]) -> Any:
     """Adds the node for a call of `entity` with keyword arguments `bound`; returns promises."""
     iface = entity.python_interface
     node_id = builder.new_node_id()
+    if builder.wire is not None and not builder.branches:
+        # A dynamic body: the node in wire form when its values allow (the common case).
+        data = _dynamic_wire.encoder(entity, Promise).encode(node_id, bound, builder)
+        if data is not None:
+            builder.add_wire(data)
+            builder.add_ref(entity)
+            return make_outputs(node_id, iface, builder)
     # Built in place: a dynamic body may add tens of thousands of nodes.
     node = workflow_pb2.Node(id=node_id)
     node.metadata.name = entity.short_name

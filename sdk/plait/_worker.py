@@ -426,7 +426,7 @@ def run_worker(  # noqa: PLR0913
     engine: str | Endpoint,
     paths: Sequence[str],
     *,
-    slots: int = 4,
+    slots: int = 16,
     queues: Sequence[str] | None = None,
     worker_id: str | None = None,
     register: bool = True,
@@ -446,7 +446,7 @@ def run_worker(  # noqa: PLR0913
     Args:
         engine: The engine's ``host:port``, or an `Endpoint` with its token and TLS settings.
         paths: ``.py`` files or dotted module names holding the tasks.
-        slots: Tasks run at once (threads).
+        slots: Tasks run at once (threads; 16 by default, like `plait worker`).
         queues: Queues served; by default the queues of the tasks found (or ``"default"``).
         worker_id: The worker's id; ``"<hostname>-<pid>"`` by default.
         register: Whether to register what the paths define before serving.

@@ -31,6 +31,8 @@ from plait_engine.store import (
     TemplateKind,
     WriteBatch,
 )
+from plait_engine.store import postgres as postgres_module
+from plait_engine.store import sqlite as sqlite_module
 from plait_engine.store.memory import MemoryStore
 from plait_engine.store.postgres import PostgresStore
 from plait_engine.store.sqlite import SqliteStore
@@ -258,6 +260,42 @@ def test_apply_commits_nodes_events_specs_and_cache(factory: Factory, tmp_path: 
     run(factory, tmp_path, t)
 
 
+def test_events_sharing_fields_come_back_whole_numbered_and_paged(
+    factory: Factory, tmp_path: Path
+) -> None:
+    """A pass's events carry their shared fields once (`ExecutionWrites.event_shared`); every
+    reader gets each event whole, with its sequence, in pages of any size."""
+
+    async def t(store: Store) -> None:
+        rec = await _create(store, "e1")
+        shared = events_pb2.ExecutionEvent()
+        shared.execution_id.name = "e1"
+        shared.occurred_at.FromNanoseconds(5_000_000_123)
+        for first, count in ((2, 300), (302, 3)):
+            batch = WriteBatch()
+            w = batch.of(rec.eid, rec.epoch, f"pass-{first}")
+            w.event_shared = shared.SerializeToString()
+            for i in range(count):
+                ev = events_pb2.ExecutionEvent()
+                ev.node.node_id = f"n{first + i}"
+                w.events.append(ev.SerializeToString())
+            result = await store.apply(batch, now=1.0)
+            assert result.last_seq == {rec.eid: first + count - 1}
+        every = await store.events(rec.eid, 0, 1000)
+        assert [s for s, _ in every] == list(range(1, 305))
+        for seq, body in every[1:]:
+            ev = events_pb2.ExecutionEvent.FromString(body)
+            assert ev.sequence == seq and ev.node.node_id == f"n{seq}"
+            assert ev.execution_id.name == "e1" and ev.occurred_at == shared.occurred_at
+        assert [s for s, _ in await store.events(rec.eid, 150, 5)] == [151, 152, 153, 154, 155]
+        assert [s for s, _ in await store.events(rec.eid, 300, 100)] == [301, 302, 303, 304]
+        assert await store.events(rec.eid, 304, 10) == []
+        got = await store.get_execution_by_eid(rec.eid)
+        assert got is not None and got.last_seq == 304
+
+    run(factory, tmp_path, t)
+
+
 def test_the_same_batch_applied_twice_changes_nothing(factory: Factory, tmp_path: Path) -> None:
     """A commit that succeeded but whose caller saw an error is retried as it was."""
 
@@ -427,6 +465,51 @@ def test_events_of_one_node_in_sequence_order(factory: Factory, tmp_path: Path) 
         assert phases == [EP.NODE_PHASE_RUNNING, EP.NODE_PHASE_RETRYING, EP.NODE_PHASE_SUCCEEDED]
         assert [s for s, _ in await store.node_events(rec.eid, "n0", 2, 1)] == [4]
         assert await store.node_events(rec.eid, "n9", 0, 10) == []
+
+    run(factory, tmp_path, t)
+
+
+def test_events_of_one_node_across_rows_of_one_and_of_many_events(
+    factory: Factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node's events are found whether its pass made one event (a row of its own) or several
+    with shared fields (a row of many), across more rows than one read takes."""
+    for module in (sqlite_module, postgres_module):
+        monkeypatch.setattr(module, "SCAN_ROWS", 2)
+    shared = events_pb2.ExecutionEvent()
+    shared.execution_id.name = "e1"
+
+    def part(node_id: str, phase: int) -> bytes:
+        return events_pb2.ExecutionEvent(
+            node=events_pb2.NodeTransition(node_id=node_id, phase=phase)  # type: ignore[arg-type]
+        ).SerializeToString()
+
+    async def t(store: Store) -> None:
+        rec = await _create(store, "e1")
+        passes = [
+            [part("n1", EP.NODE_PHASE_RUNNING)],  # 2
+            [part("n10", EP.NODE_PHASE_RUNNING)],  # 3: "n1" is a prefix, not the node
+            [part("n10", EP.NODE_PHASE_SUCCEEDED), part("n1", EP.NODE_PHASE_RETRYING)],  # 4, 5
+            [part("n2", EP.NODE_PHASE_RUNNING)],  # 6
+            [part("n2", EP.NODE_PHASE_SUCCEEDED), part("n3", EP.NODE_PHASE_RUNNING)],  # 7, 8
+            [part("n1", EP.NODE_PHASE_SUCCEEDED)],  # 9
+        ]
+        for i, events in enumerate(passes):
+            batch = WriteBatch()
+            w = batch.of(rec.eid, rec.epoch, f"pass-{i}")
+            w.event_shared = shared.SerializeToString()
+            w.events += events
+            await store.apply(batch, now=1.0)
+        found = await store.node_events(rec.eid, "n1", 0, 10)
+        assert [seq for seq, _ in found] == [2, 5, 9]
+        for seq, body in found:
+            ev = events_pb2.ExecutionEvent.FromString(body)
+            assert ev.sequence == seq and ev.node.node_id == "n1"
+            assert ev.execution_id.name == "e1"
+        assert [s for s, _ in await store.node_events(rec.eid, "n1", 2, 1)] == [5]
+        assert [s for s, _ in await store.node_events(rec.eid, "n1", 5, 10)] == [9]
+        assert [s for s, _ in await store.node_events(rec.eid, "n10", 0, 10)] == [3, 4]
+        assert await store.node_events(rec.eid, "n4", 0, 10) == []
 
     run(factory, tmp_path, t)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from plait import Client
+from plait_engine.store.event_rows import row_events
 from plaitidl.core.v1 import events_pb2, execution_pb2
 
 from tests.support.servers import (
@@ -70,9 +71,10 @@ def test_seed_examples_remote_match_embedded(
     # Both workers took part: node events name the worker that ran each attempt.
     db = sqlite3.connect(engine.data_dir / "plait.db")
     try:
-        bodies = [row[0] for row in db.execute("SELECT body FROM events")]
+        rows = list(db.execute("SELECT seq, body FROM events"))
     finally:
         db.close()
+    bodies = [ev for seq, body in rows for _, ev in row_events(seq, body)]
     workers_seen = set()
     for body in bodies:
         event = events_pb2.ExecutionEvent.FromString(body)

@@ -6,10 +6,12 @@ are either refused or, when accepted, safe to use as path parts.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from pathlib import Path
 from typing import Any
 
+import pytest
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from plait import _loader, _serialize
@@ -226,3 +228,44 @@ def test_hostile_identifiers_and_node_ids_are_refused_or_path_safe() -> None:
         outcomes["compiled"] += 1
     # Both outcomes happen: some hostile-looking strings are fine, most are refused.
     assert outcomes["compiled"] > 20 and outcomes["refused"] > 100, outcomes
+
+
+def _verdict(compile_once: Any) -> Any:
+    try:
+        return ("compiled", compile_once().SerializeToString(deterministic=True))
+    except InvalidArgument as exc:
+        return ("refused", exc.message, [(v.field, v.description) for v in exc.violations])
+
+
+def test_the_fast_path_gives_the_general_verdict_on_mutated_specs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Common nodes are checked by `compiler.fast`; on any spec, mutated or not, the verdict
+    (the closure, or every violation in order) is the one the general checker gives."""
+    from plait import _dynamic
+    from plait_engine.compiler import fast
+
+    from tests.workflows import wire_shapes
+
+    rng = random.Random(20261201)
+    generator = wire_shapes.every_value.template
+    base = _dynamic.build_spec(wire_shapes.every_value, {"n": 6})
+    outcomes = {"compiled": 0, "refused": 0}
+    for round_ in range(300):
+        spec = dynamic_job_pb2.DynamicJobSpec.FromString(base.SerializeToString())
+        for _ in range(rng.randint(0 if round_ < 5 else 1, 3)):
+            with contextlib.suppress(IndexError):  # a message without fields to mutate
+                _mutate(rng, rng.choice([*spec.nodes, spec]))
+        resolver = _Resolver(list(spec.tasks), list(spec.subworkflows))
+
+        def once(s: Any = spec, r: Any = resolver) -> Any:
+            return compiler.compile_dynamic(s, generator, r)
+
+        fast_one = _verdict(once)
+        with monkeypatch.context() as m:
+            m.setattr(fast.FastNodes, "plan", lambda self, node: (None, b""))
+            m.setattr(fast.FastNodes, "check", lambda self, *a: False)
+            general = _verdict(once)
+        assert fast_one == general
+        outcomes[fast_one[0]] += 1
+    assert outcomes["compiled"] > 10 and outcomes["refused"] > 50, outcomes

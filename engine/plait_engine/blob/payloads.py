@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -30,6 +31,21 @@ _MARK = b"plait-blob:"
 _KEY = b"plait-blob:key:"
 _LEGACY = b"plait-blob:file://"
 _LEGACY_FOLDER = "/blobs/payloads/"
+# Marks a compressed spec (`deflate`); a serialized message never starts with 0 (no field 0).
+_ZLIB = b"\x00\x02"
+
+
+def deflate(spec: bytes) -> bytes:
+    """A serialized spec, compressed to store: a fan-out's spec repeats one node's shape, and
+    it was half of what a fan-out stored per node."""
+    return _ZLIB + zlib.compress(spec, 1)
+
+
+def inflate(stored: bytes) -> bytes:
+    """What `deflate` was given; bytes it did not make, as they are."""
+    if stored[:2] == _ZLIB:
+        return zlib.decompress(stored[2:])
+    return stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +113,10 @@ class Payloads:
         if stored.startswith(_MARK):
             return await asyncio.to_thread(self.unpack, stored)
         return stored
+
+    async def load_spec(self, stored: bytes) -> bytes:
+        """`load` for a spec stored `deflate`d (or, written before, as it is)."""
+        return inflate(await self.load(stored))
 
     @staticmethod
     def is_pointer(stored: bytes) -> bool:

@@ -77,7 +77,7 @@ _LABEL_KEY_RULE = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 _PROJECT = re.compile(PROJECT_RULE)
 _NAME = re.compile(NAME_RULE)
 _VERSION = re.compile(VERSION_RULE)
-_NODE_ID = re.compile(NODE_ID_RULE)
+NODE_ID = re.compile(NODE_ID_RULE)
 _EXECUTION_NAME = re.compile(EXECUTION_NAME_RULE)
 _LABEL_KEY = re.compile(_LABEL_KEY_RULE)
 
@@ -149,7 +149,7 @@ def node_id_problem(nid: str) -> str | None:
     """Why `nid` cannot be a node id (see the module docstring), or None."""
     if nid == START_NODE:
         return f"{START_NODE!r} is reserved for the enclosing inputs"
-    if not _NODE_ID.fullmatch(nid):
+    if not NODE_ID.fullmatch(nid):
         return (
             f"node id {show(nid)} must match {NODE_ID_RULE} "
             "(no '/': the engine builds paths '<parent>/<child>')"

@@ -15,6 +15,7 @@ from plaitidl.core.v1 import dynamic_job_pb2, identifier_pb2, literals_pb2, work
 from plait_engine.compiler.bindings import BindingChecker
 from plait_engine.compiler.closure import Templates
 from plait_engine.compiler.conditions import ConditionChecker, Operand, operand_of
+from plait_engine.compiler.fast import FastNodes
 from plait_engine.compiler.graph import count_nodes, find_cycle, index_nodes
 from plait_engine.compiler.limits import Limits, Resolver
 from plait_engine.compiler.report import Reporter
@@ -48,6 +49,7 @@ class GraphCompiler:
         self.templates = Templates(resolver, limits, self.report, spec)
         self.targets = TargetResolver(self.report, self.templates, self.enter_workflow)
         self.bindings = BindingChecker(self.report, limits)
+        self.fast = FastNodes(limits)
         self.compile_subworkflows = compile_subworkflows
         self.stack: list[str] = []
         self.compiled: set[str] = set()
@@ -102,24 +104,13 @@ class GraphCompiler:
             return
         index_of, duplicates = index_nodes(nodes)
         dup = set(duplicates)
-        plans: list[Plan] = []
-        for i, node in enumerate(nodes):
-            nid = node.id
-            self.check_node_id(g, nid, f"nodes[{i}].id")
-            if i in dup:
-                self.report.err(
-                    g, f"nodes[{i}].id", f"duplicate node id {nid!r} (also nodes[{index_of[nid]}])"
-                )
-            plan = self.plan(g, node, f"nodes[{i}]")
-            plans.append(plan)
-            if nid not in g.outputs_of:
-                g.outputs_of[nid] = plan.outputs
-                if plan.cases:
-                    g.branch_ids.add(nid)
+        plans = [self._plan_node(g, node, i, i in dup, index_of) for i, node in enumerate(nodes)]
         deps: dict[str, set[str]] = {}
+        fast = self.fast
         for i, node in enumerate(nodes):
             d: set[str] = set()
-            self.check_node(g, node, plans[i], f"nodes[{i}]", d)
+            if not fast.check(g, node, plans[i], d):
+                self.check_node(g, node, plans[i], f"nodes[{i}]", d)
             if i not in dup:
                 deps[node.id] = d
         cycle = find_cycle(deps)
@@ -132,6 +123,29 @@ class GraphCompiler:
                 + " (each node waits for the next)",
             )
         self.check_outputs(g, outputs, out_vars)
+
+    def _plan_node(
+        self, g: Graph, node: workflow_pb2.Node, i: int, dup: bool, index_of: dict[str, int]
+    ) -> Plan:
+        """Pass one for the node at `i`: its id, and its plan (known ones reused)."""
+        nid = node.id
+        if not self.fast.good_id(nid):
+            self.check_node_id(g, nid, f"nodes[{i}].id")
+        if dup:
+            self.report.err(
+                g, f"nodes[{i}].id", f"duplicate node id {nid!r} (also nodes[{index_of[nid]}])"
+            )
+        plan, key = self.fast.plan(node)
+        if plan is None:
+            before = len(self.report.violations)
+            plan = self.plan(g, node, f"nodes[{i}]")
+            if len(self.report.violations) == before:
+                self.fast.remember(key, plan)
+        if nid not in g.outputs_of:
+            g.outputs_of[nid] = plan.outputs
+            if plan.cases:
+                g.branch_ids.add(nid)
+        return plan
 
     def enter_workflow(
         self, g: Graph, key: str, wf: workflow_pb2.WorkflowTemplate, field: str, nid: str

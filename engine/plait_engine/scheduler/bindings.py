@@ -12,6 +12,7 @@ from plaitidl.core.v1 import condition_pb2, literals_pb2
 
 from plait_engine import ids
 from plait_engine.scheduler.state import Frame
+from plait_engine.wire import field, read_varint
 
 
 class BindingError(Exception):
@@ -32,9 +33,10 @@ def lookup(frame: Frame, node_id: str, var: str) -> literals_pb2.Literal:
         if frame.outer is not None:
             return lookup(frame.outer, node_id, var)
         raise BindingError(f"unknown node {node_id!r}")
-    if n.outputs is None or var not in n.outputs.literals:
+    outputs = n.output_map()
+    if outputs is None or var not in outputs.literals:
         raise BindingError(f"node {node_id!r} has no output {var!r}")
-    return n.outputs.literals[var]
+    return outputs.literals[var]
 
 
 def resolve_inputs(
@@ -56,11 +58,15 @@ def resolve(frame: Frame, b: literals_pb2.BindingData) -> literals_pb2.Literal:
         for step in b.promise.attr_path:
             lit = _step(lit, step)
     elif which == "collection":
-        lit = literals_pb2.Literal()
-        lit.collection.SetInParent()
-        items = lit.collection.literals
-        for item in b.collection.bindings:
-            items.add().CopyFrom(resolve(frame, item))
+        fast = _promise_collection(frame, b.collection)
+        if fast is not None:
+            lit = fast
+        else:
+            lit = literals_pb2.Literal()
+            lit.collection.SetInParent()
+            items = lit.collection.literals
+            for item in b.collection.bindings:
+                items.add().CopyFrom(resolve(frame, item))
     elif which == "map":
         lit = literals_pb2.Literal()
         lit.map.SetInParent()
@@ -77,6 +83,73 @@ def resolve(frame: Frame, b: literals_pb2.BindingData) -> literals_pb2.Literal:
         wrapped.scalar.union.type.CopyFrom(b.union_variant)
         return wrapped
     return lit
+
+
+def _fields(data: bytes) -> list[tuple[int, bytes]]:
+    """The length-delimited fields of a serialized message, as (key byte, payload); raises
+    ValueError on anything else (the callers then take the general path)."""
+    out: list[tuple[int, bytes]] = []
+    pos, end = 0, len(data)
+    while pos < end:
+        key = data[pos]
+        if key & 0x07 != 2 or key >= 0x80:
+            raise ValueError("not a length-delimited field")
+        size, pos = read_varint(data, pos + 1)
+        out.append((key, data[pos : pos + size]))
+        pos += size
+    if pos != end:
+        raise ValueError("truncated message")
+    return out
+
+
+def _output_literal(frame: Frame, ref: bytes) -> bytes | None:
+    """The serialized literal a promise (an `OutputReference` without attribute path) reads,
+    when its node keeps its outputs serialized; None otherwise."""
+    node_id = var = b""
+    for key, part in _fields(ref):
+        if key == 0x0A:
+            node_id = part
+        elif key == 0x12:
+            var = part
+        else:
+            return None  # an attribute path
+    n = frame.nodes.get(node_id.decode())
+    if n is None or n.out_bytes is None:
+        return None
+    for key, entry in _fields(n.out_bytes):  # LiteralMap.literals (1): map entries
+        if key != 0x0A:
+            return None
+        name: bytes | None = None
+        value: bytes | None = None
+        for k, v in _fields(entry):
+            if k == 0x0A:
+                name = v
+            elif k == 0x12:
+                value = v
+        if name == var:
+            return value if value is not None else b""
+    return None
+
+
+def _promise_collection(
+    frame: Frame, coll: literals_pb2.BindingDataCollection
+) -> literals_pb2.Literal | None:
+    """A list of promises of sibling outputs (a fan-out's result), assembled from the
+    serialized outputs in one parse; None when any item needs the general path."""
+    parts: list[bytes] = []
+    try:
+        for key, item in _fields(coll.SerializeToString()):
+            inner = _fields(item)
+            if key != 0x0A or len(inner) != 1 or inner[0][0] != 0x22:  # BindingData.promise only
+                return None
+            lit = _output_literal(frame, inner[0][1])
+            if lit is None:
+                return None
+            parts.append(field(b"\x0a", lit))
+    except ValueError:
+        return None
+    # Literal.collection (2) -> LiteralCollection.literals (1, repeated)
+    return literals_pb2.Literal.FromString(field(b"\x12", b"".join(parts)))
 
 
 def _step(lit: literals_pb2.Literal, step: literals_pb2.PromiseAttribute) -> literals_pb2.Literal:

@@ -179,6 +179,7 @@ class Walker:
     def _after_success(self, n: NodeExec) -> None:
         frame = n.frame
         n.child = None
+        n.compact()
         if frame.kind_state is not None:
             frame.kind_state.node_ended(frame, n)
         for d in n.downstream:

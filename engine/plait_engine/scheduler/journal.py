@@ -9,11 +9,12 @@ from __future__ import annotations
 import hashlib
 import time
 
-from google.protobuf import timestamp_pb2
 from plaitidl.core.v1 import errors_pb2, events_pb2, execution_pb2, literals_pb2
 
 from plait_engine import ids
 from plait_engine.blob import Payloads, PendingBlob
+from plait_engine.blob.payloads import deflate
+from plait_engine.scheduler import events
 from plait_engine.scheduler.state import NodeExec, Run, display_name
 from plait_engine.store import (
     CacheEntry,
@@ -74,19 +75,26 @@ class Journal:
         self._passes = 0
         self.batch = WriteBatch()
         self.blobs: list[PendingBlob] = []
-        self._ts: timestamp_pb2.Timestamp | None = None
         self.now = time.time()
+        self._now_ns = int(self.now * 1e9)
+        self._parts = events.EventParts()
 
     # -- the batch ---------------------------------------------------------------------
     def begin(self) -> None:
         """Start a pass: its transitions share this moment."""
         self.now = time.time()
-        self._ts = None
+        self._now_ns = int(self.now * 1e9)
 
     def writes(self, run: Run) -> ExecutionWrites:
         """The current pass's writes of a run (marks it dirty)."""
         run.dirty = True
-        return self.batch.of(run.eid, run.record.epoch, f"{self._owner}#{self._passes}")
+        w = self.batch.executions.get(run.eid)
+        if w is None:
+            w = self.batch.of(run.eid, run.record.epoch, f"{self._owner}#{self._passes}")
+            # Events of one pass commit together: they share the pass's moment.
+            r = run.record
+            w.event_shared = events.shared(r.project, r.domain, r.name, self._now_ns)
+        return w
 
     def take(self, runs: list[Run]) -> tuple[WriteBatch, list[PendingBlob]]:
         """The pass's batch and pending blobs; the journal starts a new pass."""
@@ -118,14 +126,7 @@ class Journal:
         return self.pack(m.SerializeToString(), *run.blob_key, *safe_parts(path), what)
 
     def _event(self, run: Run, ev: events_pb2.ExecutionEvent) -> None:
-        ev.execution_id.project = run.record.project
-        ev.execution_id.domain = run.record.domain
-        ev.execution_id.name = run.record.name
-        if self._ts is None:
-            # Events of one pass commit together: they share the pass's timestamp.
-            self._ts = timestamp_pb2.Timestamp()
-            self._ts.FromNanoseconds(int(self.now * 1e9))
-        ev.occurred_at.CopyFrom(self._ts)
+        # Its execution and moment are the pass's shared fields (`ExecutionWrites`).
         self.writes(run).events.append(ev.SerializeToString())
 
     # -- nodes -------------------------------------------------------------------------
@@ -139,8 +140,14 @@ class Journal:
         emit: bool = True,
         retry_at: float = 0.0,
         reason: str = "",
+        record: bool = True,
     ) -> None:
-        """A node's transition: its record (inserted once, then updated) and its event."""
+        """A node's transition: its record (inserted once, then updated) and its event.
+
+        With `record` False (an attempt started in the engine's own process), a node without
+        a record yet gets none now: the event and the counts say it runs, and its record is
+        written with its next transition, or by `record` if it is still running a while later
+        (most such attempts end first: one row per node instead of two)."""
         run = n.frame.run
         old = n.phase
         if old == phase and not emit:
@@ -150,33 +157,61 @@ class Journal:
         if not n.created_at:
             n.created_at = self.now
         w = self.writes(run)
+        name = display_name(n.node) if old == 0 or not n.persisted else None
+        if record or n.persisted:
+            self._write_record(n, w, error, name)
+        if emit:
+            # Once per attempt is enough to tell which task a node runs.
+            named = n.task is not None and (phase == _EP.NODE_PHASE_RUNNING or old == 0)
+            w.events.append(
+                events.node_event(
+                    n, phase, name if old == 0 else None,
+                    self._parts.task_id(n.task) if named and n.task is not None else b"",
+                    error, dynamic, int(retry_at * 1e9) if retry_at else 0, reason,
+                )
+            )  # fmt: skip
+
+    def record(self, n: NodeExec) -> None:
+        """Write the record of a node whose transition was journaled without one."""
+        if not n.persisted:
+            self._write_record(n, self.writes(n.frame.run), None, display_name(n.node))
+
+    def _write_record(
+        self,
+        n: NodeExec,
+        w: ExecutionWrites,
+        error: errors_pb2.ExecutionError | None,
+        name: str | None,
+    ) -> None:
+        run = n.frame.run
         err = error.SerializeToString() if error is not None else b""
-        outputs = self._pack_map(n.outputs, run, n.path, "outputs")
+        outputs = b""
+        if n.outputs is not None or n.out_bytes is not None:
+            raw = n.out_bytes
+            if raw is None and n.outputs is not None:
+                raw = n.outputs.SerializeToString()
+                if n.phase == _EP.NODE_PHASE_SUCCEEDED:
+                    n.out_bytes = raw  # final: `NodeExec.compact` keeps it
+            assert raw is not None
+            outputs = self.pack(raw, *run.blob_key, *safe_parts(n.path), "outputs")
         if n.persisted:
             # The record exists: write only what a transition changes (inputs never do).
             w.node_updates.append(
                 NodeUpdate(
-                    n.path, phase, n.attempt, n.user_failures, n.system_failures, outputs, err,
-                    n.cache_status, n.is_dynamic, n.detail, self.now,
+                    n.path, n.phase, n.attempt, n.user_failures, n.system_failures, outputs,
+                    err, n.cache_status, n.is_dynamic, n.detail, self.now,
                 )
             )  # fmt: skip
-        else:
-            n.persisted = True
-            w.nodes.append(
-                NodeRecord(
-                    run.eid, n.path, phase, n.attempt, n.user_failures, n.system_failures,
-                    self._pack_map(n.inputs, run, n.path, "inputs"), outputs, err,
-                    n.cache_status, n.frame.prefix, n.task_key, n.is_dynamic, n.detail,
-                    n.created_at, self.now, display_name(n.node),
-                )
-            )  # fmt: skip
-        if emit:
-            ev = _node_event(n, phase, old, error, dynamic)
-            if retry_at:
-                ev.node.retry_at.FromNanoseconds(int(retry_at * 1e9))
-            if reason:
-                ev.node.reason = reason
-            self._event(run, ev)
+            return
+        n.persisted = True
+        w.nodes.append(
+            NodeRecord(
+                run.eid, n.path, n.phase, n.attempt, n.user_failures, n.system_failures,
+                self._pack_map(n.inputs, run, n.path, "inputs"), outputs, err,
+                n.cache_status, n.frame.prefix, n.task_key, n.is_dynamic, n.detail,
+                n.created_at, self.now, name or "",
+            )
+        )  # fmt: skip
 
     def skipped(self, parent: NodeExec, local_id: str, name: str = "") -> None:
         """A branch case that was not taken: recorded SKIPPED, never run."""
@@ -203,7 +238,7 @@ class Journal:
     def spec(self, n: NodeExec, closure: bytes, depth: int) -> None:
         """The compiled spec a generator yielded."""
         run = n.frame.run
-        stored = self.pack(closure, *run.blob_key, *safe_parts(n.path), "spec")
+        stored = self.pack(deflate(closure), *run.blob_key, *safe_parts(n.path), "spec")
         self.writes(run).dynamic_specs.append(DynamicSpecRecord(n.path, stored, depth))
 
     # -- executions --------------------------------------------------------------------
@@ -247,40 +282,3 @@ class Journal:
 def _key_hash(key: str) -> str:
     # The same parts as `service.retention.cache_blob_key`: the entry's blobs go with it.
     return hashlib.sha256(key.encode()).hexdigest()[:32]
-
-
-def _node_event(
-    n: NodeExec,
-    phase: int,
-    old: int,
-    error: errors_pb2.ExecutionError | None,
-    dynamic: events_pb2.DynamicInfo | None,
-) -> events_pb2.ExecutionEvent:
-    # Built in place: the constructor-with-kwargs form costs twice as much, and every node
-    # emits several of these.
-    ev = events_pb2.ExecutionEvent()
-    t = ev.node
-    t.node_id = n.path
-    t.phase = phase  # type: ignore[assignment]
-    if n.attempt:
-        t.attempt = n.attempt
-    if n.cache_status:
-        t.cache_status = n.cache_status  # type: ignore[assignment]
-    if n.frame.prefix:
-        t.parent_node_id = n.frame.prefix
-    if error is not None:
-        t.error.CopyFrom(error)
-    if dynamic is not None:
-        t.dynamic.CopyFrom(dynamic)
-    if n.task is not None and (phase == _EP.NODE_PHASE_RUNNING or old == 0):
-        # Once per attempt is enough to tell which task a node runs.
-        t.task_id.CopyFrom(n.task.id)
-    if old == 0:
-        t.name = display_name(n.node)
-    if n.worker:
-        t.worker_id = n.worker
-    if n.started_at and phase != _EP.NODE_PHASE_RUNNING:
-        whole = int(n.started_at)
-        t.started_at.seconds = whole
-        t.started_at.nanos = int((n.started_at - whole) * 1e9)
-    return ev

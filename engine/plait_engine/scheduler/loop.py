@@ -279,6 +279,7 @@ class Scheduler:
     def _check_deadlines(self) -> None:
         tasks = self.walker.tasks
         now = time.time()
+        tasks.record_overdue(now)
         try:
             tasks.check_deadlines(now)
         except Exception:  # a deadline's node is unknown here; nothing to isolate

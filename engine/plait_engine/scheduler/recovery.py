@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 
-from plaitidl.core.v1 import dynamic_job_pb2, errors_pb2, literals_pb2
+from plaitidl.core.v1 import dynamic_job_pb2, errors_pb2, execution_pb2, literals_pb2
 
 from plait_engine.blob import Payloads
 from plait_engine.scheduler.journal import count
@@ -44,7 +44,7 @@ async def load(store: Store, payloads: Payloads, run: Run) -> Adopted | None:
             rec.inputs = await payloads.load(rec.inputs)
     specs = await store.dynamic_specs(run.eid)
     for s in specs:
-        s.closure = await payloads.load(s.closure)
+        s.closure = await payloads.load_spec(s.closure)
     run.recovered = {r.node_id: r for r in nodes}
     run.specs = {s.node_id: s for s in specs}
     if nodes:
@@ -67,6 +67,9 @@ def restore(n: NodeExec, rec: NodeRecord) -> None:
     n.is_dynamic = rec.is_dynamic
     count(n.frame.run, 0, rec.phase, rec.cache_status)
     n.phase = rec.phase
+    if rec.phase == execution_pb2.NODE_PHASE_SUCCEEDED:
+        n.out_bytes = rec.outputs  # all it needs now (see `NodeExec.compact`)
+        return
     if rec.inputs:
         n.inputs = literals_pb2.LiteralMap.FromString(rec.inputs)
     if rec.outputs:

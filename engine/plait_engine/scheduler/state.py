@@ -114,6 +114,7 @@ class NodeExec:
         "is_dynamic",
         "local_id",
         "node",
+        "out_bytes",
         "outputs",
         "path",
         "pending",
@@ -142,6 +143,8 @@ class NodeExec:
         self.inputs: literals_pb2.LiteralMap | None = None
         self.preset_inputs: literals_pb2.LiteralMap | None = None
         self.outputs: literals_pb2.LiteralMap | None = None
+        # The outputs of a node that succeeded, serialized (see `compact`).
+        self.out_bytes: bytes | None = None
         self.child: Frame | None = None
         self.task: tasks_pb2.TaskTemplate | None = None
         self.task_key = ""
@@ -160,6 +163,25 @@ class NodeExec:
     def run(self) -> Run:
         """The run the node belongs to."""
         return self.frame.run
+
+    def output_map(self) -> literals_pb2.LiteralMap | None:
+        """The node's outputs (parsed again when `compact` kept them serialized)."""
+        if self.outputs is not None:
+            return self.outputs
+        if self.out_bytes is not None:
+            return literals_pb2.LiteralMap.FromString(self.out_bytes)
+        return None
+
+    def compact(self) -> None:
+        """The node succeeded: keep its outputs serialized and let its inputs go. A message
+        held in memory costs a kilobyte or more however small its value, and a spec of a
+        million nodes keeps every node until its graph ends."""
+        if self.outputs is not None:
+            if self.out_bytes is None:
+                self.out_bytes = self.outputs.SerializeToString()
+            self.outputs = None
+        self.inputs = None
+        self.preset_inputs = None
 
     @property
     def live(self) -> bool:

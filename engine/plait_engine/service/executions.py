@@ -353,7 +353,9 @@ class ExecutionsService:
         spec = await self._store.get_dynamic_spec(rec.eid, node_id)
         if spec is None:
             raise NotFound(f"node {node_id!r} of execution {rec.name} yielded no dynamic spec")
-        closure = dynamic_job_pb2.DynamicJobSpec.FromString(await self._payloads.load(spec.closure))
+        closure = dynamic_job_pb2.DynamicJobSpec.FromString(
+            await self._payloads.load_spec(spec.closure)
+        )
         generator = None
         if node.task_key:
             found = await self._source.get(TemplateKind.TASK, _key_id(node.task_key))
@@ -368,7 +370,8 @@ class ExecutionsService:
         payload = await self.payload(rec)
         bodies = [payload.closure]
         bodies += [
-            await self._payloads.load(s.closure) for s in await self._store.dynamic_specs(rec.eid)
+            await self._payloads.load_spec(s.closure)
+            for s in await self._store.dynamic_specs(rec.eid)
         ]
         for body in bodies:
             for task in dynamic_job_pb2.DynamicJobSpec.FromString(body).tasks:

@@ -288,7 +288,7 @@ class GraphReader:
         spec = await self._store.get_dynamic_spec(rec.eid, path)
         if spec is None:  # not (yet) a generator: not cached, it may yield later
             return Level(es.GRAPH_NODE_KIND_TASK, {}, outer.templates, note="no dynamic spec")
-        body = await self._payloads.load(spec.closure)
+        body = await self._payloads.load_spec(spec.closure)
         closure = await asyncio.to_thread(dynamic_job_pb2.DynamicJobSpec.FromString, body)
         level = Level(
             es.GRAPH_NODE_KIND_TASK,

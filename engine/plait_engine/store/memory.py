@@ -15,6 +15,7 @@ from plaitidl.core.v1 import execution_pb2
 from plait_engine import ids
 from plait_engine.store.contract import Store, TemplateItem
 from plait_engine.store.errors import Conflict, OwnershipLost
+from plait_engine.store.event_rows import sequenced
 from plait_engine.store.records import (
     ApplyResult,
     CacheEntry,
@@ -31,7 +32,6 @@ from plait_engine.store.records import (
     TemplateKind,
     WriteBatch,
     event_node,
-    sequenced,
 )
 
 
@@ -441,7 +441,7 @@ class MemoryStore(Store):
             self._specs[eid].setdefault(s.node_id, copy.copy(s))
         log = self._events[eid]
         for body in w.events:
-            log.append(sequenced(body, len(log) + 1))
+            log.append(sequenced(w.event_shared + body, len(log) + 1))
         e.last_seq = len(log)
         result.last_seq[eid] = e.last_seq
         e.updated_at = max(e.updated_at, w.updated_at)

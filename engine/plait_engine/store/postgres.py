@@ -24,6 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 from plait_engine import ids
 from plait_engine.store.contract import Store, TemplateItem
 from plait_engine.store.errors import Conflict, StoreError
+from plait_engine.store.event_rows import MANY, SCAN_ROWS, node_page, page, sequenced
 from plait_engine.store.postgres_apply import apply_batch
 from plait_engine.store.postgres_duties import PostgresDuties
 from plait_engine.store.postgres_schema import (
@@ -48,7 +49,6 @@ from plait_engine.store.records import (
     NodeRecord,
     TemplateKind,
     WriteBatch,
-    sequenced,
 )
 
 _SELECT_EXEC = f"SELECT {EXEC_COLUMNS} FROM executions"
@@ -463,17 +463,23 @@ class PostgresStore(PostgresDuties, Store):
             "SELECT seq, body FROM events WHERE eid = %s AND seq > %s ORDER BY seq LIMIT %s",
             (eid, after_seq, limit),
         )
-        return [(int(r[0]), bytes(r[1])) for r in rows]
+        return page(rows, after_seq, limit)
 
     async def node_events(
         self, eid: int, node_id: str, after_seq: int, limit: int
     ) -> list[tuple[int, bytes]]:
-        rows = await self._rows(
-            "SELECT seq, body FROM events WHERE eid = %s AND node_id = %s AND seq > %s "
-            "ORDER BY seq LIMIT %s",
-            (eid, node_id, after_seq, limit),
-        )
-        return [(int(r[0]), bytes(r[1])) for r in rows]
+        out: list[tuple[int, bytes]] = []
+        while len(out) < limit:  # rows of several events may hold none of the node's
+            rows = await self._rows(
+                "SELECT seq, body FROM events WHERE eid = %s AND node_id IN (%s, %s) "
+                "AND seq > %s ORDER BY seq LIMIT %s",
+                (eid, node_id, MANY, after_seq, SCAN_ROWS),
+            )
+            out += node_page(rows, node_id, after_seq, limit - len(out))
+            if len(rows) < SCAN_ROWS:
+                break
+            after_seq = int(rows[-1][0])
+        return out
 
     # -- logs --------------------------------------------------------------------------
     async def append_logs(self, entries: Sequence[LogEntry]) -> None:

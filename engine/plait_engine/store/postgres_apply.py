@@ -25,6 +25,7 @@ from psycopg import AsyncConnection
 
 from plait_engine import ids
 from plait_engine.store.errors import OwnershipLost
+from plait_engine.store.event_rows import event_row, row_node
 from plait_engine.store.postgres_schema import (
     ABORTED,
     NODE_ARRAYS,
@@ -35,13 +36,7 @@ from plait_engine.store.postgres_schema import (
     node_row,
     unnest,
 )
-from plait_engine.store.records import (
-    ApplyResult,
-    ExecutionWrites,
-    WriteBatch,
-    event_node,
-    sequenced,
-)
+from plait_engine.store.records import ApplyResult, ExecutionWrites, WriteBatch
 
 _FENCE = (
     "SELECT eid, epoch, last_seq, last_batch FROM executions WHERE eid = ANY(%b::bigint[]) "
@@ -142,9 +137,10 @@ class _Rows:
             else:  # the last update of a node is its state after the batch
                 self.updates[(eid, u.node_id)] = (eid, u.node_id, *state)
         seq = last_seq
-        for body in w.events:
-            seq += 1
-            self.events.append((eid, seq, sequenced(body, seq), event_node(body)))
+        if w.events:  # one row for the pass's events (see `event_rows`)
+            seq += len(w.events)
+            node = row_node(w.event_shared, w.events)
+            self.events.append((eid, seq, event_row(w.event_shared, w.events), node))
         result.last_seq[eid] = seq
         self.specs.extend((eid, s.node_id, s.closure, s.depth) for s in w.dynamic_specs)
         counts = None if w.counts is None else json.dumps(dict(w.counts), sort_keys=True)

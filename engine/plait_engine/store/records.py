@@ -281,7 +281,11 @@ class ExecutionWrites:
         updated_at: Unix time of the pass.
         nodes: New node records.
         node_updates: Transitions of existing records (applied after `nodes`).
-        events: Serialized `ExecutionEvent`s without a sequence: the store numbers them.
+        events: The pass's events, in order, each a serialized `ExecutionEvent` without the
+            fields in `event_shared` and without a sequence: the store numbers them (and may
+            store them together, see `plait_engine.store.event_rows`).
+        event_shared: The fields every event of `events` carries (its `execution_id` and
+            `occurred_at`), serialized; empty when each event is whole.
         dynamic_specs: Specs yielded in the pass.
         token: Identifies the pass: writes whose token the execution already carries were
             applied before (a commit that succeeded but whose caller saw an error), so applying
@@ -299,6 +303,7 @@ class ExecutionWrites:
     nodes: list[NodeRecord] = field(default_factory=list)
     node_updates: list[NodeUpdate] = field(default_factory=list)
     events: list[bytes] = field(default_factory=list)
+    event_shared: bytes = b""
     dynamic_specs: list[DynamicSpecRecord] = field(default_factory=list)
 
     def size(self) -> int:
@@ -390,20 +395,3 @@ def event_node(event: bytes) -> str | None:
     """The node a serialized `ExecutionEvent` is about, or None for an execution's own."""
     parsed = events_pb2.ExecutionEvent.FromString(event)
     return parsed.node.node_id if parsed.HasField("node") else None
-
-
-def sequenced(event: bytes, seq: int) -> bytes:
-    """A serialized `ExecutionEvent` with its `sequence` (field 2, a varint) set to `seq`.
-
-    Appending the field is how protobuf merges: the last value wins, so no parse is needed.
-    """
-    out = bytearray(event)
-    out.append(0x10)
-    while True:
-        low = seq & 0x7F
-        seq >>= 7
-        if seq:
-            out.append(low | 0x80)
-        else:
-            out.append(low)
-            return bytes(out)

@@ -17,6 +17,7 @@ from typing import TypeVar
 from plait_engine import ids
 from plait_engine.store.contract import Store, TemplateItem
 from plait_engine.store.errors import Conflict
+from plait_engine.store.event_rows import MANY, SCAN_ROWS, node_page, page, sequenced
 from plait_engine.store.records import (
     ApplyResult,
     CacheEntry,
@@ -28,7 +29,6 @@ from plait_engine.store.records import (
     NodeRecord,
     TemplateKind,
     WriteBatch,
-    sequenced,
 )
 from plait_engine.store.sqlite_apply import apply_batch
 from plait_engine.store.sqlite_duties import SqliteDuties
@@ -381,17 +381,23 @@ class SqliteStore(SqliteDuties, Store):
             "SELECT seq, body FROM events WHERE eid = ? AND seq > ? ORDER BY seq LIMIT ?",
             (eid, after_seq, limit),
         )
-        return [(int(r[0]), bytes(r[1])) for r in rows]
+        return page(rows, after_seq, limit)
 
     async def node_events(
         self, eid: int, node_id: str, after_seq: int, limit: int
     ) -> list[tuple[int, bytes]]:
-        rows = await self._r(
-            "SELECT seq, body FROM events WHERE eid = ? AND node_id = ? AND seq > ? "
-            "ORDER BY seq LIMIT ?",
-            (eid, node_id, after_seq, limit),
-        )
-        return [(int(r[0]), bytes(r[1])) for r in rows]
+        out: list[tuple[int, bytes]] = []
+        while len(out) < limit:  # rows of several events may hold none of the node's
+            rows = await self._r(
+                "SELECT seq, body FROM events WHERE eid = ? AND node_id IN (?, ?) "
+                "AND seq > ? ORDER BY seq LIMIT ?",
+                (eid, node_id, MANY, after_seq, SCAN_ROWS),
+            )
+            out += node_page(rows, node_id, after_seq, limit - len(out))
+            if len(rows) < SCAN_ROWS:
+                break
+            after_seq = int(rows[-1][0])
+        return out
 
     # -- logs --------------------------------------------------------------------------
     async def append_logs(self, entries: Sequence[LogEntry]) -> None:

@@ -8,7 +8,8 @@ from typing import Any
 
 from plait_engine import ids
 from plait_engine.store.errors import OwnershipLost
-from plait_engine.store.records import ApplyResult, WriteBatch, event_node, sequenced
+from plait_engine.store.event_rows import event_row, row_node
+from plait_engine.store.records import ApplyResult, WriteBatch
 from plait_engine.store.sqlite_schema import ABORTED, NODE_COLUMNS, OPEN, counts_text, node_row
 
 
@@ -50,9 +51,10 @@ def apply_batch(batch: WriteBatch, now: float, c: sqlite3.Connection) -> ApplyRe
             for u in w.node_updates
         )  # fmt: skip
         seq = last[eid]
-        for body in w.events:
-            seq += 1
-            events.append((eid, seq, sequenced(body, seq), event_node(body)))
+        if w.events:  # one row for the pass's events (see `event_rows`)
+            seq += len(w.events)
+            node = row_node(w.event_shared, w.events)
+            events.append((eid, seq, event_row(w.event_shared, w.events), node))
         result.last_seq[eid] = seq
         specs.extend((eid, s.node_id, s.closure, s.depth) for s in w.dynamic_specs)
     if nodes:

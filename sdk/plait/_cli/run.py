@@ -41,7 +41,7 @@ from plait._serialize import Entity
 
 # Flags that set the embedded engine's limits one to one: (flag, type, help).
 LIMITS: tuple[tuple[str, type, str], ...] = (
-    ("--max-nodes", int, "nodes per workflow or dynamic spec (default 10,000)"),
+    ("--max-nodes", int, "nodes per workflow or dynamic spec (default 1,000,000)"),
     ("--max-depth", int, "nesting depth of dynamic specs (default 64)"),
     ("--max-literal-bytes", int, "size of one inline literal"),
     ("--system-retries", int, "retries of system errors per node (default 3)"),
@@ -134,14 +134,14 @@ def report_error(err: errors_pb2.ExecutionError, execution: str, name: str, hint
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from plait_engine.config import ConfigError, load_config
+    from plait_engine.config import EMBEDDED_DEFAULTS, ConfigError, load_config
 
     overrides: dict[str, object] = {"data_dir": str(data_dir(args))}
     for flag, _, _ in LIMITS:
         key = flag.removeprefix("--").replace("-", "_")
         overrides[key] = getattr(args, key)
     try:
-        return load_config(None, overrides=overrides)
+        return load_config(None, overrides=overrides, defaults=EMBEDDED_DEFAULTS)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
 

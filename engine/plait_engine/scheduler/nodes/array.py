@@ -60,14 +60,15 @@ class ArrayState:
             coll.SetInParent()  # an empty list is still a list
             for inst in insts:
                 item = coll.literals.add()
-                ok = inst.outputs is not None and var in inst.outputs.literals
+                got = inst.output_map()
+                ok = got is not None and var in got.literals
                 if not self.optional:
                     if ok:
-                        assert inst.outputs is not None
-                        item.CopyFrom(inst.outputs.literals[var])
+                        assert got is not None
+                        item.CopyFrom(got.literals[var])
                 elif ok:
-                    assert inst.outputs is not None
-                    item.scalar.union.value.CopyFrom(inst.outputs.literals[var])
+                    assert got is not None
+                    item.scalar.union.value.CopyFrom(got.literals[var])
                     item.scalar.union.type.CopyFrom(t)
                 else:
                     item.scalar.union.value.scalar.none_value.SetInParent()

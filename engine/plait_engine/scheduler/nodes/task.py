@@ -3,6 +3,7 @@ deadlines. The attempts in flight are this handler's state."""
 
 from __future__ import annotations
 
+import collections
 import heapq
 import logging
 from collections.abc import Callable
@@ -29,6 +30,8 @@ _EP = execution_pb2
 # Phases of a node whose attempt is with its executor (QUEUED: waiting for a worker).
 _IN_FLIGHT = (_EP.NODE_PHASE_RUNNING, _EP.NODE_PHASE_QUEUED)
 ExecutorFor = Callable[[tasks_pb2.TaskTemplate], Executor | None]
+# Seconds an attempt in the engine's own process runs before its node's record is written.
+RECORD_AFTER = 1.0
 
 
 class TaskHandler:
@@ -61,6 +64,8 @@ class TaskHandler:
         # Retries waiting for their backoff: (due, tiebreak, node, attempt that failed).
         self._retries: list[tuple[float, int, NodeExec, int]] = []
         self._retry_seq = 0
+        # Attempts running without their node's record yet: (when to write it, node, attempt).
+        self.unrecorded: collections.deque[tuple[float, NodeExec, int]] = collections.deque()
 
     # -- starting ----------------------------------------------------------------------
     def begin(self, n: NodeExec, recovered: NodeRecord | None) -> None:
@@ -143,7 +148,12 @@ class TaskHandler:
             heapq.heappush(self._deadlines, (n.deadline, n.assignment_id, n.attempt))
         n.started_at = 0.0
         n.worker = ""
-        self._g.journal.node(n, _EP.NODE_PHASE_RUNNING)
+        # An attempt in the engine's own process dies with it: its node's record can wait for
+        # its end (one row instead of two), or for `record_overdue` if it runs long.
+        later = not n.persisted and getattr(executor, "in_engine_process", False)
+        self._g.journal.node(n, _EP.NODE_PHASE_RUNNING, record=not later)
+        if later:
+            self.unrecorded.append((self._g.journal.now + RECORD_AFTER, n, n.attempt))
         parts = (*run.blob_key, *safe_parts(n.path), f"attempt-{n.attempt}")
         self.to_dispatch.append(
             (
@@ -253,9 +263,17 @@ class TaskHandler:
             )
 
     def next_deadline(self) -> float | None:
-        """When the earliest attempt in flight times out or a retry is due."""
-        times = [h[0][0] for h in (self._deadlines, self._retries) if h]
+        """When the earliest attempt in flight times out, a retry is due or a record is."""
+        times = [h[0][0] for h in (self._deadlines, self._retries, self.unrecorded) if h]
         return min(times) if times else None
+
+    def record_overdue(self, now: float) -> None:
+        """Write the records of attempts that have run `RECORD_AFTER` seconds without one, so
+        that listings show them while they run."""
+        while self.unrecorded and self.unrecorded[0][0] <= now:
+            _, n, attempt = self.unrecorded.popleft()
+            if n.live and not n.persisted and n.attempt == attempt and n.phase in _IN_FLIGHT:
+                self._g.journal.record(n)
 
     # -- completion --------------------------------------------------------------------
     def on_success(self, n: NodeExec) -> None:

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m benchmarks._replicas WORKLOAD_KEY [--replicas 2] [--workers 2] [--slots 8]
+    python -m benchmarks._replicas WORKLOAD_KEY [--replicas 2] [--workers 2] [--slots 16]
 
 A private PostgreSQL server (durable: fsync and synchronous commits on) is started for the run
 and stopped after it. ``--replicas`` `plait serve --cluster true` processes share its database
@@ -142,7 +142,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("workload")
     p.add_argument("--replicas", type=int, default=2)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--slots", type=int, default=8)
+    p.add_argument("--slots", type=int, default=16)
     p.add_argument("--timeout", type=float, default=300)
     args = p.parse_args(argv)
     wl = by_key(args.workload)

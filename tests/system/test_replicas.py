@@ -135,6 +135,13 @@ def test_callers_given_every_replica_ride_through_the_death_of_theirs(cluster: C
         assert client.wait(run.name, timeout=90) == [2 * i for i in range(40)]
 
 
+def _wait_for_line(replica: EngineProcess, text: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in Path(replica.log).read_text():
+        assert time.monotonic() < deadline, f"no {text!r} in {replica.log}"
+        time.sleep(0.1)
+
+
 def _try(call: Any, *args: Any) -> object:
     try:
         return call(*args)
@@ -150,7 +157,7 @@ def test_a_frozen_replica_cannot_write_when_it_wakes(cluster: Cluster) -> None:
     time.sleep(0.5)
     os.kill(a.proc.pid, signal.SIGSTOP)  # partitioned: alive, silent
     try:
-        time.sleep(LEASE + 2.0)  # b adopts once the lease expired
+        _wait_for_line(b_, "adopted execution", 60)  # b adopts once the lease expired
         with Client(b_.address) as client:
             state = client.get(run.name)
             assert state.phase in (2, 3)  # RUNNING or SUCCEEDED under b

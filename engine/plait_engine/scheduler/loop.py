@@ -431,7 +431,9 @@ class Scheduler:
                 candidates.append(rec)
         for rec in candidates:
             if rec.eid not in self.runs:
-                await self.claim(rec)
+                run = await self.claim(rec)
+                if run is not None and rec.owner:
+                    log.info("adopted execution %s from replica %s", run.key, rec.owner)
 
 
 def _hand_over(items: list[tuple[Executor, _T]], act: Callable[[Executor, list[_T]], None]) -> None:

@@ -87,9 +87,9 @@ gen: install ## Regenerate gen/python from protos/ (the only writer of gen/).
 check-gen: install ## Fail when gen/ or console/src/gen differ from what the protos generate.
 	@tmp=$$(mktemp -d) && cp -r gen "$$tmp/gen.before" && cp -r console/src/gen "$$tmp/ts.before" && \
 	  $(MAKE) -s gen >/dev/null && \
-	  if ! diff -r "$$tmp/gen.before" gen >/dev/null || \
-	     ! diff -r "$$tmp/ts.before" console/src/gen >/dev/null; then \
-	    diff -r "$$tmp/gen.before" gen | head -20; diff -r "$$tmp/ts.before" console/src/gen | head -20; \
+	  if ! diff -r -x __pycache__ "$$tmp/gen.before" gen >/dev/null || \
+	     ! diff -r -x __pycache__ "$$tmp/ts.before" console/src/gen >/dev/null; then \
+	    diff -r -x __pycache__ "$$tmp/gen.before" gen | head -20; diff -r -x __pycache__ "$$tmp/ts.before" console/src/gen | head -20; \
 	    rm -rf gen console/src/gen; cp -r "$$tmp/gen.before" gen; cp -r "$$tmp/ts.before" console/src/gen; \
 	    echo "gen/ or console/src/gen is stale: run 'make gen' and commit"; exit 1; fi; \
 	  rm -rf "$$tmp"; echo "gen/ and console/src/gen are current"

@@ -6,8 +6,8 @@ A task names the secrets it needs (`TaskMetadata.secrets`); the executor that ru
 inputs, outputs or events. What an attempt prints or returns as an error passes a `Scrubber`
 that replaces every value handed out to it with ``***``.
 
-The Python worker has its own copy of these rules (``plait._plugins``): the engine never
-imports the SDK, and the two must agree only on what the README documents.
+The Python worker applies the same rules to the plugins it hosts (``plait._plugins`` imports
+this module, which needs nothing else of the engine).
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 ``plait worker`` loads the plugins installed in its environment (entry points of the group
 ``plait.task_types``) when it starts, declares their types in its hello next to
-``python-task`` and ``dynamic``, and runs their tasks with `PluginHost.run`. The engine has its
-own copy of the secret rules (``plait_engine.secrets``): the SDK does not import the engine.
+``python-task`` and ``dynamic``, and runs their tasks with `PluginHost.run`. Secrets follow
+the engine's rules (``plait_engine.secrets``, a module that imports nothing else of it).
 
 Secrets: the files of ``--secrets-dir`` (one per secret, named like it), then the environment
 variable the task's `SecretRequest.env_var` names (``PLAIT_SECRET_<NAME>`` by default). Every
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import tempfile
 import threading
 from collections.abc import Callable, Mapping
@@ -23,6 +22,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from plait_engine.secrets import Scrubber, SecretProvider
 from plaitidl.core.v1 import errors_pb2, identifier_pb2, literals_pb2, tasks_pb2
 
 from plait import _runtime
@@ -32,9 +32,6 @@ from plait._constants import TASK_TYPE_DYNAMIC, TASK_TYPE_PYTHON
 log = logging.getLogger("plait.worker")
 
 ENTRY_POINT_GROUP = "plait.task_types"
-_SECRET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,252}")
-_MASK = "***"
-_MIN_SCRUBBED = 4
 
 
 def discover(group: str = ENTRY_POINT_GROUP) -> tuple[dict[str, Any], dict[str, str]]:
@@ -60,63 +57,6 @@ def discover(group: str = ENTRY_POINT_GROUP) -> tuple[dict[str, Any], dict[str, 
             continue
         plugins[ep.name] = plugin
     return plugins, problems
-
-
-def _env_var(name: str) -> str:
-    return "PLAIT_SECRET_" + re.sub(r"[^A-Z0-9]", "_", name.upper())
-
-
-class SecretProvider:
-    """Secrets from files in a folder, then environment variables (see the module)."""
-
-    def __init__(self, directory: Path | None = None, environ: Mapping[str, str] | None = None):
-        self._dir = directory
-        self._env = os.environ if environ is None else environ
-
-    def get(self, request: tasks_pb2.SecretRequest) -> str:
-        """The value of a secret.
-
-        Raises:
-            LookupError: Neither the folder nor the environment has it.
-        """
-        name = request.name
-        if not _SECRET_NAME.fullmatch(name):
-            raise LookupError(f"secret name {name!r} is not valid")
-        if self._dir is not None:
-            try:
-                return (self._dir / name).read_text().rstrip("\r\n")
-            except FileNotFoundError:
-                pass
-        var = request.env_var or _env_var(name)
-        value = self._env.get(var)
-        if value is None:
-            where = f"{self._dir}/{name} or " if self._dir is not None else ""
-            raise LookupError(f"secret {name!r} not found on the worker (looked for {where}${var})")
-        return value
-
-
-class Scrubber:
-    """Replaces the secret values handed out to one attempt with ``***``."""
-
-    def __init__(self) -> None:
-        self._values: list[str] = []
-        self._lock = threading.Lock()
-
-    def add(self, value: str) -> None:
-        """Remember a value handed out (and each of its lines)."""
-        with self._lock:
-            for v in (value, *value.splitlines()):
-                if len(v) >= _MIN_SCRUBBED and v not in self._values:
-                    self._values.append(v)
-            self._values.sort(key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        """`text` without any remembered value."""
-        with self._lock:
-            values = list(self._values)
-        for v in values:
-            text = text.replace(v, _MASK)
-        return text
 
 
 @dataclass

@@ -6,37 +6,19 @@ fails; gcsfs reaches it through ``STORAGE_EMULATOR_HOST`` (`GcsServer.env`).
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.support.emulators import Emulator, serving, spawn, wait_until_answering
 from tests.support.postgres import free_port
 
-STARTUP_TIMEOUT = 30.0
 
-
-@dataclass
-class GcsServer:
-    """A running emulator.
-
-    Attributes:
-        endpoint: Its ``http://127.0.0.1:PORT`` URL.
-        proc: The process.
-        log: Where its output goes.
-    """
-
-    endpoint: str
-    proc: subprocess.Popen[bytes]
-    log: Path
+class GcsServer(Emulator):
+    """A running emulator."""
 
     @property
     def env(self) -> dict[str, str]:
@@ -52,16 +34,6 @@ class GcsServer:
         fs.mkdir(name)
         return name
 
-    def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL) and reap it."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
 
 def start_gcs(log: Path) -> GcsServer:
     """Start the emulator on a free port of 127.0.0.1; returns once it answers.
@@ -72,33 +44,13 @@ def start_gcs(log: Path) -> GcsServer:
     port = free_port()
     cmd = [sys.executable, "-m", "gcp_storage_emulator", "start", "--in-memory", "--quiet",
            "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-    server = GcsServer(f"http://127.0.0.1:{port}", proc, log)
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while True:
-        try:
-            with urllib.request.urlopen(f"{server.endpoint}/storage/v1/b", timeout=1):
-                return server
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            server.stop()
-            raise RuntimeError(f"the GCS emulator did not start:\n{log.read_text()}")
-        time.sleep(0.1)
+    server = GcsServer(f"http://127.0.0.1:{port}", spawn(cmd, log), log)
+    wait_until_answering(server, "/storage/v1/b", "the GCS emulator")
+    return server
 
 
 @pytest.fixture(scope="session")
 def gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcsServer]:
     """The GCS emulator, for the whole session; its variable set in this process."""
-    server = start_gcs(tmp_path_factory.mktemp("gcs") / "emulator.log")
-    saved = os.environ.get("STORAGE_EMULATOR_HOST")
-    os.environ.update(server.env)
-    try:
+    with serving(start_gcs(tmp_path_factory.mktemp("gcs") / "emulator.log")) as server:
         yield server
-    finally:
-        server.stop()
-        if saved is None:
-            os.environ.pop("STORAGE_EMULATOR_HOST", None)
-        else:
-            os.environ["STORAGE_EMULATOR_HOST"] = saved

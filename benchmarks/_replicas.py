@@ -26,17 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._plait_run import _figures, _max_nodes, _plait_cmd, _vm, _wait_for
+from benchmarks._plait_run import _cpu, _figures, _max_nodes, _plait_cmd, _vm, _wait_for
 from benchmarks._spec import Workload, by_key
-
-
-def _cpu(pid: int) -> float:
-    """CPU seconds (user + system) a live process has used; 0 when it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _spawn(cmd: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:

@@ -135,11 +135,23 @@ def test_callers_given_every_replica_ride_through_the_death_of_theirs(cluster: C
         assert client.wait(run.name, timeout=90) == [2 * i for i in range(40)]
 
 
-def _wait_for_line(replica: EngineProcess, text: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in Path(replica.log).read_text():
-        assert time.monotonic() < deadline, f"no {text!r} in {replica.log}"
-        time.sleep(0.1)
+def _freeze_until_adopted(a: EngineProcess, b: EngineProcess) -> None:
+    """SIGSTOP `a` (partitioned: alive, silent) until `b` adopted its execution.
+
+    A replica frozen inside a database transaction still holds its locks (SQLite's write lock,
+    a PostgreSQL row lock), and then nobody can take over until it wakes: such a freeze is
+    thawed and tried again at another moment.
+    """
+    for _ in range(6):
+        os.kill(a.proc.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + LEASE + 7.0
+        while time.monotonic() < deadline:
+            if "adopted execution" in Path(b.log).read_text():
+                return
+            time.sleep(0.1)
+        os.kill(a.proc.pid, signal.SIGCONT)
+        time.sleep(0.3)
+    raise AssertionError(f"{b.log} never adopted the frozen replica's execution")
 
 
 def _try(call: Any, *args: Any) -> object:
@@ -155,9 +167,8 @@ def test_a_frozen_replica_cannot_write_when_it_wakes(cluster: Cluster) -> None:
     with Client(a.address) as client:
         run = client.execute(slow_fan_out.slow_wf, {"n": 60})
     time.sleep(0.5)
-    os.kill(a.proc.pid, signal.SIGSTOP)  # partitioned: alive, silent
     try:
-        _wait_for_line(b_, "adopted execution", 60)  # b adopts once the lease expired
+        _freeze_until_adopted(a, b_)
         with Client(b_.address) as client:
             state = client.get(run.name)
             assert state.phase in (2, 3)  # RUNNING or SUCCEEDED under b

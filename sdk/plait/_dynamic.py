@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from plaitidl.core.v1 import dynamic_job_pb2
 
@@ -108,6 +108,7 @@ def build_spec(task: Task[Any, Any], inputs: dict[str, Any]) -> dynamic_job_pb2.
     outputs = _wire_outputs(result, iface, builder)
     if outputs is None:
         outputs = [b.SerializeToString() for b in output_bindings(result, iface, builder=builder)]
+    del result  # a fan-out's promises: not kept alive next to the parsed spec
     tasks, workflows, launch_plans = closure(list(builder.refs.values()))
     # One parse of the whole spec (in C) instead of building it message by message.
     for key, items in (
@@ -118,7 +119,8 @@ def build_spec(task: Task[Any, Any], inputs: dict[str, Any]) -> dynamic_job_pb2.
     ):
         for item in items:
             data += field(key, item)
-    return dynamic_job_pb2.DynamicJobSpec.FromString(bytes(data))
+    # The parser reads any buffer (the stubs say bytes): a fan-out's spec is not copied first.
+    return dynamic_job_pb2.DynamicJobSpec.FromString(cast(bytes, data))
 
 
 def _wire_outputs(result: object, iface: PyInterface, builder: Builder) -> list[bytes] | None:

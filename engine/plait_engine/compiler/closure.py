@@ -133,20 +133,47 @@ class Templates:
         out = dynamic_job_pb2.DynamicJobSpec(min_successes=min_successes)
         out.nodes.extend(nodes)
         out.outputs.extend(outputs)
+        self._fill(out)
+        return out
+
+    def closure_in_place(self, spec: dynamic_job_pb2.DynamicJobSpec) -> None:
+        """Turn the compiled `spec` itself into its closure: its nodes and outputs stay where
+        they are (a spec of a million nodes is not copied), its templates become those the
+        compilation reached."""
+        reached = [_copied(t) for t in self.tasks.values()]
+        workflows = [_copied(w) for w in self.workflows.values()]
+        launch_plans = [_copied(lp) for lp in self.launch_plans.values()]
+        del spec.tasks[:], spec.subworkflows[:], spec.launch_plans[:]
+        spec.tasks.extend(reached)
+        spec.subworkflows.extend(workflows)
+        spec.launch_plans.extend(launch_plans)
+        self._pin_all(spec)
+
+    def _fill(self, out: dynamic_job_pb2.DynamicJobSpec) -> None:
         out.tasks.extend(self.tasks.values())
         out.subworkflows.extend(self.workflows.values())
         out.launch_plans.extend(self.launch_plans.values())
-        if self.pins:
-            # A reference without a version ran what "newest" meant at compile time: pin it, so
-            # the run never depends on what is registered later.
-            for node in out.nodes:
+        self._pin_all(out)
+
+    def _pin_all(self, out: dynamic_job_pb2.DynamicJobSpec) -> None:
+        if not self.pins:
+            return
+        # A reference without a version ran what "newest" meant at compile time: pin it, so
+        # the run never depends on what is registered later.
+        for node in out.nodes:
+            _pin_node(node, self.pins)
+        for wf in out.subworkflows:
+            for node in wf.nodes:
                 _pin_node(node, self.pins)
-            for wf in out.subworkflows:
-                for node in wf.nodes:
-                    _pin_node(node, self.pins)
-            for lp in out.launch_plans:
-                _pin_id(lp.workflow_id, self.pins)
-        return out
+        for lp in out.launch_plans:
+            _pin_id(lp.workflow_id, self.pins)
+
+
+def _copied(template: _T) -> _T:
+    """A template detached from the spec it may belong to (which is about to drop it)."""
+    out = type(template)()
+    out.CopyFrom(template)
+    return out
 
 
 def _pin_id(id: identifier_pb2.Identifier, pins: dict[str, str]) -> None:

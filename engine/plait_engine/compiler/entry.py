@@ -46,6 +46,7 @@ def compile_dynamic(
     limits: Limits = DEFAULT_LIMITS,
     *,
     depth: int = 1,
+    in_place: bool = False,
 ) -> dynamic_job_pb2.DynamicJobSpec:
     """Check a spec yielded by `generator` against the generator's interface.
 
@@ -59,6 +60,9 @@ def compile_dynamic(
         limits: Bounds to enforce.
         depth: How deeply this spec is nested in dynamic specs (1 for a generator run directly
             by a workflow).
+        in_place: Make `spec` itself the closure and return it, instead of a copy (the caller
+            gives the spec up: a spec of a million nodes is not copied). It is changed only
+            when it compiles.
 
     Returns:
         The closure (see `compile_workflow`), holding only the templates the spec reaches.
@@ -86,6 +90,9 @@ def compile_dynamic(
             f"min_successes {spec.min_successes} is more than the {len(spec.nodes)} nodes",
         )
     c.report.finish(subject)
+    if in_place:
+        c.templates.closure_in_place(spec)
+        return spec
     return c.templates.closure(spec.nodes, spec.outputs, spec.min_successes)
 
 

@@ -95,16 +95,18 @@ def find_cycle(deps: Mapping[str, set[str]]) -> list[str] | None:
     """One dependency cycle, as ``[a, b, ..., a]``, or None (Kahn's algorithm, linear).
 
     Args:
-        deps: Node id to the ids it waits for.
+        deps: Node id to the ids it waits for. A node that is not a key waits for nothing
+            (a wide graph need not hold an empty set per node).
 
     Returns:
         The cycle, or None when the graph is acyclic.
     """
-    pending = {n: len(d) for n, d in deps.items()}
+    pending = {n: sum(1 for up in d if up in deps) for n, d in deps.items()}
     users: dict[str, list[str]] = {}
     for n, d in deps.items():
         for up in d:
-            users.setdefault(up, []).append(n)
+            if up in deps:
+                users.setdefault(up, []).append(n)
     ready = [n for n, c in pending.items() if c == 0]
     while ready:
         n = ready.pop()

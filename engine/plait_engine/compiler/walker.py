@@ -111,7 +111,7 @@ class GraphCompiler:
             d: set[str] = set()
             if not fast.check(g, node, plans[i], d):
                 self.check_node(g, node, plans[i], f"nodes[{i}]", d)
-            if i not in dup:
+            if d and i not in dup:
                 deps[node.id] = d
         cycle = find_cycle(deps)
         if cycle is not None:

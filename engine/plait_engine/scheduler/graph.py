@@ -130,15 +130,21 @@ class Walker:
         self.ready.append(n)
 
     def _populate(self, frame: Frame, nodes: Sequence[workflow_pb2.Node]) -> None:
+        by_id = frame.nodes
         for node in nodes:
-            frame.nodes[node.id] = NodeExec(frame, node.id, node)
-        frame.remaining = len(frame.nodes)
+            nid = node.id  # one string for the key and the node (a million of them, maybe)
+            by_id[nid] = NodeExec(frame, nid, node)
+        frame.remaining = len(by_id)
         frame.run.counts["total"] += frame.remaining
-        for n in frame.nodes.values():
-            ups = [u for u in compiler.node_upstreams(n.node) if u in frame.nodes]
+        for n in by_id.values():
+            ups = [u for u in compiler.node_upstreams(n.node) if u in by_id]
             n.pending = len(ups)
             for u in ups:
-                frame.nodes[u].downstream.append(n)
+                up = by_id[u]
+                if isinstance(up.downstream, list):
+                    up.downstream.append(n)
+                else:
+                    up.downstream = [n]
         if frame.remaining == 0:
             self.finish_frame(frame)
             return

@@ -134,7 +134,8 @@ class NodeExec:
         self.local_id = local_id
         self.node = node
         self.path = frame.path(local_id)
-        self.downstream: list[NodeExec] = []
+        # Most nodes of a wide graph have none: they share the empty tuple until one comes.
+        self.downstream: list[NodeExec] | tuple[()] = ()
         self.pending = 0  # upstream nodes not yet succeeded
         self.phase = 0
         self.attempt = 0

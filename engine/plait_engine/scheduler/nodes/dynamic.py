@@ -75,7 +75,9 @@ class DynamicHandler:
         limits = self._g.config.limits
 
         def compile_once(resolver: KnownResolver) -> dynamic_job_pb2.DynamicJobSpec:
-            return compiler.compile_dynamic(spec, generator, resolver, limits, depth=depth)
+            return compiler.compile_dynamic(
+                spec, generator, resolver, limits, depth=depth, in_place=True
+            )
 
         if self._source is None:
             return compile_once(KnownResolver({}, overlay))

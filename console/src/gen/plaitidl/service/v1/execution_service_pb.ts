@@ -603,7 +603,8 @@ export type WatchExecutionResponse = Message<"plaitidl.service.v1.WatchExecution
   /**
    * With `counts_only`: the display names of the nodes running now (RUNNING or
    * DYNAMIC_RUNNING), with how many run under each, most first, at most 10 names; empty when
-   * none runs. Worked out at most once a second (less often for a very large execution).
+   * none runs. Worked out again when the counts change, but less often for a large execution
+   * (its cost is kept to about 1% of the server's time): it may lag the counts a little.
    *
    * @generated from field: repeated plaitidl.service.v1.NameCount running = 4;
    */

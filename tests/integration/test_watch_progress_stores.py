@@ -21,7 +21,7 @@ from plait_engine.store.sqlite import SqliteStore
 from plaitidl.core.v1 import execution_pb2
 
 from tests.support.engines import start, with_engine
-from tests.workflows import chatty
+from tests.workflows import chatty, gated
 
 EP = execution_pb2
 Factory = Callable[[Path], Awaitable[Store]]
@@ -63,43 +63,55 @@ def _engine(data_dir: Path, store: Store) -> Engine:
     )
 
 
-async def _collect(views: AsyncIterator[Progress]) -> list[Progress]:
-    return [v async for v in views]
-
-
-def _running(views: list[Progress]) -> set[str]:
-    return {name for v in views for name, count in v.running if count > 0}
+async def _follow(views: AsyncIterator[Progress], seen: asyncio.Event) -> list[Progress]:
+    out = []
+    async for v in views:
+        out.append(v)
+        if any(name == "held" for name, _ in v.running):
+            seen.set()
+    return out
 
 
 def test_progress_from_the_driving_replica_and_another_one(
     factory: Factory, tmp_path: Path
 ) -> None:
-    async def main() -> None:
+    gate = tmp_path / "gate"
+    n = 6
+
+    async def open_gate(seen: list[asyncio.Event]) -> None:
+        try:  # the tasks run until both watchers have seen them run (or a while passed)
+            await asyncio.wait_for(asyncio.gather(*(e.wait() for e in seen)), 60)
+        finally:
+            gate.touch()
+
+    async def main() -> tuple[list[Progress], list[Progress]]:
         # Two engines on one store: the first drives the execution, the second only reads.
         driver = _engine(tmp_path / "a", await factory(tmp_path))
         reader = _engine(tmp_path / "b", await factory(tmp_path))
         await driver.start()
         await reader.start()
         try:
-            rec = await start(driver, chatty.sleepy_wf, n=6, seconds=2.5)
-            here, there = await asyncio.gather(
-                _collect(driver.executions.watch_progress(rec, 0)),
-                _collect(reader.executions.watch_progress(rec, 0)),
+            rec = await start(driver, gated.held_wf, gate=str(gate), n=n)
+            seen = [asyncio.Event(), asyncio.Event()]
+            here, there, _ = await asyncio.gather(
+                _follow(driver.executions.watch_progress(rec, 0), seen[0]),
+                _follow(reader.executions.watch_progress(rec, 0), seen[1]),
+                open_gate(seen),
             )
+            return here, there
         finally:
             await reader.stop()  # each closes its store
             await driver.stop()
-        for views in (here, there):
-            assert views[0].phase_changed
-            assert views[-1].record.phase == EP.EXECUTION_PHASE_SUCCEEDED
-            assert views[-1].phase_changed and not views[-1].running
-            assert views[-1].counts["succeeded"] == views[-1].counts["total"] == 7
-            assert _running(views) >= {"sleepy"}
-            # A view is sent only when what it shows changed.
-            assert all(a.key() != b.key() for a, b in itertools.pairwise(views))
-        assert max(c for v in here for name, c in v.running if name == "sleepy") == 6
 
-    asyncio.run(main())
+    here, there = asyncio.run(main())
+    for views in (here, there):
+        assert views[0].phase_changed
+        assert views[-1].record.phase == EP.EXECUTION_PHASE_SUCCEEDED
+        assert views[-1].phase_changed and not views[-1].running
+        assert views[-1].counts["succeeded"] == views[-1].counts["total"] == n + 1
+        assert ("held", n) in {r for v in views for r in v.running}
+        # A view is sent only when what it shows changed.
+        assert all(a.key() != b.key() for a, b in itertools.pairwise(views))
 
 
 def test_local_engine_counts_only_after_the_end(tmp_path: Path) -> None:

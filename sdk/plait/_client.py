@@ -82,6 +82,14 @@ def map_rpc_error(err: grpc.RpcError) -> RpcError:
     return cls(code.name, message or "", violations)
 
 
+def resume_sequence(batch: es.WatchExecutionResponse, seq: int) -> int:
+    """Where a watch resumes after `batch`: its `sequence`, or the last event's from a server
+    that does not set it; `seq` when it carries neither."""
+    if batch.sequence:
+        return batch.sequence
+    return batch.events[-1].sequence if batch.events else seq
+
+
 @dataclass
 class RemoteExecution:
     """A handle on an execution of a remote engine.
@@ -283,14 +291,22 @@ class Client:
         return self._call(self.executions.GetExecution, request).execution
 
     def watch(
-        self, execution: ExecutionRef, after_sequence: int = 0
+        self, execution: ExecutionRef, after_sequence: int = 0, *, counts_only: bool = False
     ) -> Iterator[es.WatchExecutionResponse]:
         """Stream the execution's events after `after_sequence` until it ends.
 
-        Resumable: pass the last ``events[-1].sequence`` seen to continue where a broken
-        stream stopped.
+        Resumable: pass the last ``sequence`` seen to continue where a broken stream stopped.
+
+        Args:
+            execution: The execution.
+            after_sequence: Only what the execution committed after this sequence.
+            counts_only: Stream coalesced progress (node counts, the execution's own phase
+                transitions, what runs and waits) instead of every event; see
+                ``WatchExecutionRequest.counts_only``.
         """
-        request = es.WatchExecutionRequest(id=self._id(execution), after_sequence=after_sequence)
+        request = es.WatchExecutionRequest(
+            id=self._id(execution), after_sequence=after_sequence, counts_only=counts_only
+        )
         try:
             yield from self.executions.WatchExecution(request, metadata=self._metadata)
         except grpc.RpcError as err:
@@ -305,13 +321,14 @@ class Client:
     ) -> object:
         """Wait for the execution to end and return its outputs as Python values.
 
-        The watch stream is resumed from the last event seen when the engine becomes
-        unreachable for a while (a restart), until `timeout`.
+        The watch stream (counts only) is resumed from the last sequence seen when the
+        engine becomes unreachable for a while (a restart), until `timeout`.
 
         Args:
             execution: The execution.
             timeout: Seconds to wait at most; None waits as long as it takes.
-            progress: Called with the node counts after each batch of events.
+            progress: Called with the node counts as they change (at most ten times a
+                second).
 
         Raises:
             ExecutionFailedError: It ended FAILED or ABORTED.
@@ -319,7 +336,8 @@ class Client:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         seq = 0
-        request = es.WatchExecutionRequest(id=self._id(execution))
+        # Counts and the end are all it needs: not every event of every node.
+        request = es.WatchExecutionRequest(id=self._id(execution), counts_only=True)
         while True:
             request.after_sequence = seq
             left = None if deadline is None else max(deadline - time.monotonic(), 0.001)
@@ -327,8 +345,7 @@ class Client:
                 for batch in self.executions.WatchExecution(
                     request, timeout=left, metadata=self._metadata
                 ):
-                    if batch.events:
-                        seq = batch.events[-1].sequence
+                    seq = resume_sequence(batch, seq)
                     if progress is not None:
                         progress(batch.nodes)
                 break

@@ -179,17 +179,24 @@ class LocalEngine:
         return es.GetExecutionDataResponse(inputs=inputs, outputs=outputs)
 
     def watch(
-        self, execution: ExecutionRef, after_sequence: int = 0
+        self, execution: ExecutionRef, after_sequence: int = 0, *, counts_only: bool = False
     ) -> Iterator[es.WatchExecutionResponse]:
-        """The execution's events after `after_sequence`, in batches, until it ends."""
-        from plait_engine.api.executions import node_counts
+        """The execution's events after `after_sequence`, in batches, until it ends; with
+        `counts_only`, its coalesced progress instead (see `Client.watch`)."""
+        from plait_engine.api.executions import node_counts, progress_response
 
         executions = self._engine.executions
         rec = self._run(self._record(execution))
+        if counts_only:
+            for view in self._iterate(executions.watch_progress(rec, after_sequence)):
+                yield progress_response(view)
+            return
         for batch in self._iterate(executions.watch(rec, after_sequence)):
             current = self._run(executions.by_eid(rec.eid))
             yield es.WatchExecutionResponse(
-                events=batch, nodes=node_counts(executions.counts(current))
+                events=batch,
+                nodes=node_counts(executions.counts(current)),
+                sequence=batch[-1].sequence,
             )
 
     def logs(

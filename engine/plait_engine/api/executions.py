@@ -20,9 +20,11 @@ from plait_engine.api.requests import (
     page_size,
     require,
 )
+from plait_engine.errors import FieldViolation, InvalidArgument
 from plait_engine.service import ExecutionsService
 from plait_engine.service.data import DataService
 from plait_engine.service.graphs import GraphItem
+from plait_engine.service.progress import Progress
 from plait_engine.store import ExecutionFilter, ExecutionRecord, LogEntry, NodeRecord
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -40,6 +42,27 @@ def _ts(seconds: float) -> timestamp_pb2.Timestamp:
 def node_counts(counts: dict[str, int]) -> es.NodeCounts:
     """Node counts as a proto."""
     return es.NodeCounts(**{k: counts.get(k, 0) for k in es.NodeCounts.DESCRIPTOR.fields_by_name})
+
+
+def progress_response(view: Progress) -> es.WatchExecutionResponse:
+    """A view of an execution's progress as a counts-only `WatchExecution` response."""
+    rec = view.record
+    out = es.WatchExecutionResponse(
+        nodes=node_counts(view.counts),
+        sequence=rec.last_seq,
+        running=[es.NameCount(name=n, count=c) for n, c in view.running],
+        waiting=view.waiting,
+    )
+    if view.phase_changed:
+        # The execution's transition as its state tells it: no event is read to send it.
+        event = out.events.add(sequence=rec.last_seq, occurred_at=_ts(rec.updated_at))
+        event.execution_id.project = rec.project
+        event.execution_id.domain = rec.domain
+        event.execution_id.name = rec.name
+        event.execution.phase = rec.phase  # type: ignore[assignment]
+        if rec.error:
+            event.execution.error.ParseFromString(rec.error)
+    return out
 
 
 def execution_proto(rec: ExecutionRecord, counts: dict[str, int]) -> es.Execution:
@@ -232,11 +255,26 @@ class ExecutionServicer(es_grpc.ExecutionServiceServicer):
         self, request: es.WatchExecutionRequest, context: Context
     ) -> AsyncIterator[es.WatchExecutionResponse]:
         """See `ExecutionService.WatchExecution`."""
+        if request.counts_only and request.node_id:
+            raise InvalidArgument(
+                "node_id cannot be combined with counts_only",
+                [
+                    FieldViolation(
+                        "node_id", "must be empty with counts_only, which sends no node events"
+                    )
+                ],
+            )
         rec = await self._execution(request)
+        if request.counts_only:
+            async for view in self._x.watch_progress(rec, request.after_sequence):
+                yield progress_response(view)
+            return
         async for batch in self._x.watch(rec, request.after_sequence, node_id=request.node_id):
             current = await self._x.by_eid(rec.eid)
             yield es.WatchExecutionResponse(
-                events=batch, nodes=node_counts(self._x.counts(current))
+                events=batch,
+                nodes=node_counts(self._x.counts(current)),
+                sequence=batch[-1].sequence,
             )
 
     async def GetExecutionData(  # noqa: N802

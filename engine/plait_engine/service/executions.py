@@ -35,6 +35,7 @@ from plait_engine.errors import (
 from plait_engine.scheduler import Scheduler
 from plait_engine.scheduler.ownership import describe_owner
 from plait_engine.service.graphs import GraphLevel, GraphReader
+from plait_engine.service.progress import Progress, ProgressWatch
 from plait_engine.store import (
     Conflict,
     ExecutionFilter,
@@ -518,6 +519,11 @@ class ExecutionsService:
                     await asyncio.wait_for(ev.wait(), min(remaining or _POLL, _POLL))
         finally:
             self._scheduler.unwatch(rec.eid, ev)
+
+    def watch_progress(self, rec: ExecutionRecord, after_seq: int) -> AsyncIterator[Progress]:
+        """Coalesced views of the execution's progress until it ends, without its events (see
+        `WatchExecutionRequest.counts_only`)."""
+        return ProgressWatch(self._store, self._scheduler, self.counts).follow(rec, after_seq)
 
     async def _events_after(
         self, rec: ExecutionRecord, seq: int, node_id: str

@@ -67,7 +67,7 @@ class Backend(Protocol):
     def data(self, execution: Any) -> es.GetExecutionDataResponse: ...
 
     def watch(
-        self, execution: Any, after_sequence: int = 0
+        self, execution: Any, after_sequence: int = 0, *, counts_only: bool = False
     ) -> Iterator[es.WatchExecutionResponse]: ...
 
     def logs(

@@ -9,12 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections import Counter
 from typing import Any
 
 from plaitidl.service.v1 import execution_service_pb2 as es
 
 from plait._cli.common import (
-    EP,
     EXIT_INTERRUPTED,
     EXIT_OK,
     UsageError,
@@ -28,43 +28,27 @@ from plait._cli.common import (
 )
 from plait._cli.executions import outputs_by_type
 from plait._cli.templates import find_target, target_inputs
+from plait._client import resume_sequence
 from plait._errors import InvalidArgumentError, UnavailableError
 from plait._progress import ProgressBar, Snapshot
 
 # Seconds between attempts to follow the execution again while the server is unreachable.
 _RECONNECT = 0.5
-_RUNNING = (EP.NODE_PHASE_RUNNING, EP.NODE_PHASE_DYNAMIC_RUNNING)
 
 
 class _Follower:
-    """Names of the nodes running now, from the event stream, for the progress bar."""
+    """Draws the progress the server sends (counts, what runs, why nodes wait) on the bar."""
 
     def __init__(self, bar: ProgressBar | None) -> None:
         self.bar = bar
-        self.names: dict[str, str] = {}
-        self.running: dict[str, str] = {}
-        self.waiting: dict[str, str] = {}
 
     def __call__(self, batch: es.WatchExecutionResponse) -> None:
         if self.bar is None:
             return
-        for event in batch.events:
-            if event.WhichOneof("transition") != "node":
-                continue
-            n = event.node
-            if n.name:
-                self.names[n.node_id] = n.name
-            if n.phase in _RUNNING:
-                self.running[n.node_id] = self.names.get(n.node_id, n.node_id)
-            else:
-                self.running.pop(n.node_id, None)
-            if n.reason:
-                self.waiting[n.node_id] = n.reason
-            else:
-                self.waiting.pop(n.node_id, None)
-        waiting = next(reversed(self.waiting.values()), "")
+        running = Counter({r.name: r.count for r in batch.running}).elements()
+        # The server sends at most ten updates a second: each one is drawn.
         self.bar.update(
-            Snapshot(counts(batch.nodes), running=self.running.values(), waiting=waiting)
+            Snapshot(counts(batch.nodes), running=running, waiting=batch.waiting), force=True
         )
 
 
@@ -159,14 +143,13 @@ def _finish(
 
 
 def _follow(engine: Any, handle: Any, follower: _Follower) -> None:
-    """Follow the event stream until the execution ends, resuming it across restarts of
-    the server."""
+    """Follow the execution's progress (counts, not its events) until it ends, resuming
+    across restarts of the server."""
     seq = 0
     while True:
         try:
-            for batch in engine.watch(handle, seq):
-                if batch.events:
-                    seq = batch.events[-1].sequence
+            for batch in engine.watch(handle, seq, counts_only=True):
+                seq = resume_sequence(batch, seq)
                 follower(batch)
             return
         except UnavailableError:

@@ -141,7 +141,8 @@ class ExecutionServiceServicer:
     def WatchExecution(self, request, context):
         """WatchExecution streams the execution's events in sequence order, starting after
         `after_sequence`, and ends after the event that puts the execution in a terminal phase.
-        A client that lost its stream resumes by passing the last sequence it saw.
+        A client that lost its stream resumes by passing the last sequence it saw. With
+        `counts_only`, it streams coalesced progress (counts, the execution's own phase) instead.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -50,7 +50,8 @@ class ExecutionServiceStub:
     WatchExecution: _grpc.UnaryStreamMultiCallable[_execution_service_pb2.WatchExecutionRequest, _execution_service_pb2.WatchExecutionResponse]
     """WatchExecution streams the execution's events in sequence order, starting after
     `after_sequence`, and ends after the event that puts the execution in a terminal phase.
-    A client that lost its stream resumes by passing the last sequence it saw.
+    A client that lost its stream resumes by passing the last sequence it saw. With
+    `counts_only`, it streams coalesced progress (counts, the execution's own phase) instead.
     """
     GetExecutionData: _grpc.UnaryUnaryMultiCallable[_execution_service_pb2.GetExecutionDataRequest, _execution_service_pb2.GetExecutionDataResponse]
     """GetExecutionData returns the inputs and, once succeeded, the outputs of an execution."""
@@ -107,7 +108,8 @@ class ExecutionServiceAsyncStub(ExecutionServiceStub):
     WatchExecution: _aio.UnaryStreamMultiCallable[_execution_service_pb2.WatchExecutionRequest, _execution_service_pb2.WatchExecutionResponse]  # type: ignore[assignment]
     """WatchExecution streams the execution's events in sequence order, starting after
     `after_sequence`, and ends after the event that puts the execution in a terminal phase.
-    A client that lost its stream resumes by passing the last sequence it saw.
+    A client that lost its stream resumes by passing the last sequence it saw. With
+    `counts_only`, it streams coalesced progress (counts, the execution's own phase) instead.
     """
     GetExecutionData: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.GetExecutionDataRequest, _execution_service_pb2.GetExecutionDataResponse]  # type: ignore[assignment]
     """GetExecutionData returns the inputs and, once succeeded, the outputs of an execution."""
@@ -191,7 +193,8 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_execution_service_pb2.WatchExecutionResponse], _abc.AsyncIterator[_execution_service_pb2.WatchExecutionResponse]]:
         """WatchExecution streams the execution's events in sequence order, starting after
         `after_sequence`, and ends after the event that puts the execution in a terminal phase.
-        A client that lost its stream resumes by passing the last sequence it saw.
+        A client that lost its stream resumes by passing the last sequence it saw. With
+        `counts_only`, it streams coalesced progress (counts, the execution's own phase) instead.
         """
 
     @_abc_1.abstractmethod

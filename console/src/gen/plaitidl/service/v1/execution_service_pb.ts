@@ -28,7 +28,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file plaitidl/service/v1/execution_service.proto.
  */
 export const file_plaitidl_service_v1_execution_service: GenFile = /*@__PURE__*/
-  fileDesc("CitwbGFpdGlkbC9zZXJ2aWNlL3YxL2V4ZWN1dGlvbl9zZXJ2aWNlLnByb3RvEhNwbGFpdGlkbC5zZXJ2aWNlLnYxIoABCgpOb2RlQ291bnRzEg0KBXRvdGFsGAEgASgNEhEKCXN1Y2NlZWRlZBgCIAEoDRIPCgdydW5uaW5nGAMgASgNEg4KBmZhaWxlZBgEIAEoDRIPCgdza2lwcGVkGAUgASgNEg4KBmNhY2hlZBgGIAEoDRIOCgZxdWV1ZWQYByABKA0irwQKCUV4ZWN1dGlvbhIxCgJpZBgBIAEoCzIlLnBsYWl0aWRsLmNvcmUudjEuRXhlY3V0aW9uSWRlbnRpZmllchIxCgt3b3JrZmxvd19pZBgCIAEoCzIcLnBsYWl0aWRsLmNvcmUudjEuSWRlbnRpZmllchI0Cg5sYXVuY2hfcGxhbl9pZBgDIAEoCzIcLnBsYWl0aWRsLmNvcmUudjEuSWRlbnRpZmllchIvCgVwaGFzZRgEIAEoDjIgLnBsYWl0aWRsLmNvcmUudjEuRXhlY3V0aW9uUGhhc2USLwoFZXJyb3IYBSABKAsyIC5wbGFpdGlkbC5jb3JlLnYxLkV4ZWN1dGlvbkVycm9yEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KBW5vZGVzGAggASgLMh8ucGxhaXRpZGwuc2VydmljZS52MS5Ob2RlQ291bnRzEjoKBmxhYmVscxgJIAMoCzIqLnBsYWl0aWRsLnNlcnZpY2UudjEuRXhlY3V0aW9uLkxhYmVsc0VudHJ5EhUKDWxhc3Rfc2VxdWVuY2UYCiABKAQSEgoKcmVxdWVzdF9pZBgLIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIvgCChZDcmVhdGVFeGVjdXRpb25SZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkSMwoLd29ya2Zsb3dfaWQYAiABKAsyHC5wbGFpdGlkbC5jb3JlLnYxLklkZW50aWZpZXJIABI2Cg5sYXVuY2hfcGxhbl9pZBgDIAEoCzIcLnBsYWl0aWRsLmNvcmUudjEuSWRlbnRpZmllckgAEiwKBmlucHV0cxgEIAEoCzIcLnBsYWl0aWRsLmNvcmUudjEuTGl0ZXJhbE1hcBIPCgdwcm9qZWN0GAUgASgJEg4KBmRvbWFpbhgGIAEoCRIMCgRuYW1lGAcgASgJEkcKBmxhYmVscxgIIAMoCzI3LnBsYWl0aWRsLnNlcnZpY2UudjEuQ3JlYXRlRXhlY3V0aW9uUmVxdWVzdC5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQggKBnRhcmdldCJdChdDcmVhdGVFeGVjdXRpb25SZXNwb25zZRIxCglleGVjdXRpb24YASABKAsyHi5wbGFpdGlkbC5zZXJ2aWNlLnYxLkV4ZWN1dGlvbhIPCgdjcmVhdGVkGAIgASgIIkgKE0dldEV4ZWN1dGlvblJlcXVlc3QSMQoCaWQYASABKAsyJS5wbGFpdGlkbC5jb3JlLnYxLkV4ZWN1dGlvbklkZW50aWZpZXIiSQoUR2V0RXhlY3V0aW9uUmVzcG9uc2USMQoJZXhlY3V0aW9uGAEgASgLMh4ucGxhaXRpZGwuc2VydmljZS52MS5FeGVjdXRpb24iswIKFUxpc3RFeGVjdXRpb25zUmVxdWVzdBIPCgdwcm9qZWN0GAEgASgJEg4KBmRvbWFpbhgCIAEoCRIwCgZwaGFzZXMYAyADKA4yIC5wbGFpdGlkbC5jb3JlLnYxLkV4ZWN1dGlvblBoYXNlEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJEhUKDXdvcmtmbG93X25hbWUYBiABKAkSRgoGbGFiZWxzGAcgAygLMjYucGxhaXRpZGwuc2VydmljZS52MS5MaXN0RXhlY3V0aW9uc1JlcXVlc3QuTGFiZWxzRW50cnkSEgoKcmVxdWVzdF9pZBgIIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBImUKFkxpc3RFeGVjdXRpb25zUmVzcG9uc2USMgoKZXhlY3V0aW9ucxgBIAMoCzIeLnBsYWl0aWRsLnNlcnZpY2UudjEuRXhlY3V0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJeChlUZXJtaW5hdGVFeGVjdXRpb25SZXF1ZXN0EjEKAmlkGAEgASgLMiUucGxhaXRpZGwuY29yZS52MS5FeGVjdXRpb25JZGVudGlmaWVyEg4KBnJlYXNvbhgCIAEoCSJPChpUZXJtaW5hdGVFeGVjdXRpb25SZXNwb25zZRIxCglleGVjdXRpb24YASABKAsyHi5wbGFpdGlkbC5zZXJ2aWNlLnYxLkV4ZWN1dGlvbiJzChVXYXRjaEV4ZWN1dGlvblJlcXVlc3QSMQoCaWQYASABKAsyJS5wbGFpdGlkbC5jb3JlLnYxLkV4ZWN1dGlvbklkZW50aWZpZXISFgoOYWZ0ZXJfc2VxdWVuY2UYAiABKAQSDwoHbm9kZV9pZBgDIAEoCSJ6ChZXYXRjaEV4ZWN1dGlvblJlc3BvbnNlEjAKBmV2ZW50cxgBIAMoCzIgLnBsYWl0aWRsLmNvcmUudjEuRXhlY3V0aW9uRXZlbnQSLgoFbm9kZXMYAiABKAsyHy5wbGFpdGlkbC5zZXJ2aWNlLnYxLk5vZGVDb3VudHMiTAoXR2V0RXhlY3V0aW9uRGF0YVJlcXVlc3QSMQoCaWQYASABKAsyJS5wbGFpdGlkbC5jb3JlLnYxLkV4ZWN1dGlvbklkZW50aWZpZXIidwoYR2V0RXhlY3V0aW9uRGF0YVJlc3BvbnNlEiwKBmlucHV0cxgBIAEoCzIcLnBsYWl0aWRsLmNvcmUudjEuTGl0ZXJhbE1hcBItCgdvdXRwdXRzGAIgASgLMhwucGxhaXRpZGwuY29yZS52MS5MaXRlcmFsTWFwItUDCg1Ob2RlRXhlY3V0aW9uEjUKAmlkGAEgASgLMikucGxhaXRpZGwuY29yZS52MS5Ob2RlRXhlY3V0aW9uSWRlbnRpZmllchIqCgVwaGFzZRgCIAEoDjIbLnBsYWl0aWRsLmNvcmUudjEuTm9kZVBoYXNlEg8KB2F0dGVtcHQYAyABKA0SLwoFZXJyb3IYBCABKAsyIC5wbGFpdGlkbC5jb3JlLnYxLkV4ZWN1dGlvbkVycm9yEjMKDGNhY2hlX3N0YXR1cxgFIAEoDjIdLnBsYWl0aWRsLmNvcmUudjEuQ2FjaGVTdGF0dXMSFgoOcGFyZW50X25vZGVfaWQYBiABKAkSEgoKaXNfZHluYW1pYxgHIAEoCBIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCgd0YXNrX2lkGAogASgLMhwucGxhaXRpZGwuY29yZS52MS5JZGVudGlmaWVyEgwKBG5hbWUYCyABKAkSDgoGZGV0YWlsGAwgASgJEhEKCXdvcmtlcl9pZBgNIAEoCSLgAQoZTGlzdE5vZGVFeGVjdXRpb25zUmVxdWVzdBIxCgJpZBgBIAEoCzIlLnBsYWl0aWRsLmNvcmUudjEuRXhlY3V0aW9uSWRlbnRpZmllchIWCg5wYXJlbnRfbm9kZV9pZBgCIAEoCRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCRIrCgZwaGFzZXMYBSADKA4yGy5wbGFpdGlkbC5jb3JlLnYxLk5vZGVQaGFzZRIMCgRuYW1lGAYgASgJEhYKDnRvcF9sZXZlbF9vbmx5GAcgASgIInIKGkxpc3ROb2RlRXhlY3V0aW9uc1Jlc3BvbnNlEjsKD25vZGVfZXhlY3V0aW9ucxgBIAMoCzIiLnBsYWl0aWRsLnNlcnZpY2UudjEuTm9kZUV4ZWN1dGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiVAobR2V0Tm9kZUV4ZWN1dGlvbkRhdGFSZXF1ZXN0EjUKAmlkGAEgASgLMikucGxhaXRpZGwuY29yZS52MS5Ob2RlRXhlY3V0aW9uSWRlbnRpZmllciJ7ChxHZXROb2RlRXhlY3V0aW9uRGF0YVJlc3BvbnNlEiwKBmlucHV0cxgBIAEoCzIcLnBsYWl0aWRsLmNvcmUudjEuTGl0ZXJhbE1hcBItCgdvdXRwdXRzGAIgASgLMhwucGxhaXRpZGwuY29yZS52MS5MaXRlcmFsTWFwIk4KFUdldER5bmFtaWNTcGVjUmVxdWVzdBI1CgJpZBgBIAEoCzIpLnBsYWl0aWRsLmNvcmUudjEuTm9kZUV4ZWN1dGlvbklkZW50aWZpZXIitQEKFkdldER5bmFtaWNTcGVjUmVzcG9uc2USLgoEc3BlYxgBIAEoCzIgLnBsYWl0aWRsLmNvcmUudjEuRHluYW1pY0pvYlNwZWMSMQoJZ2VuZXJhdG9yGAIgASgLMh4ucGxhaXRpZGwuY29yZS52MS5UYXNrVGVtcGxhdGUSOAoMc3Vid29ya2Zsb3dzGAMgAygLMiIucGxhaXRpZGwuY29yZS52MS5Xb3JrZmxvd1RlbXBsYXRlIksKFkRlbGV0ZUV4ZWN1dGlvblJlcXVlc3QSMQoCaWQYASABKAsyJS5wbGFpdGlkbC5jb3JlLnYxLkV4ZWN1dGlvbklkZW50aWZpZXIiGQoXRGVsZXRlRXhlY3V0aW9uUmVzcG9uc2UikwEKB0xvZ0xpbmUSDwoHbm9kZV9pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgNEi4KBnN0cmVhbRgDIAEoDjIeLnBsYWl0aWRsLnNlcnZpY2UudjEuTG9nU3RyZWFtEigKBHRpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBHRleHQYBSABKAkikAEKEVN0cmVhbUxvZ3NSZXF1ZXN0EjEKAmlkGAEgASgLMiUucGxhaXRpZGwuY29yZS52MS5FeGVjdXRpb25JZGVudGlmaWVyEg8KB25vZGVfaWQYAiABKAkSDwoHYXR0ZW1wdBgDIAEoDRIOCgZmb2xsb3cYBCABKAgSFgoOYWZ0ZXJfcG9zaXRpb24YBSABKAQiUwoSU3RyZWFtTG9nc1Jlc3BvbnNlEisKBWxpbmVzGAEgAygLMhwucGxhaXRpZGwuc2VydmljZS52MS5Mb2dMaW5lEhAKCHBvc2l0aW9uGAIgASgEIkcKClBoYXNlQ291bnQSKgoFcGhhc2UYASABKA4yGy5wbGFpdGlkbC5jb3JlLnYxLk5vZGVQaGFzZRINCgVjb3VudBgCIAEoDSKAAwoJR3JhcGhOb2RlEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSMAoEa2luZBgDIAEoDjIiLnBsYWl0aWRsLnNlcnZpY2UudjEuR3JhcGhOb2RlS2luZBI1CglleGVjdXRpb24YBCABKAsyIi5wbGFpdGlkbC5zZXJ2aWNlLnYxLk5vZGVFeGVjdXRpb24SEgoKZ3JvdXBfc2l6ZRgFIAEoDRI1Cgxncm91cF9waGFzZXMYBiADKAsyHy5wbGFpdGlkbC5zZXJ2aWNlLnYxLlBoYXNlQ291bnQSFAoMdXBzdHJlYW1faWRzGAcgAygJEhEKCWNvbmRpdGlvbhgIIAEoCRIUCgxoYXNfY2hpbGRyZW4YCSABKAgSNQoMaW5uZXJfcGhhc2VzGAogAygLMh8ucGxhaXRpZGwuc2VydmljZS52MS5QaGFzZUNvdW50Ei8KCXRhcmdldF9pZBgLIAEoCzIcLnBsYWl0aWRsLmNvcmUudjEuSWRlbnRpZmllciJ5ChNHZXROb2RlR3JhcGhSZXF1ZXN0EjEKAmlkGAEgASgLMiUucGxhaXRpZGwuY29yZS52MS5FeGVjdXRpb25JZGVudGlmaWVyEhYKDnBhcmVudF9ub2RlX2lkGAIgASgJEhcKD2dyb3VwX3RocmVzaG9sZBgDIAEoDSLUAQoUR2V0Tm9kZUdyYXBoUmVzcG9uc2USMgoGcGFyZW50GAEgASgLMiIucGxhaXRpZGwuc2VydmljZS52MS5Ob2RlRXhlY3V0aW9uEjcKC3BhcmVudF9raW5kGAIgASgOMiIucGxhaXRpZGwuc2VydmljZS52MS5HcmFwaE5vZGVLaW5kEi0KBW5vZGVzGAMgAygLMh4ucGxhaXRpZGwuc2VydmljZS52MS5HcmFwaE5vZGUSEgoKbm9kZV9jb3VudBgEIAEoDRIMCgRub3RlGAUgASgJImAKGkNvdW50Tm9kZUV4ZWN1dGlvbnNSZXF1ZXN0EjEKAmlkGAEgASgLMiUucGxhaXRpZGwuY29yZS52MS5FeGVjdXRpb25JZGVudGlmaWVyEg8KB25vZGVfaWQYAiABKAkiXQobQ291bnROb2RlRXhlY3V0aW9uc1Jlc3BvbnNlEi8KBnBoYXNlcxgBIAMoCzIfLnBsYWl0aWRsLnNlcnZpY2UudjEuUGhhc2VDb3VudBINCgV0b3RhbBgCIAEoDSqDAQoJTG9nU3RyZWFtEhoKFkxPR19TVFJFQU1fVU5TUEVDSUZJRUQQABIVChFMT0dfU1RSRUFNX1NURE9VVBABEhUKEUxPR19TVFJFQU1fU1RERVJSEAISFQoRTE9HX1NUUkVBTV9MT0dHRVIQAxIVChFMT0dfU1RSRUFNX0VOR0lORRAEKp8BCg1HcmFwaE5vZGVLaW5kEh8KG0dSQVBIX05PREVfS0lORF9VTlNQRUNJRklFRBAAEhgKFEdSQVBIX05PREVfS0lORF9UQVNLEAESHAoYR1JBUEhfTk9ERV9LSU5EX1dPUktGTE9XEAISGgoWR1JBUEhfTk9ERV9LSU5EX0JSQU5DSBADEhkKFUdSQVBIX05PREVfS0lORF9BUlJBWRAEMrILChBFeGVjdXRpb25TZXJ2aWNlEmwKD0NyZWF0ZUV4ZWN1dGlvbhIrLnBsYWl0aWRsLnNlcnZpY2UudjEuQ3JlYXRlRXhlY3V0aW9uUmVxdWVzdBosLnBsYWl0aWRsLnNlcnZpY2UudjEuQ3JlYXRlRXhlY3V0aW9uUmVzcG9uc2USYwoMR2V0RXhlY3V0aW9uEigucGxhaXRpZGwuc2VydmljZS52MS5HZXRFeGVjdXRpb25SZXF1ZXN0GikucGxhaXRpZGwuc2VydmljZS52MS5HZXRFeGVjdXRpb25SZXNwb25zZRJpCg5MaXN0RXhlY3V0aW9ucxIqLnBsYWl0aWRsLnNlcnZpY2UudjEuTGlzdEV4ZWN1dGlvbnNSZXF1ZXN0GisucGxhaXRpZGwuc2VydmljZS52MS5MaXN0RXhlY3V0aW9uc1Jlc3BvbnNlEnUKElRlcm1pbmF0ZUV4ZWN1dGlvbhIuLnBsYWl0aWRsLnNlcnZpY2UudjEuVGVybWluYXRlRXhlY3V0aW9uUmVxdWVzdBovLnBsYWl0aWRsLnNlcnZpY2UudjEuVGVybWluYXRlRXhlY3V0aW9uUmVzcG9uc2USawoOV2F0Y2hFeGVjdXRpb24SKi5wbGFpdGlkbC5zZXJ2aWNlLnYxLldhdGNoRXhlY3V0aW9uUmVxdWVzdBorLnBsYWl0aWRsLnNlcnZpY2UudjEuV2F0Y2hFeGVjdXRpb25SZXNwb25zZTABEm8KEEdldEV4ZWN1dGlvbkRhdGESLC5wbGFpdGlkbC5zZXJ2aWNlLnYxLkdldEV4ZWN1dGlvbkRhdGFSZXF1ZXN0Gi0ucGxhaXRpZGwuc2VydmljZS52MS5HZXRFeGVjdXRpb25EYXRhUmVzcG9uc2USdQoSTGlzdE5vZGVFeGVjdXRpb25zEi4ucGxhaXRpZGwuc2VydmljZS52MS5MaXN0Tm9kZUV4ZWN1dGlvbnNSZXF1ZXN0Gi8ucGxhaXRpZGwuc2VydmljZS52MS5MaXN0Tm9kZUV4ZWN1dGlvbnNSZXNwb25zZRJ7ChRHZXROb2RlRXhlY3V0aW9uRGF0YRIwLnBsYWl0aWRsLnNlcnZpY2UudjEuR2V0Tm9kZUV4ZWN1dGlvbkRhdGFSZXF1ZXN0GjEucGxhaXRpZGwuc2VydmljZS52MS5HZXROb2RlRXhlY3V0aW9uRGF0YVJlc3BvbnNlEmkKDkdldER5bmFtaWNTcGVjEioucGxhaXRpZGwuc2VydmljZS52MS5HZXREeW5hbWljU3BlY1JlcXVlc3QaKy5wbGFpdGlkbC5zZXJ2aWNlLnYxLkdldER5bmFtaWNTcGVjUmVzcG9uc2USbAoPRGVsZXRlRXhlY3V0aW9uEisucGxhaXRpZGwuc2VydmljZS52MS5EZWxldGVFeGVjdXRpb25SZXF1ZXN0GiwucGxhaXRpZGwuc2VydmljZS52MS5EZWxldGVFeGVjdXRpb25SZXNwb25zZRJfCgpTdHJlYW1Mb2dzEiYucGxhaXRpZGwuc2VydmljZS52MS5TdHJlYW1Mb2dzUmVxdWVzdBonLnBsYWl0aWRsLnNlcnZpY2UudjEuU3RyZWFtTG9nc1Jlc3BvbnNlMAESYwoMR2V0Tm9kZUdyYXBoEigucGxhaXRpZGwuc2VydmljZS52MS5HZXROb2RlR3JhcGhSZXF1ZXN0GikucGxhaXRpZGwuc2VydmljZS52MS5HZXROb2RlR3JhcGhSZXNwb25zZRJ4ChNDb3VudE5vZGVFeGVjdXRpb25zEi8ucGxhaXRpZGwuc2VydmljZS52MS5Db3VudE5vZGVFeGVjdXRpb25zUmVxdWVzdBowLnBsYWl0aWRsLnNlcnZpY2UudjEuQ291bnROb2RlRXhlY3V0aW9uc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_plaitidl_core_v1_dynamic_job, file_plaitidl_core_v1_errors, file_plaitidl_core_v1_events, file_plaitidl_core_v1_execution, file_plaitidl_core_v1_identifier, file_plaitidl_core_v1_literals, file_plaitidl_core_v1_tasks, file_plaitidl_core_v1_workflow]);
+  fileDesc("CitwbGFpdGlkbC9zZXJ2aWNlL3YxL2V4ZWN1dGlvbl9zZXJ2aWNlLnByb3RvEhNwbGFpdGlkbC5zZXJ2aWNlLnYxIoABCgpOb2RlQ291bnRzEg0KBXRvdGFsGAEgASgNEhEKCXN1Y2NlZWRlZBgCIAEoDRIPCgdydW5uaW5nGAMgASgNEg4KBmZhaWxlZBgEIAEoDRIPCgdza2lwcGVkGAUgASgNEg4KBmNhY2hlZBgGIAEoDRIOCgZxdWV1ZWQYByABKA0irwQKCUV4ZWN1dGlvbhIxCgJpZBgBIAEoCzIlLnBsYWl0aWRsLmNvcmUudjEuRXhlY3V0aW9uSWRlbnRpZmllchIxCgt3b3JrZmxvd19pZBgCIAEoCzIcLnBsYWl0aWRsLmNvcmUudjEuSWRlbnRpZmllchI0Cg5sYXVuY2hfcGxhbl9pZBgDIAEoCzIcLnBsYWl0aWRsLmNvcmUudjEuSWRlbnRpZmllchIvCgVwaGFzZRgEIAEoDjIgLnBsYWl0aWRsLmNvcmUudjEuRXhlY3V0aW9uUGhhc2USLwoFZXJyb3IYBSABKAsyIC5wbGFpdGlkbC5jb3JlLnYxLkV4ZWN1dGlvbkVycm9yEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KBW5vZGVzGAggASgLMh8ucGxhaXRpZGwuc2VydmljZS52MS5Ob2RlQ291bnRzEjoKBmxhYmVscxgJIAMoCzIqLnBsYWl0aWRsLnNlcnZpY2UudjEuRXhlY3V0aW9uLkxhYmVsc0VudHJ5EhUKDWxhc3Rfc2VxdWVuY2UYCiABKAQSEgoKcmVxdWVzdF9pZBgLIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIvgCChZDcmVhdGVFeGVjdXRpb25SZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkSMwoLd29ya2Zsb3dfaWQYAiABKAsyHC5wbGFpdGlkbC5jb3JlLnYxLklkZW50aWZpZXJIABI2Cg5sYXVuY2hfcGxhbl9pZBgDIAEoCzIcLnBsYWl0aWRsLmNvcmUudjEuSWRlbnRpZmllckgAEiwKBmlucHV0cxgEIAEoCzIcLnBsYWl0aWRsLmNvcmUudjEuTGl0ZXJhbE1hcBIPCgdwcm9qZWN0GAUgASgJEg4KBmRvbWFpbhgGIAEoCRIMCgRuYW1lGAcgASgJEkcKBmxhYmVscxgIIAMoCzI3LnBsYWl0aWRsLnNlcnZpY2UudjEuQ3JlYXRlRXhlY3V0aW9uUmVxdWVzdC5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQggKBnRhcmdldCJdChdDcmVhdGVFeGVjdXRpb25SZXNwb25zZRIxCglleGVjdXRpb24YASABKAsyHi5wbGFpdGlkbC5zZXJ2aWNlLnYxLkV4ZWN1dGlvbhIPCgdjcmVhdGVkGAIgASgIIkgKE0dldEV4ZWN1dGlvblJlcXVlc3QSMQoCaWQYASABKAsyJS5wbGFpdGlkbC5jb3JlLnYxLkV4ZWN1dGlvbklkZW50aWZpZXIiSQoUR2V0RXhlY3V0aW9uUmVzcG9uc2USMQoJZXhlY3V0aW9uGAEgASgLMh4ucGxhaXRpZGwuc2VydmljZS52MS5FeGVjdXRpb24iswIKFUxpc3RFeGVjdXRpb25zUmVxdWVzdBIPCgdwcm9qZWN0GAEgASgJEg4KBmRvbWFpbhgCIAEoCRIwCgZwaGFzZXMYAyADKA4yIC5wbGFpdGlkbC5jb3JlLnYxLkV4ZWN1dGlvblBoYXNlEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJEhUKDXdvcmtmbG93X25hbWUYBiABKAkSRgoGbGFiZWxzGAcgAygLMjYucGxhaXRpZGwuc2VydmljZS52MS5MaXN0RXhlY3V0aW9uc1JlcXVlc3QuTGFiZWxzRW50cnkSEgoKcmVxdWVzdF9pZBgIIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBImUKFkxpc3RFeGVjdXRpb25zUmVzcG9uc2USMgoKZXhlY3V0aW9ucxgBIAMoCzIeLnBsYWl0aWRsLnNlcnZpY2UudjEuRXhlY3V0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJeChlUZXJtaW5hdGVFeGVjdXRpb25SZXF1ZXN0EjEKAmlkGAEgASgLMiUucGxhaXRpZGwuY29yZS52MS5FeGVjdXRpb25JZGVudGlmaWVyEg4KBnJlYXNvbhgCIAEoCSJPChpUZXJtaW5hdGVFeGVjdXRpb25SZXNwb25zZRIxCglleGVjdXRpb24YASABKAsyHi5wbGFpdGlkbC5zZXJ2aWNlLnYxLkV4ZWN1dGlvbiKIAQoVV2F0Y2hFeGVjdXRpb25SZXF1ZXN0EjEKAmlkGAEgASgLMiUucGxhaXRpZGwuY29yZS52MS5FeGVjdXRpb25JZGVudGlmaWVyEhYKDmFmdGVyX3NlcXVlbmNlGAIgASgEEg8KB25vZGVfaWQYAyABKAkSEwoLY291bnRzX29ubHkYBCABKAgiKAoJTmFtZUNvdW50EgwKBG5hbWUYASABKAkSDQoFY291bnQYAiABKA0izgEKFldhdGNoRXhlY3V0aW9uUmVzcG9uc2USMAoGZXZlbnRzGAEgAygLMiAucGxhaXRpZGwuY29yZS52MS5FeGVjdXRpb25FdmVudBIuCgVub2RlcxgCIAEoCzIfLnBsYWl0aWRsLnNlcnZpY2UudjEuTm9kZUNvdW50cxIQCghzZXF1ZW5jZRgDIAEoBBIvCgdydW5uaW5nGAQgAygLMh4ucGxhaXRpZGwuc2VydmljZS52MS5OYW1lQ291bnQSDwoHd2FpdGluZxgFIAEoCSJMChdHZXRFeGVjdXRpb25EYXRhUmVxdWVzdBIxCgJpZBgBIAEoCzIlLnBsYWl0aWRsLmNvcmUudjEuRXhlY3V0aW9uSWRlbnRpZmllciJ3ChhHZXRFeGVjdXRpb25EYXRhUmVzcG9uc2USLAoGaW5wdXRzGAEgASgLMhwucGxhaXRpZGwuY29yZS52MS5MaXRlcmFsTWFwEi0KB291dHB1dHMYAiABKAsyHC5wbGFpdGlkbC5jb3JlLnYxLkxpdGVyYWxNYXAi1QMKDU5vZGVFeGVjdXRpb24SNQoCaWQYASABKAsyKS5wbGFpdGlkbC5jb3JlLnYxLk5vZGVFeGVjdXRpb25JZGVudGlmaWVyEioKBXBoYXNlGAIgASgOMhsucGxhaXRpZGwuY29yZS52MS5Ob2RlUGhhc2USDwoHYXR0ZW1wdBgDIAEoDRIvCgVlcnJvchgEIAEoCzIgLnBsYWl0aWRsLmNvcmUudjEuRXhlY3V0aW9uRXJyb3ISMwoMY2FjaGVfc3RhdHVzGAUgASgOMh0ucGxhaXRpZGwuY29yZS52MS5DYWNoZVN0YXR1cxIWCg5wYXJlbnRfbm9kZV9pZBgGIAEoCRISCgppc19keW5hbWljGAcgASgIEi4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KB3Rhc2tfaWQYCiABKAsyHC5wbGFpdGlkbC5jb3JlLnYxLklkZW50aWZpZXISDAoEbmFtZRgLIAEoCRIOCgZkZXRhaWwYDCABKAkSEQoJd29ya2VyX2lkGA0gASgJIuABChlMaXN0Tm9kZUV4ZWN1dGlvbnNSZXF1ZXN0EjEKAmlkGAEgASgLMiUucGxhaXRpZGwuY29yZS52MS5FeGVjdXRpb25JZGVudGlmaWVyEhYKDnBhcmVudF9ub2RlX2lkGAIgASgJEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJEisKBnBoYXNlcxgFIAMoDjIbLnBsYWl0aWRsLmNvcmUudjEuTm9kZVBoYXNlEgwKBG5hbWUYBiABKAkSFgoOdG9wX2xldmVsX29ubHkYByABKAgicgoaTGlzdE5vZGVFeGVjdXRpb25zUmVzcG9uc2USOwoPbm9kZV9leGVjdXRpb25zGAEgAygLMiIucGxhaXRpZGwuc2VydmljZS52MS5Ob2RlRXhlY3V0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJUChtHZXROb2RlRXhlY3V0aW9uRGF0YVJlcXVlc3QSNQoCaWQYASABKAsyKS5wbGFpdGlkbC5jb3JlLnYxLk5vZGVFeGVjdXRpb25JZGVudGlmaWVyInsKHEdldE5vZGVFeGVjdXRpb25EYXRhUmVzcG9uc2USLAoGaW5wdXRzGAEgASgLMhwucGxhaXRpZGwuY29yZS52MS5MaXRlcmFsTWFwEi0KB291dHB1dHMYAiABKAsyHC5wbGFpdGlkbC5jb3JlLnYxLkxpdGVyYWxNYXAiTgoVR2V0RHluYW1pY1NwZWNSZXF1ZXN0EjUKAmlkGAEgASgLMikucGxhaXRpZGwuY29yZS52MS5Ob2RlRXhlY3V0aW9uSWRlbnRpZmllciK1AQoWR2V0RHluYW1pY1NwZWNSZXNwb25zZRIuCgRzcGVjGAEgASgLMiAucGxhaXRpZGwuY29yZS52MS5EeW5hbWljSm9iU3BlYxIxCglnZW5lcmF0b3IYAiABKAsyHi5wbGFpdGlkbC5jb3JlLnYxLlRhc2tUZW1wbGF0ZRI4CgxzdWJ3b3JrZmxvd3MYAyADKAsyIi5wbGFpdGlkbC5jb3JlLnYxLldvcmtmbG93VGVtcGxhdGUiSwoWRGVsZXRlRXhlY3V0aW9uUmVxdWVzdBIxCgJpZBgBIAEoCzIlLnBsYWl0aWRsLmNvcmUudjEuRXhlY3V0aW9uSWRlbnRpZmllciIZChdEZWxldGVFeGVjdXRpb25SZXNwb25zZSKTAQoHTG9nTGluZRIPCgdub2RlX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKA0SLgoGc3RyZWFtGAMgASgOMh4ucGxhaXRpZGwuc2VydmljZS52MS5Mb2dTdHJlYW0SKAoEdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEdGV4dBgFIAEoCSKQAQoRU3RyZWFtTG9nc1JlcXVlc3QSMQoCaWQYASABKAsyJS5wbGFpdGlkbC5jb3JlLnYxLkV4ZWN1dGlvbklkZW50aWZpZXISDwoHbm9kZV9pZBgCIAEoCRIPCgdhdHRlbXB0GAMgASgNEg4KBmZvbGxvdxgEIAEoCBIWCg5hZnRlcl9wb3NpdGlvbhgFIAEoBCJTChJTdHJlYW1Mb2dzUmVzcG9uc2USKwoFbGluZXMYASADKAsyHC5wbGFpdGlkbC5zZXJ2aWNlLnYxLkxvZ0xpbmUSEAoIcG9zaXRpb24YAiABKAQiRwoKUGhhc2VDb3VudBIqCgVwaGFzZRgBIAEoDjIbLnBsYWl0aWRsLmNvcmUudjEuTm9kZVBoYXNlEg0KBWNvdW50GAIgASgNIoADCglHcmFwaE5vZGUSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIwCgRraW5kGAMgASgOMiIucGxhaXRpZGwuc2VydmljZS52MS5HcmFwaE5vZGVLaW5kEjUKCWV4ZWN1dGlvbhgEIAEoCzIiLnBsYWl0aWRsLnNlcnZpY2UudjEuTm9kZUV4ZWN1dGlvbhISCgpncm91cF9zaXplGAUgASgNEjUKDGdyb3VwX3BoYXNlcxgGIAMoCzIfLnBsYWl0aWRsLnNlcnZpY2UudjEuUGhhc2VDb3VudBIUCgx1cHN0cmVhbV9pZHMYByADKAkSEQoJY29uZGl0aW9uGAggASgJEhQKDGhhc19jaGlsZHJlbhgJIAEoCBI1Cgxpbm5lcl9waGFzZXMYCiADKAsyHy5wbGFpdGlkbC5zZXJ2aWNlLnYxLlBoYXNlQ291bnQSLwoJdGFyZ2V0X2lkGAsgASgLMhwucGxhaXRpZGwuY29yZS52MS5JZGVudGlmaWVyInkKE0dldE5vZGVHcmFwaFJlcXVlc3QSMQoCaWQYASABKAsyJS5wbGFpdGlkbC5jb3JlLnYxLkV4ZWN1dGlvbklkZW50aWZpZXISFgoOcGFyZW50X25vZGVfaWQYAiABKAkSFwoPZ3JvdXBfdGhyZXNob2xkGAMgASgNItQBChRHZXROb2RlR3JhcGhSZXNwb25zZRIyCgZwYXJlbnQYASABKAsyIi5wbGFpdGlkbC5zZXJ2aWNlLnYxLk5vZGVFeGVjdXRpb24SNwoLcGFyZW50X2tpbmQYAiABKA4yIi5wbGFpdGlkbC5zZXJ2aWNlLnYxLkdyYXBoTm9kZUtpbmQSLQoFbm9kZXMYAyADKAsyHi5wbGFpdGlkbC5zZXJ2aWNlLnYxLkdyYXBoTm9kZRISCgpub2RlX2NvdW50GAQgASgNEgwKBG5vdGUYBSABKAkiYAoaQ291bnROb2RlRXhlY3V0aW9uc1JlcXVlc3QSMQoCaWQYASABKAsyJS5wbGFpdGlkbC5jb3JlLnYxLkV4ZWN1dGlvbklkZW50aWZpZXISDwoHbm9kZV9pZBgCIAEoCSJdChtDb3VudE5vZGVFeGVjdXRpb25zUmVzcG9uc2USLwoGcGhhc2VzGAEgAygLMh8ucGxhaXRpZGwuc2VydmljZS52MS5QaGFzZUNvdW50Eg0KBXRvdGFsGAIgASgNKoMBCglMb2dTdHJlYW0SGgoWTE9HX1NUUkVBTV9VTlNQRUNJRklFRBAAEhUKEUxPR19TVFJFQU1fU1RET1VUEAESFQoRTE9HX1NUUkVBTV9TVERFUlIQAhIVChFMT0dfU1RSRUFNX0xPR0dFUhADEhUKEUxPR19TVFJFQU1fRU5HSU5FEAQqnwEKDUdyYXBoTm9kZUtpbmQSHwobR1JBUEhfTk9ERV9LSU5EX1VOU1BFQ0lGSUVEEAASGAoUR1JBUEhfTk9ERV9LSU5EX1RBU0sQARIcChhHUkFQSF9OT0RFX0tJTkRfV09SS0ZMT1cQAhIaChZHUkFQSF9OT0RFX0tJTkRfQlJBTkNIEAMSGQoVR1JBUEhfTk9ERV9LSU5EX0FSUkFZEAQysgsKEEV4ZWN1dGlvblNlcnZpY2USbAoPQ3JlYXRlRXhlY3V0aW9uEisucGxhaXRpZGwuc2VydmljZS52MS5DcmVhdGVFeGVjdXRpb25SZXF1ZXN0GiwucGxhaXRpZGwuc2VydmljZS52MS5DcmVhdGVFeGVjdXRpb25SZXNwb25zZRJjCgxHZXRFeGVjdXRpb24SKC5wbGFpdGlkbC5zZXJ2aWNlLnYxLkdldEV4ZWN1dGlvblJlcXVlc3QaKS5wbGFpdGlkbC5zZXJ2aWNlLnYxLkdldEV4ZWN1dGlvblJlc3BvbnNlEmkKDkxpc3RFeGVjdXRpb25zEioucGxhaXRpZGwuc2VydmljZS52MS5MaXN0RXhlY3V0aW9uc1JlcXVlc3QaKy5wbGFpdGlkbC5zZXJ2aWNlLnYxLkxpc3RFeGVjdXRpb25zUmVzcG9uc2USdQoSVGVybWluYXRlRXhlY3V0aW9uEi4ucGxhaXRpZGwuc2VydmljZS52MS5UZXJtaW5hdGVFeGVjdXRpb25SZXF1ZXN0Gi8ucGxhaXRpZGwuc2VydmljZS52MS5UZXJtaW5hdGVFeGVjdXRpb25SZXNwb25zZRJrCg5XYXRjaEV4ZWN1dGlvbhIqLnBsYWl0aWRsLnNlcnZpY2UudjEuV2F0Y2hFeGVjdXRpb25SZXF1ZXN0GisucGxhaXRpZGwuc2VydmljZS52MS5XYXRjaEV4ZWN1dGlvblJlc3BvbnNlMAESbwoQR2V0RXhlY3V0aW9uRGF0YRIsLnBsYWl0aWRsLnNlcnZpY2UudjEuR2V0RXhlY3V0aW9uRGF0YVJlcXVlc3QaLS5wbGFpdGlkbC5zZXJ2aWNlLnYxLkdldEV4ZWN1dGlvbkRhdGFSZXNwb25zZRJ1ChJMaXN0Tm9kZUV4ZWN1dGlvbnMSLi5wbGFpdGlkbC5zZXJ2aWNlLnYxLkxpc3ROb2RlRXhlY3V0aW9uc1JlcXVlc3QaLy5wbGFpdGlkbC5zZXJ2aWNlLnYxLkxpc3ROb2RlRXhlY3V0aW9uc1Jlc3BvbnNlEnsKFEdldE5vZGVFeGVjdXRpb25EYXRhEjAucGxhaXRpZGwuc2VydmljZS52MS5HZXROb2RlRXhlY3V0aW9uRGF0YVJlcXVlc3QaMS5wbGFpdGlkbC5zZXJ2aWNlLnYxLkdldE5vZGVFeGVjdXRpb25EYXRhUmVzcG9uc2USaQoOR2V0RHluYW1pY1NwZWMSKi5wbGFpdGlkbC5zZXJ2aWNlLnYxLkdldER5bmFtaWNTcGVjUmVxdWVzdBorLnBsYWl0aWRsLnNlcnZpY2UudjEuR2V0RHluYW1pY1NwZWNSZXNwb25zZRJsCg9EZWxldGVFeGVjdXRpb24SKy5wbGFpdGlkbC5zZXJ2aWNlLnYxLkRlbGV0ZUV4ZWN1dGlvblJlcXVlc3QaLC5wbGFpdGlkbC5zZXJ2aWNlLnYxLkRlbGV0ZUV4ZWN1dGlvblJlc3BvbnNlEl8KClN0cmVhbUxvZ3MSJi5wbGFpdGlkbC5zZXJ2aWNlLnYxLlN0cmVhbUxvZ3NSZXF1ZXN0GicucGxhaXRpZGwuc2VydmljZS52MS5TdHJlYW1Mb2dzUmVzcG9uc2UwARJjCgxHZXROb2RlR3JhcGgSKC5wbGFpdGlkbC5zZXJ2aWNlLnYxLkdldE5vZGVHcmFwaFJlcXVlc3QaKS5wbGFpdGlkbC5zZXJ2aWNlLnYxLkdldE5vZGVHcmFwaFJlc3BvbnNlEngKE0NvdW50Tm9kZUV4ZWN1dGlvbnMSLy5wbGFpdGlkbC5zZXJ2aWNlLnYxLkNvdW50Tm9kZUV4ZWN1dGlvbnNSZXF1ZXN0GjAucGxhaXRpZGwuc2VydmljZS52MS5Db3VudE5vZGVFeGVjdXRpb25zUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_plaitidl_core_v1_dynamic_job, file_plaitidl_core_v1_errors, file_plaitidl_core_v1_events, file_plaitidl_core_v1_execution, file_plaitidl_core_v1_identifier, file_plaitidl_core_v1_literals, file_plaitidl_core_v1_tasks, file_plaitidl_core_v1_workflow]);
 
 /**
  * NodeCounts summarizes the nodes of an execution by phase.
@@ -511,6 +511,28 @@ export type WatchExecutionRequest = Message<"plaitidl.service.v1.WatchExecutionR
    * @generated from field: string node_id = 3;
    */
   nodeId: string;
+
+  /**
+   * Send the execution's progress instead of its events, for a progress display: no node event
+   * is read or sent, however large the execution. Each response carries `nodes`, `sequence`,
+   * `running` and `waiting`, and in `events` at most one event, a transition of the execution
+   * itself:
+   * - Responses are coalesced: one is sent when something it carries changed since the previous
+   *   one, at most ten a second however often the execution commits.
+   * - The first response comes once the execution has committed an event after
+   *   `after_sequence` (at once for 0), or at once when the execution has ended. It carries the
+   *   execution's phase as an event; a later response carries one when the phase changed (a
+   *   phase passed through between two responses is not sent). That event is made from the
+   *   execution's state: its `sequence` is the response's `sequence`, its `occurred_at` the
+   *   execution's last change, its error the execution's error.
+   * - The last response carries the terminal phase (with the error of a FAILED or ABORTED
+   *   execution) and the final counts; then the stream ends.
+   * A client that lost its stream resumes by passing the last response's `sequence` as
+   * `after_sequence`. INVALID_ARGUMENT with `node_id`: a node's events are what it leaves out.
+   *
+   * @generated from field: bool counts_only = 4;
+   */
+  countsOnly: boolean;
 };
 
 /**
@@ -521,7 +543,36 @@ export const WatchExecutionRequestSchema: GenMessage<WatchExecutionRequest> = /*
   messageDesc(file_plaitidl_service_v1_execution_service, 10);
 
 /**
- * WatchExecutionResponse carries a batch of consecutive events.
+ * NameCount is how many nodes of one display name are in some state.
+ *
+ * @generated from message plaitidl.service.v1.NameCount
+ */
+export type NameCount = Message<"plaitidl.service.v1.NameCount"> & {
+  /**
+   * The display name (`NodeExecution.name`).
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * How many nodes.
+   *
+   * @generated from field: uint32 count = 2;
+   */
+  count: number;
+};
+
+/**
+ * Describes the message plaitidl.service.v1.NameCount.
+ * Use `create(NameCountSchema)` to create a new message.
+ */
+export const NameCountSchema: GenMessage<NameCount> = /*@__PURE__*/
+  messageDesc(file_plaitidl_service_v1_execution_service, 11);
+
+/**
+ * WatchExecutionResponse carries a batch of consecutive events, or (with `counts_only`) the
+ * execution's progress.
  *
  * @generated from message plaitidl.service.v1.WatchExecutionResponse
  */
@@ -539,6 +590,34 @@ export type WatchExecutionResponse = Message<"plaitidl.service.v1.WatchExecution
    * @generated from field: plaitidl.service.v1.NodeCounts nodes = 2;
    */
   nodes?: NodeCounts | undefined;
+
+  /**
+   * The last event sequence this response accounts for: the last event's, or with
+   * `counts_only` the execution's last sequence when it was read. Pass it as `after_sequence`
+   * to resume.
+   *
+   * @generated from field: uint64 sequence = 3;
+   */
+  sequence: bigint;
+
+  /**
+   * With `counts_only`: the display names of the nodes running now (RUNNING or
+   * DYNAMIC_RUNNING), with how many run under each, most first, at most 10 names; empty when
+   * none runs. Worked out again when the counts change, but less often for a large execution
+   * (its cost is kept to about 1% of the server's time): it may lag the counts a little.
+   *
+   * @generated from field: repeated plaitidl.service.v1.NameCount running = 4;
+   */
+  running: NameCount[];
+
+  /**
+   * With `counts_only`: why nodes wait, when some do (the `reason` of a node's QUEUED
+   * transition, e.g. "no connected worker serves task p/d/t version v2"); empty otherwise.
+   * Worked out as often as `running`.
+   *
+   * @generated from field: string waiting = 5;
+   */
+  waiting: string;
 };
 
 /**
@@ -546,7 +625,7 @@ export type WatchExecutionResponse = Message<"plaitidl.service.v1.WatchExecution
  * Use `create(WatchExecutionResponseSchema)` to create a new message.
  */
 export const WatchExecutionResponseSchema: GenMessage<WatchExecutionResponse> = /*@__PURE__*/
-  messageDesc(file_plaitidl_service_v1_execution_service, 11);
+  messageDesc(file_plaitidl_service_v1_execution_service, 12);
 
 /**
  * GetExecutionDataRequest names an execution.
@@ -567,7 +646,7 @@ export type GetExecutionDataRequest = Message<"plaitidl.service.v1.GetExecutionD
  * Use `create(GetExecutionDataRequestSchema)` to create a new message.
  */
 export const GetExecutionDataRequestSchema: GenMessage<GetExecutionDataRequest> = /*@__PURE__*/
-  messageDesc(file_plaitidl_service_v1_execution_service, 12);
+  messageDesc(file_plaitidl_service_v1_execution_service, 13);
 
 /**
  * GetExecutionDataResponse carries an execution's data. A value larger than the engine's inline
@@ -596,7 +675,7 @@ export type GetExecutionDataResponse = Message<"plaitidl.service.v1.GetExecution
  * Use `create(GetExecutionDataResponseSchema)` to create a new message.
  */
 export const GetExecutionDataResponseSchema: GenMessage<GetExecutionDataResponse> = /*@__PURE__*/
-  messageDesc(file_plaitidl_service_v1_execution_service, 13);
+  messageDesc(file_plaitidl_service_v1_execution_service, 14);
 
 /**
  * NodeExecution is the state of one node.
@@ -701,7 +780,7 @@ export type NodeExecution = Message<"plaitidl.service.v1.NodeExecution"> & {
  * Use `create(NodeExecutionSchema)` to create a new message.
  */
 export const NodeExecutionSchema: GenMessage<NodeExecution> = /*@__PURE__*/
-  messageDesc(file_plaitidl_service_v1_execution_service, 14);
+  messageDesc(file_plaitidl_service_v1_execution_service, 15);
 
 /**
  * ListNodeExecutionsRequest pages the nodes of an execution.
@@ -766,7 +845,7 @@ export type ListNodeExecutionsRequest = Message<"plaitidl.service.v1.ListNodeExe
  * Use `create(ListNodeExecutionsRequestSchema)` to create a new message.
  */
 export const ListNodeExecutionsRequestSchema: GenMessage<ListNodeExecutionsRequest> = /*@__PURE__*/
-  messageDesc(file_plaitidl_service_v1_execution_service, 15);
+  messageDesc(file_plaitidl_service_v1_execution_service, 16);
 
 /**
  * ListNodeExecutionsResponse is one page of nodes.
@@ -794,7 +873,7 @@ export type ListNodeExecutionsResponse = Message<"plaitidl.service.v1.ListNodeEx
  * Use `create(ListNodeExecutionsResponseSchema)` to create a new message.
  */
 export const ListNodeExecutionsResponseSchema: GenMessage<ListNodeExecutionsResponse> = /*@__PURE__*/
-  messageDesc(file_plaitidl_service_v1_execution_service, 16);
+  messageDesc(file_plaitidl_service_v1_execution_service, 17);
 
 /**
  * GetNodeExecutionDataRequest names a node.
@@ -815,7 +894,7 @@ export type GetNodeExecutionDataRequest = Message<"plaitidl.service.v1.GetNodeEx
  * Use `create(GetNodeExecutionDataRequestSchema)` to create a new message.
  */
 export const GetNodeExecutionDataRequestSchema: GenMessage<GetNodeExecutionDataRequest> = /*@__PURE__*/
-  messageDesc(file_plaitidl_service_v1_execution_service, 17);
+  messageDesc(file_plaitidl_service_v1_execution_service, 18);
 
 /**
  * GetNodeExecutionDataResponse carries a node's data (large values as `OffloadedLiteral`s).
@@ -843,7 +922,7 @@ export type GetNodeExecutionDataResponse = Message<"plaitidl.service.v1.GetNodeE
  * Use `create(GetNodeExecutionDataResponseSchema)` to create a new message.
  */
 export const GetNodeExecutionDataResponseSchema: GenMessage<GetNodeExecutionDataResponse> = /*@__PURE__*/
-  messageDesc(file_plaitidl_service_v1_execution_service, 18);
+  messageDesc(file_plaitidl_service_v1_execution_service, 19);
 
 /**
  * GetDynamicSpecRequest names a dynamic node.
@@ -864,7 +943,7 @@ export type GetDynamicSpecRequest = Message<"plaitidl.service.v1.GetDynamicSpecR
  * Use `create(GetDynamicSpecRequestSchema)` to create a new message.
  */
 export const GetDynamicSpecRequestSchema: GenMessage<GetDynamicSpecRequest> = /*@__PURE__*/
-  messageDesc(file_plaitidl_service_v1_execution_service, 19);
+  messageDesc(file_plaitidl_service_v1_execution_service, 20);
 
 /**
  * GetDynamicSpecResponse carries the spec a node yielded.
@@ -899,7 +978,7 @@ export type GetDynamicSpecResponse = Message<"plaitidl.service.v1.GetDynamicSpec
  * Use `create(GetDynamicSpecResponseSchema)` to create a new message.
  */
 export const GetDynamicSpecResponseSchema: GenMessage<GetDynamicSpecResponse> = /*@__PURE__*/
-  messageDesc(file_plaitidl_service_v1_execution_service, 20);
+  messageDesc(file_plaitidl_service_v1_execution_service, 21);
 
 /**
  * DeleteExecutionRequest names an execution to delete.
@@ -920,7 +999,7 @@ export type DeleteExecutionRequest = Message<"plaitidl.service.v1.DeleteExecutio
  * Use `create(DeleteExecutionRequestSchema)` to create a new message.
  */
 export const DeleteExecutionRequestSchema: GenMessage<DeleteExecutionRequest> = /*@__PURE__*/
-  messageDesc(file_plaitidl_service_v1_execution_service, 21);
+  messageDesc(file_plaitidl_service_v1_execution_service, 22);
 
 /**
  * DeleteExecutionResponse acknowledges a deletion.
@@ -935,7 +1014,7 @@ export type DeleteExecutionResponse = Message<"plaitidl.service.v1.DeleteExecuti
  * Use `create(DeleteExecutionResponseSchema)` to create a new message.
  */
 export const DeleteExecutionResponseSchema: GenMessage<DeleteExecutionResponse> = /*@__PURE__*/
-  messageDesc(file_plaitidl_service_v1_execution_service, 22);
+  messageDesc(file_plaitidl_service_v1_execution_service, 23);
 
 /**
  * LogLine is one captured line of one attempt.
@@ -984,7 +1063,7 @@ export type LogLine = Message<"plaitidl.service.v1.LogLine"> & {
  * Use `create(LogLineSchema)` to create a new message.
  */
 export const LogLineSchema: GenMessage<LogLine> = /*@__PURE__*/
-  messageDesc(file_plaitidl_service_v1_execution_service, 23);
+  messageDesc(file_plaitidl_service_v1_execution_service, 24);
 
 /**
  * StreamLogsRequest selects the logs to send.
@@ -1033,7 +1112,7 @@ export type StreamLogsRequest = Message<"plaitidl.service.v1.StreamLogsRequest">
  * Use `create(StreamLogsRequestSchema)` to create a new message.
  */
 export const StreamLogsRequestSchema: GenMessage<StreamLogsRequest> = /*@__PURE__*/
-  messageDesc(file_plaitidl_service_v1_execution_service, 24);
+  messageDesc(file_plaitidl_service_v1_execution_service, 25);
 
 /**
  * StreamLogsResponse carries consecutive log lines.
@@ -1061,7 +1140,7 @@ export type StreamLogsResponse = Message<"plaitidl.service.v1.StreamLogsResponse
  * Use `create(StreamLogsResponseSchema)` to create a new message.
  */
 export const StreamLogsResponseSchema: GenMessage<StreamLogsResponse> = /*@__PURE__*/
-  messageDesc(file_plaitidl_service_v1_execution_service, 25);
+  messageDesc(file_plaitidl_service_v1_execution_service, 26);
 
 /**
  * PhaseCount is how many nodes are in one phase.
@@ -1089,7 +1168,7 @@ export type PhaseCount = Message<"plaitidl.service.v1.PhaseCount"> & {
  * Use `create(PhaseCountSchema)` to create a new message.
  */
 export const PhaseCountSchema: GenMessage<PhaseCount> = /*@__PURE__*/
-  messageDesc(file_plaitidl_service_v1_execution_service, 26);
+  messageDesc(file_plaitidl_service_v1_execution_service, 27);
 
 /**
  * GraphNode is one node of a level of an execution's graph, or a group of sibling nodes that
@@ -1185,7 +1264,7 @@ export type GraphNode = Message<"plaitidl.service.v1.GraphNode"> & {
  * Use `create(GraphNodeSchema)` to create a new message.
  */
 export const GraphNodeSchema: GenMessage<GraphNode> = /*@__PURE__*/
-  messageDesc(file_plaitidl_service_v1_execution_service, 27);
+  messageDesc(file_plaitidl_service_v1_execution_service, 28);
 
 /**
  * GetNodeGraphRequest names a level of an execution's graph.
@@ -1221,7 +1300,7 @@ export type GetNodeGraphRequest = Message<"plaitidl.service.v1.GetNodeGraphReque
  * Use `create(GetNodeGraphRequestSchema)` to create a new message.
  */
 export const GetNodeGraphRequestSchema: GenMessage<GetNodeGraphRequest> = /*@__PURE__*/
-  messageDesc(file_plaitidl_service_v1_execution_service, 28);
+  messageDesc(file_plaitidl_service_v1_execution_service, 29);
 
 /**
  * GetNodeGraphResponse is one level of an execution's graph.
@@ -1271,7 +1350,7 @@ export type GetNodeGraphResponse = Message<"plaitidl.service.v1.GetNodeGraphResp
  * Use `create(GetNodeGraphResponseSchema)` to create a new message.
  */
 export const GetNodeGraphResponseSchema: GenMessage<GetNodeGraphResponse> = /*@__PURE__*/
-  messageDesc(file_plaitidl_service_v1_execution_service, 29);
+  messageDesc(file_plaitidl_service_v1_execution_service, 30);
 
 /**
  * CountNodeExecutionsRequest names what to count.
@@ -1299,7 +1378,7 @@ export type CountNodeExecutionsRequest = Message<"plaitidl.service.v1.CountNodeE
  * Use `create(CountNodeExecutionsRequestSchema)` to create a new message.
  */
 export const CountNodeExecutionsRequestSchema: GenMessage<CountNodeExecutionsRequest> = /*@__PURE__*/
-  messageDesc(file_plaitidl_service_v1_execution_service, 30);
+  messageDesc(file_plaitidl_service_v1_execution_service, 31);
 
 /**
  * CountNodeExecutionsResponse carries the counts.
@@ -1327,7 +1406,7 @@ export type CountNodeExecutionsResponse = Message<"plaitidl.service.v1.CountNode
  * Use `create(CountNodeExecutionsResponseSchema)` to create a new message.
  */
 export const CountNodeExecutionsResponseSchema: GenMessage<CountNodeExecutionsResponse> = /*@__PURE__*/
-  messageDesc(file_plaitidl_service_v1_execution_service, 31);
+  messageDesc(file_plaitidl_service_v1_execution_service, 32);
 
 /**
  * LogStream tells where a log line came from.
@@ -1479,7 +1558,8 @@ export const ExecutionService: GenService<{
   /**
    * WatchExecution streams the execution's events in sequence order, starting after
    * `after_sequence`, and ends after the event that puts the execution in a terminal phase.
-   * A client that lost its stream resumes by passing the last sequence it saw.
+   * A client that lost its stream resumes by passing the last sequence it saw. With
+   * `counts_only`, it streams coalesced progress (counts, the execution's own phase) instead.
    *
    * @generated from rpc plaitidl.service.v1.ExecutionService.WatchExecution
    */

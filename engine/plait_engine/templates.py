@@ -10,6 +10,7 @@ registered templates). The last compile's verdict is the answer.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
@@ -26,6 +27,10 @@ _PARSERS: dict[TemplateKind, Callable[[bytes], Template]] = {
     TemplateKind.LAUNCH_PLAN: workflow_pb2.LaunchPlan.FromString,
 }
 _MAX_ROUNDS = 16
+# How long "not registered" is believed by `get_recent` (seconds), and how many such answers
+# are kept at most.
+ABSENT_TTL = 1.0
+_MAX_ABSENT = 50_000
 
 
 def request_key(kind: TemplateKind, id: identifier_pb2.Identifier) -> tuple[TemplateKind, str]:
@@ -43,6 +48,8 @@ class TemplateSource:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._versions: dict[tuple[TemplateKind, str], Template] = {}
+        # (kind, versioned key) -> until when it is taken as not registered (`get_recent`).
+        self._absent: dict[tuple[TemplateKind, str], float] = {}
 
     async def resolve_key(self, kind: TemplateKind, id: identifier_pb2.Identifier) -> str | None:
         """The stored key an identifier names (the newest version when it has none)."""
@@ -63,6 +70,35 @@ class TemplateSource:
             found = _PARSERS[kind](body)
             self._versions[(kind, key)] = found  # versions are immutable
         return found
+
+    async def get_recent(
+        self, kind: TemplateKind, id: identifier_pb2.Identifier
+    ) -> Template | None:
+        """`get` for a versioned identifier, where an answer of "not registered" up to
+        `ABSENT_TTL` old will do.
+
+        For the check of templates a dynamic spec embeds: a recursive dynamic embeds the same
+        unregistered versions in each of thousands of specs, and asking the store every time
+        was a tenth of a merge sort's work. A registration in that second is seen as if it had
+        come just after the compile. Registration itself checks with `get`, never this.
+        """
+        key = (kind, ids.id_key(id))
+        now = time.monotonic()
+        until = self._absent.get(key)
+        if until is not None and until > now:
+            return None
+        found = await self.get(kind, id)
+        if found is None:
+            if len(self._absent) >= _MAX_ABSENT:
+                self._absent.clear()
+            self._absent[key] = now + ABSENT_TTL
+        else:
+            self._absent.pop(key, None)
+        return found
+
+    def registered(self, kind: TemplateKind, key: str) -> None:
+        """This replica registered `key`: `get_recent` asks the store again at once."""
+        self._absent.pop((kind, key), None)
 
     async def fetch(
         self, wanted: Iterable[tuple[TemplateKind, identifier_pb2.Identifier]]

@@ -131,6 +131,8 @@ class RegistryService:
             raise AlreadyExists(
                 f"{exc}: registered versions are immutable; register a new version"
             ) from None
+        for kind, key, _, _ in items:
+            self.source.registered(kind, key)
         pairs = list(zip((m.id for _, m in new), created, strict=True))
         if self._on_schedules is not None and any(lp.HasField("schedule") for lp in launch_plans):
             self._on_schedules()

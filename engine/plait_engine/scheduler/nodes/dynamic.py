@@ -102,7 +102,7 @@ class DynamicHandler:
             id_ = embedded.id  # type: ignore[attr-defined]
             if not id_.version:
                 continue
-            registered = await self._source.get(kind, id_)
+            registered = await self._source.get_recent(kind, id_)
             if registered is not None and not _same_content(embedded, registered):
                 violations.append(
                     FieldViolation(

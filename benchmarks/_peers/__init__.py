@@ -28,10 +28,12 @@ class Peer:
     runner: str
     """The module run by the venv's Python: ``python -m <runner> WORKLOAD``."""
     kinds: frozenset[str]
-    """Workload kinds it runs (``fanout``, ``chain``, `ONE_TASK`); others are n/a."""
+    """Workload kinds it runs (``fanout``, ``chain``, ``mergesort``, `ONE_TASK`)."""
     config: str
     """How it is run (for the table's notes)."""
     durable: bool = True
+    not_written: str = ""
+    """Why the other kinds are n/a for it (shown in the table's notes)."""
 
 
 PEERS: dict[str, Peer] = {
@@ -41,10 +43,11 @@ PEERS: dict[str, Peer] = {
             "prefect",
             "prefect==3.9.1",
             "benchmarks._peers.prefect_run",
-            frozenset({"fanout", "chain", ONE_TASK}),
+            frozenset({"fanout", "chain", "mergesort", ONE_TASK}),
             "its default ephemeral API server (a subprocess, SQLite in a fresh PREFECT_HOME), "
             "the default ThreadPoolTaskRunner, logging at WARNING; fan-out: `inc.map(range(n))`"
-            " in a flow; chain: task calls in a flow",
+            " in a flow; chain: task calls in a flow; merge sort: the seed's, a flow calling "
+            "itself as two subflows (one after the other, as subflow calls run)",
         ),
         Peer(
             "ray",
@@ -55,16 +58,20 @@ PEERS: dict[str, Peer] = {
             "fan-out: `ray.get([inc.remote(i) ...])`; chain: ObjectRefs passed along; not "
             "durable",
             durable=False,
+            not_written="merge sort: the seed's recursion as nested tasks blocks a worker "
+            "process per waiting level (Ray starts a process for each: about a thousand here; "
+            "its docs advise against such fine-grained nesting)",
         ),
         Peer(
             "dbos",
             "dbos==3.4.0",
             "benchmarks._peers.dbos_run",
-            frozenset({"fanout", "chain", ONE_TASK}),
+            frozenset({"fanout", "chain", "mergesort", ONE_TASK}),
             "DBOS Transact on PostgreSQL (a private durable server per run, as embedded-pg; "
-            "SQLite when PostgreSQL is not installed); fan-out: a workflow enqueues N steps on "
-            "a queue (`DBOS.enqueue_workflow`) and gathers their handles; chain: N steps in "
-            "one workflow",
+            "SQLite when PostgreSQL is not installed); fan-out: a workflow starts N steps in the "
+            "background (`DBOS.start_workflow`, each a durable child workflow) and gathers "
+            "their handles; chain: N steps in one workflow; merge sort: the seed's, a workflow "
+            "starting itself twice as child workflows, its tasks as steps",
         ),
     )
 }

@@ -36,14 +36,15 @@ class Clock:
         sys.stdout.flush()
 
 
-def workload_n(argv: list[str]) -> tuple[str, str, int]:
-    """(workload key, kind, n) from a runner's command line (``fanout-1000``, ``one-task``)."""
+def workload(argv: list[str], kinds: tuple[str, ...]) -> tuple[str, str, dict[str, Any]]:
+    """(workload key, kind, inputs) from a runner's command line (``fanout-1000``,
+    ``one-task``), for a runner that has the given kinds (and `ONE_TASK`)."""
     if not argv:
         raise SystemExit("usage: python -m benchmarks._peers.<peer>_run WORKLOAD")
     key = argv[0]
     if key == ONE_TASK:
-        return key, ONE_TASK, 1
+        return key, ONE_TASK, {"who": "x"}
     wl = by_key(key)
-    if wl.kind not in ("fanout", "chain"):
+    if wl.kind not in kinds:
         raise SystemExit(f"workload {key!r}: not written for this peer")
-    return key, wl.kind, int(wl.inputs["n"])
+    return key, wl.kind, dict(wl.inputs)

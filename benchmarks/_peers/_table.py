@@ -89,13 +89,13 @@ def notes(peer_rows: list[dict[str, Any]]) -> str:
         "server too), its imports excluded (one-task: included). peak MiB: plait, flytekit: "
         "the process's peak RSS; peers: the largest sum of the tree's PSS, sampled every "
         "0.5 s. of it start s: the engine's start-up, part of wall.",
-        "n/a: a workload not written for that peer (merge sort: each would need recursion "
-        "that blocks a worker per level or a server round trip per call; not a like-for-like "
-        "form).",
+        "n/a: a workload with no natural form on that peer (below).",
     ]
     names = list(dict.fromkeys(r["mode"] for r in peer_rows))
     for name in names:
         peer = PEERS[name]
         req = next((r["requirement"] for r in peer_rows if r["mode"] == name), peer.requirement)
         lines.append(f"{name} ({req}): {peer.config}.")
+        if peer.not_written:
+            lines.append(f"  n/a on {name}: {peer.not_written}.")
     return "\n".join(lines)

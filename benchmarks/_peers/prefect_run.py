@@ -15,7 +15,7 @@ from typing import Any
 
 from prefect import flow, task
 
-from benchmarks._peers._runner import Clock, workload_n
+from benchmarks._peers._runner import Clock, workload
 
 
 @task
@@ -40,6 +40,46 @@ def chain(n: int) -> int:
     return x
 
 
+# -- the seed's merge sort: a flow that calls itself as two subflows (Prefect's form of a
+# workflow calling a workflow), with the seed's tasks.
+
+
+@task
+def split(numbers: list[int]) -> tuple[list[int], list[int], int, int]:
+    half = len(numbers) // 2
+    return numbers[:half], numbers[half:], half, len(numbers) - half
+
+
+@task
+def merge(sorted_list1: list[int], sorted_list2: list[int]) -> list[int]:
+    result = []
+    while len(sorted_list1) > 0 and len(sorted_list2) > 0:
+        if sorted_list1[0] < sorted_list2[0]:
+            result.append(sorted_list1.pop(0))
+        else:
+            result.append(sorted_list2.pop(0))
+    result.extend(sorted_list1)
+    result.extend(sorted_list2)
+    return result
+
+
+@task
+def sort_locally(numbers: list[int]) -> list[int]:
+    return sorted(numbers)
+
+
+@flow
+def merge_sort(numbers: list[int], numbers_count: int, run_local_at_count: int = 5) -> list[int]:
+    """The seed's recursion: small lists sorted by one task, others split, each half sorted by
+    a subflow, then merged."""
+    if numbers_count <= run_local_at_count:
+        return sort_locally(numbers)
+    split1, split2, count1, count2 = split(numbers)
+    sorted1 = merge_sort(split1, count1, run_local_at_count)
+    sorted2 = merge_sort(split2, count2, run_local_at_count)
+    return merge(sorted1, sorted2)
+
+
 @task
 def greet(who: str) -> str:
     """Say hello."""
@@ -51,20 +91,22 @@ def hello(who: str) -> str:
     return greet(who)
 
 
-def _run(kind: str, n: int) -> Any:
+def _run(kind: str, inputs: dict[str, Any]) -> Any:
     if kind == "fanout":
-        return fan_out(n)
+        return fan_out(inputs["n"])
     if kind == "chain":
-        return chain(n)
-    return hello("x")
+        return chain(inputs["n"])
+    if kind == "mergesort":
+        return merge_sort(**inputs)
+    return hello(inputs["who"])
 
 
 def main(argv: list[str]) -> int:
     import prefect
 
-    key, kind, n = workload_n(argv)
+    key, kind, inputs = workload(argv, ("fanout", "chain", "mergesort"))
     clock = Clock()
-    result = _run(kind, n)
+    result = _run(kind, inputs)
     clock.report(key, result, version=prefect.__version__)
     return 0
 

@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any
 
-from benchmarks._peers._runner import Clock, workload_n
+from benchmarks._peers._runner import Clock, workload
 
 # No usage report (this machine reaches no such service); set before Ray is imported.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -33,7 +33,8 @@ def greet(who: str) -> str:
     return f"hello {who}"
 
 
-def _run(kind: str, n: int) -> Any:
+def _run(kind: str, inputs: dict[str, Any]) -> Any:
+    n = int(inputs.get("n", 0))
     if kind == "fanout":
         return ray.get([inc.remote(i) for i in range(n)])
     if kind == "chain":
@@ -43,18 +44,18 @@ def _run(kind: str, n: int) -> Any:
         for _ in range(n - 1):
             x = inc.remote(x)
         return ray.get(x)
-    return ray.get(greet.remote("x"))
+    return ray.get(greet.remote(inputs["who"]))
 
 
 def main(argv: list[str]) -> int:
-    key, kind, n = workload_n(argv)
+    key, kind, inputs = workload(argv, ("fanout", "chain"))
     clock = Clock()
     # Ray's documented local set-up: one node, no dashboard (a web server of its own).
     ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
              log_to_driver=False)  # fmt: skip
     clock.engine_started()
     try:
-        result = _run(kind, n)
+        result = _run(kind, inputs)
     finally:
         ray.shutdown()
     clock.report(key, result, version=ray.__version__)

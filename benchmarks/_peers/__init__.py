@@ -32,6 +32,9 @@ class Peer:
     config: str
     """How it is run (for the table's notes)."""
     durable: bool = True
+    warm_up: bool = False
+    """Whether it makes a database schema on first use: an untimed run first makes it, and
+    every run starts from a copy (see `_state`)."""
     not_written: str = ""
     """Why the other kinds are n/a for it (shown in the table's notes)."""
 
@@ -48,6 +51,7 @@ PEERS: dict[str, Peer] = {
             "the default ThreadPoolTaskRunner, logging at WARNING; fan-out: `inc.map(range(n))`"
             " in a flow; chain: task calls in a flow; merge sort: the seed's, a flow calling "
             "itself as two subflows (one after the other, as subflow calls run)",
+            warm_up=True,
         ),
         Peer(
             "ray",
@@ -72,6 +76,7 @@ PEERS: dict[str, Peer] = {
             "background (`DBOS.start_workflow`, each a durable child workflow) and gathers "
             "their handles; chain: N steps in one workflow; merge sort: the seed's, a workflow "
             "starting itself twice as child workflows, its tasks as steps",
+            warm_up=True,
         ),
     )
 }

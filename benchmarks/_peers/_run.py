@@ -8,18 +8,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from benchmarks._peers import ONE_TASK, ONE_TASK_RESULT, PEERS, Peer, kind_of
+from benchmarks._peers._state import PeerState
 from benchmarks._peers._venv import PeerUnavailableError, ensure, given_python, requirement
 from benchmarks._spec import by_key
 
@@ -105,73 +104,40 @@ def outcome(workload: str, tree: dict[str, Any], timeout: float) -> dict[str, An
     return row
 
 
-@contextlib.contextmanager
-def _database(peer: Peer, opts: PeerOptions, env: dict[str, str]) -> Iterator[Any]:
-    """DBOS's system database: a fresh one on a private, durable PostgreSQL server (as
-    embedded-pg's), whose CPU the run adds; yields the server's CPU reader, or None."""
-    if peer.name != "dbos" or opts.dbos_db == "sqlite":
-        yield None
-        return
-    from tests.support.postgres import PostgresUnavailableError, PrivatePostgres
-
-    # Durable, as a production server (fsync and synchronous commits on), as embedded-pg's.
-    pg = PrivatePostgres({"max_connections": "200"})
-    try:
-        pg.start()
-        started = True
-    except PostgresUnavailableError as exc:
-        pg.stop()
-        opts.log(f"    no PostgreSQL ({exc}); DBOS on SQLite")
-        started = False
-    if not started:
-        yield None
-        return
-    try:
-        env["PLAIT_BENCH_DBOS_URL"] = pg.create_database("dbos")
-        yield pg.cpu_seconds
-    finally:
-        pg.stop()
-
-
-def _peer_env(peer: Peer, state: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "VIRTUAL_ENV"))}
-    env["RAY_USAGE_STATS_ENABLED"] = "0"
-    if peer.name == "prefect":
-        # Prefect's defaults (the ephemeral API server on SQLite) in a fresh home; logs at
-        # WARNING, so no line per task run is printed and shipped to the API.
-        env.update(
-            PREFECT_HOME=str(state / "prefect"),
-            PREFECT_LOGGING_LEVEL="WARNING",
-            PREFECT_SERVER_ANALYTICS_ENABLED="false",
-            PREFECT_UI_ENABLED="false",
-        )
-    return env
-
-
-def _one(peer: Peer, python: str, workload: str, opts: PeerOptions) -> dict[str, Any]:
-    state = Path(tempfile.mkdtemp(prefix=f"plait-bench-{peer.name}-"))
-    env = _peer_env(peer, state)
-    try:
-        with _database(peer, opts, env) as server_cpu:
-            cmd = [python, "-m", peer.runner, workload]
-            runs = opts.startup_runs if workload == ONE_TASK else 1
-            rows = []
-            for _ in range(max(1, runs)):
-                cpu0 = server_cpu() if server_cpu else 0.0
-                tree = measured(cmd, timeout=opts.timeout, env=env, cwd=state)
-                row = outcome(workload, tree, opts.timeout)
-                server = server_cpu() - cpu0 if server_cpu else 0.0
-                _cpu(row, workload, server)
-                rows.append(row)
-                if not row["ok"]:
-                    return row
-    finally:
-        shutil.rmtree(state, ignore_errors=True)
+def _one(
+    peer: Peer, python: str, workload: str, state: PeerState, opts: PeerOptions
+) -> dict[str, Any]:
+    cmd = [python, "-m", peer.runner, workload]
+    rows = []
+    for _ in range(max(1, opts.startup_runs) if workload == ONE_TASK else 1):
+        env, folder = state.fresh()
+        cpu0 = state.server_cpu()
+        try:
+            tree = measured(cmd, timeout=opts.timeout, env=env, cwd=folder)
+        finally:
+            state.done(folder)
+        row = outcome(workload, tree, opts.timeout)
+        _cpu(row, workload, state.server_cpu() - cpu0)
+        rows.append(row)
+        if not row["ok"]:
+            return row
     if workload != ONE_TASK:
         return rows[0]
     # As plait's start-up figure: the best of several fresh processes, wall and CPU each.
     best = min(rows, key=lambda r: r["wall_s"])
     return {**best, "cpu_s": min(r["cpu_s"] for r in rows), "runs": len(rows)}
+
+
+def _warm_up(peer: Peer, python: str, state: PeerState, opts: PeerOptions) -> None:
+    """One untimed one-task run that makes the peer's schema; runs start from a copy of it."""
+    opts.log(f"  warming up {peer.name} (its database schema, untimed) ...")
+    env, folder = state.fresh(for_template=True)
+    tree = measured([python, "-m", peer.runner, ONE_TASK], timeout=opts.timeout, env=env,
+                    cwd=folder)  # fmt: skip
+    row = outcome(ONE_TASK, tree, opts.timeout)
+    if not row["ok"]:
+        opts.log(f"    warm-up: {row['status']}; every run makes its own schema")
+        state.drop_template()
 
 
 def _cpu(row: dict[str, Any], workload: str, server: float) -> None:
@@ -206,15 +172,31 @@ def run_peers(names: list[str], workloads: list[str], opts: PeerOptions) -> list
             rows += [{**base, "workload": w, "ok": False, "status": f"not installed: {exc}"}
                      for w in workloads]  # fmt: skip
             continue
+        rows += _runs(peer, python, workloads, base, opts)
+    return rows
+
+
+def _runs(
+    peer: Peer, python: str, workloads: list[str], base: dict[str, Any], opts: PeerOptions
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    runnable = [w for w in workloads if kind_of(w) in peer.kinds]
+    state = PeerState(peer, opts.dbos_db, opts.log) if runnable else None
+    try:
+        if state is not None and peer.warm_up:
+            _warm_up(peer, python, state, opts)
         for wl in workloads:
-            if kind_of(wl) not in peer.kinds:
+            if state is None or wl not in runnable:
                 rows.append({**base, "workload": wl, "ok": False, "status": "n/a"})
                 continue
-            opts.log(f"  running {wl} on {name} ...")
+            opts.log(f"  running {wl} on {peer.name} ...")
             t0 = time.perf_counter()
-            row = {**base, **_one(peer, python, wl, opts)}
+            row = {**base, **_one(peer, python, wl, state, opts)}
             if row.get("version"):
-                row["engine"] = f"{name} {row['version']}"
+                row["engine"] = f"{peer.name} {row['version']}"
             opts.log(f"    {row['status']}: {time.perf_counter() - t0:.1f} s")
             rows.append(row)
+    finally:
+        if state is not None:
+            state.close()
     return rows

@@ -294,7 +294,7 @@ def peer_plan(args: argparse.Namespace) -> tuple[list[str], list[str]]:
         workloads = list(PEER_QUICK if args.quick else PEER_FULL)
     if not (args.no_startup or args.million or args.quick) and ONE_TASK not in workloads:
         workloads.append(ONE_TASK)
-    return (names, workloads) if workloads else ([], [])
+    return (names, workloads) if names and workloads else ([], [])
 
 
 def _peer_options(args: argparse.Namespace) -> PeerOptions:

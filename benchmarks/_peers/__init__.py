@@ -47,10 +47,10 @@ PEERS: dict[str, Peer] = {
             "prefect==3.9.1",
             "benchmarks._peers.prefect_run",
             frozenset({"fanout", "chain", "mergesort", ONE_TASK}),
-            "its default ephemeral API server (a subprocess, SQLite in a fresh PREFECT_HOME), "
-            "the default ThreadPoolTaskRunner, logging at WARNING; fan-out: `inc.map(range(n))`"
-            " in a flow; chain: task calls in a flow; merge sort: the seed's, a flow calling "
-            "itself as two subflows (one after the other, as subflow calls run)",
+            "its default ephemeral API server (a subprocess, SQLite in the run's PREFECT_HOME; "
+            "180 s to start), the default ThreadPoolTaskRunner, logging at WARNING; fan-out: "
+            "`inc.map(range(n))` in a flow; chain: task calls in a flow; merge sort: the seed's, "
+            "a flow calling itself as two subflows (one after the other, as subflow calls run)",
             warm_up=True,
         ),
         Peer(
@@ -71,11 +71,12 @@ PEERS: dict[str, Peer] = {
             "dbos==3.4.0",
             "benchmarks._peers.dbos_run",
             frozenset({"fanout", "chain", "mergesort", ONE_TASK}),
-            "DBOS Transact on PostgreSQL (a private durable server per run, as embedded-pg; "
-            "SQLite when PostgreSQL is not installed); fan-out: a workflow starts N steps in the "
-            "background (`DBOS.start_workflow`, each a durable child workflow) and gathers "
-            "their handles; chain: N steps in one workflow; merge sort: the seed's, a workflow "
-            "starting itself twice as child workflows, its tasks as steps",
+            "DBOS Transact on PostgreSQL (a private server with durable settings, as "
+            "embedded-pg's, a fresh database per run; SQLite when PostgreSQL is not "
+            "installed); fan-out: a workflow starts N steps in the background "
+            "(`DBOS.start_workflow`, each a durable child workflow) and gathers their handles; "
+            "chain: N steps in one workflow; merge sort: the seed's, a workflow starting itself "
+            "twice as child workflows, its tasks as steps",
             warm_up=True,
         ),
     )

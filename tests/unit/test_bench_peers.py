@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
+import pytest
+
+from benchmarks.__main__ import peer_plan
 from benchmarks._peers import ONE_TASK, PEERS, kind_of
 from benchmarks._peers._run import outcome, verify
 from benchmarks._peers._table import rows, table
@@ -79,3 +83,28 @@ def test_every_peer_is_pinned_and_names_its_runner() -> None:
         assert peer.runner.startswith("benchmarks._peers.")
     assert kind_of("fanout-10000") == "fanout"
     assert kind_of(ONE_TASK) == ONE_TASK
+
+
+def _args(**over: Any) -> argparse.Namespace:
+    base = {"no_peers": False, "peers": "prefect,ray,dbos", "peer_workloads": None,
+            "workloads": None, "million": False, "quick": False, "no_startup": False}  # fmt: skip
+    return argparse.Namespace(**{**base, **over})
+
+
+def test_peer_plan_defaults_stay_small_and_follow_the_options() -> None:
+    names, wls = peer_plan(_args())
+    assert names == ["prefect", "ray", "dbos"]
+    assert wls == ["fanout-1000", "fanout-10000", "chain-200", ONE_TASK]
+    assert peer_plan(_args(quick=True)) == (["prefect", "ray", "dbos"], ["fanout-1000"])
+    assert peer_plan(_args(no_peers=True)) == ([], [])
+    assert peer_plan(_args(million=True)) == ([], [])
+    assert peer_plan(_args(workloads="fanout-20", no_startup=True, peers="ray")) == (
+        ["ray"],
+        ["fanout-20"],
+    )
+    assert peer_plan(_args(peer_workloads="mergesort-1000", workloads="fanout-20"))[1] == [
+        "mergesort-1000",
+        ONE_TASK,
+    ]
+    with pytest.raises(SystemExit, match="unknown peer 'airflow'"):
+        peer_plan(_args(peers="ray,airflow"))

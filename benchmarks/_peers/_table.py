@@ -3,6 +3,7 @@ one's wall and CPU time as a multiple of plait's."""
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 from benchmarks._peers import ONE_TASK, PEERS
@@ -88,7 +89,8 @@ def notes(peer_rows: list[dict[str, Any]]) -> str:
         "CPU: every process of the run's tree (servers, raylets, workers; DBOS's PostgreSQL "
         "server too), its imports excluded (one-task: included). peak MiB: plait, flytekit: "
         "the process's peak RSS; peers: the largest sum of the tree's PSS, sampled every "
-        "0.5 s. of it start s: the engine's start-up, part of wall.",
+        "0.5 s. of it start s: the engine's start-up, part of wall (Prefect: -, its server "
+        "starts inside the first flow call).",
         "n/a: a workload with no natural form on that peer (below).",
     ]
     names = list(dict.fromkeys(r["mode"] for r in peer_rows))
@@ -97,5 +99,7 @@ def notes(peer_rows: list[dict[str, Any]]) -> str:
         req = next((r["requirement"] for r in peer_rows if r["mode"] == name), peer.requirement)
         lines.append(f"{name} ({req}): {peer.config}.")
         if peer.not_written:
-            lines.append(f"  n/a on {name}: {peer.not_written}.")
-    return "\n".join(lines)
+            lines.append(f"n/a on {name}: {peer.not_written}.")
+    return "\n".join(
+        textwrap.fill(ln, 100, subsequent_indent="  ", break_on_hyphens=False) for ln in lines
+    )

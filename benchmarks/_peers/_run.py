@@ -56,6 +56,10 @@ def measured(cmd: list[str], *, timeout: float, env: dict[str, str], cwd: Path) 
                             start_new_session=True)  # fmt: skip
     try:
         out, err = proc.communicate(timeout=timeout + 60)
+    except subprocess.TimeoutExpired:
+        # The wrapper itself stops its tree at `timeout`: it is stuck, so its session goes.
+        _stop_session(proc)
+        return {"error": f"the measuring wrapper did not finish within {timeout + 60:.0f} s"}
     except BaseException:
         # The wrapper stops its tree on SIGTERM; its session is killed if it does not.
         _stop_session(proc)

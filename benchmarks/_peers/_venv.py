@@ -32,8 +32,15 @@ def requirement(peer: Peer, pins: dict[str, str]) -> str:
 
 def given_python(peer: Peer, pythons: dict[str, str]) -> str | None:
     """An interpreter given for `peer` (``--peer-python``, ``$PLAIT_BENCH_PYTHON_<PEER>``):
-    used as it is, no venv made."""
-    return pythons.get(peer.name) or os.environ.get(f"PLAIT_BENCH_PYTHON_{_env_key(peer.name)}")
+    used as it is, no venv made.
+
+    Raises:
+        PeerUnavailableError: The given interpreter is not there.
+    """
+    given = pythons.get(peer.name) or os.environ.get(f"PLAIT_BENCH_PYTHON_{_env_key(peer.name)}")
+    if given and not shutil.which(given):
+        raise PeerUnavailableError(f"{given}: no such Python")
+    return given
 
 
 def _why(output: str) -> str:

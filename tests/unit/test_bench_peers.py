@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks.__main__ import peer_plan
 from benchmarks._peers import ONE_TASK, PEERS, kind_of
-from benchmarks._peers._run import outcome, verify
+from benchmarks._peers._run import PeerOptions, outcome, run_peers, verify
 from benchmarks._peers._table import rows, table
 
 
@@ -108,3 +108,11 @@ def test_peer_plan_defaults_stay_small_and_follow_the_options() -> None:
     ]
     with pytest.raises(SystemExit, match="unknown peer 'airflow'"):
         peer_plan(_args(peers="ray,airflow"))
+
+
+def test_a_given_python_that_is_not_there_means_not_installed() -> None:
+    opts = PeerOptions(pythons={"ray": "/nonexistent/bin/python"}, log=lambda _: None)
+    got = run_peers(["ray"], ["fanout-10", ONE_TASK], opts)
+    assert [r["status"] for r in got] == [
+        "not installed: /nonexistent/bin/python: no such Python"
+    ] * 2

@@ -20,6 +20,7 @@ from typing import Any
 
 from dbos import DBOS
 
+from benchmarks._peers import _seed
 from benchmarks._peers._runner import Clock, workload
 
 QUEUE = "fanout"
@@ -56,21 +57,12 @@ def chain(n: int) -> int:
 
 @DBOS.step()
 def split(numbers: list[int]) -> tuple[list[int], list[int], int, int]:
-    half = len(numbers) // 2
-    return numbers[:half], numbers[half:], half, len(numbers) - half
+    return _seed.split(numbers)
 
 
 @DBOS.step()
 def merge(sorted_list1: list[int], sorted_list2: list[int]) -> list[int]:
-    result = []
-    while len(sorted_list1) > 0 and len(sorted_list2) > 0:
-        if sorted_list1[0] < sorted_list2[0]:
-            result.append(sorted_list1.pop(0))
-        else:
-            result.append(sorted_list2.pop(0))
-    result.extend(sorted_list1)
-    result.extend(sorted_list2)
-    return result
+    return _seed.merge(sorted_list1, sorted_list2)
 
 
 @DBOS.step()

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
 
 from dbos import DBOS
 
-from benchmarks._peers import _seed
+from benchmarks._peers import ONE_TASK, _seed
 from benchmarks._peers._runner import Clock, workload
 
 QUEUE = "fanout"
@@ -93,20 +92,14 @@ def hello(who: str) -> str:
     return greet(who)
 
 
-def _run(kind: str, inputs: dict[str, Any]) -> Any:
-    if kind == "fanout":
-        return fan_out(inputs["n"])
-    if kind == "chain":
-        return chain(inputs["n"])
-    if kind == "mergesort":
-        return merge_sort(**inputs)
-    return hello(inputs["who"])
+# The workflow of each workload kind, called with the workload's inputs.
+ENTITIES = {"fanout": fan_out, "chain": chain, "mergesort": merge_sort, ONE_TASK: hello}
 
 
 def main(argv: list[str]) -> int:
     from importlib.metadata import version
 
-    key, kind, inputs = workload(argv, ("fanout", "chain", "mergesort"))
+    key, kind, inputs = workload(argv, tuple(ENTITIES))
     url = os.environ.get("PLAIT_BENCH_DBOS_URL") or "sqlite:///plait-bench-dbos.sqlite"
     clock = Clock()
     DBOS(config={"name": "plait-bench", "system_database_url": url, "log_level": "WARNING"})
@@ -114,7 +107,7 @@ def main(argv: list[str]) -> int:
     DBOS.register_queue(QUEUE)
     clock.engine_started()
     try:
-        result = _run(kind, inputs)
+        result = ENTITIES[kind](**inputs)
     finally:
         DBOS.destroy()
     clock.report(key, result, version=version("dbos"),

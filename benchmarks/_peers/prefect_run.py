@@ -11,11 +11,10 @@ recorded through that API.
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 from prefect import flow, task
 
-from benchmarks._peers import _seed
+from benchmarks._peers import ONE_TASK, _seed
 from benchmarks._peers._runner import Clock, workload
 
 
@@ -83,22 +82,16 @@ def hello(who: str) -> str:
     return greet(who)
 
 
-def _run(kind: str, inputs: dict[str, Any]) -> Any:
-    if kind == "fanout":
-        return fan_out(inputs["n"])
-    if kind == "chain":
-        return chain(inputs["n"])
-    if kind == "mergesort":
-        return merge_sort(**inputs)
-    return hello(inputs["who"])
+# The workflow of each workload kind, called with the workload's inputs.
+ENTITIES = {"fanout": fan_out, "chain": chain, "mergesort": merge_sort, ONE_TASK: hello}
 
 
 def main(argv: list[str]) -> int:
     import prefect
 
-    key, kind, inputs = workload(argv, ("fanout", "chain", "mergesort"))
+    key, kind, inputs = workload(argv, tuple(ENTITIES))
     clock = Clock()
-    result = _run(kind, inputs)
+    result = ENTITIES[kind](**inputs)
     clock.report(key, result, version=prefect.__version__)
     return 0
 

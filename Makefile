@@ -140,9 +140,9 @@ test-integrations: $(foreach i,$(INTEGRATIONS),$(IVENVS)/$(i)/.installed) ## Air
 test: lint check-gen breaking pytest test-integrations ## Everything CI checks: lint, check-gen, buf breaking, all tests.
 
 .PHONY: bench
-bench: install ## Benchmarks against flytekit; print a table and the targets, never fail (QUICK=1: ~1 min).
+bench: install ## Benchmarks against flytekit, Prefect 3, Ray, DBOS; tables and targets, never fail (QUICK=1, NO_PEERS=1).
 	$(BIN)/pip install -q -e '.[bench]'
-	$(BIN)/python -m benchmarks $(if $(QUICK),--quick)
+	$(BIN)/python -m benchmarks $(if $(QUICK),--quick) $(if $(NO_PEERS),--no-peers)
 
 .PHONY: bench-1m
 bench-1m: install ## The 1,000,000-node fan-out in one dynamic, embedded (a few minutes).

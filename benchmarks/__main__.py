@@ -1,8 +1,10 @@
 """`python -m benchmarks`: plait (embedded on SQLite, embedded on PostgreSQL, over gRPC)
-against flytekit's local execution, and the start-up costs.
+against flytekit's local execution and its peers (Prefect 3, Ray, DBOS Transact, each in a venv
+of its own), and the start-up costs.
 
-Prints one fixed-width table, the targets of issue 17 (met or not, with the figure) and never
-fails on a figure. See README.md for the definitions and the options.
+Prints one fixed-width table, plait beside its peers with ratios, the targets of issue 17 (met
+or not, with the figure) and never fails on a figure. See README.md for the definitions and the
+options.
 """
 
 from __future__ import annotations
@@ -10,11 +12,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks._peers import ALL_PEERS, ONE_TASK, PEERS
+from benchmarks._peers import _table as peer_table
+from benchmarks._peers._run import PeerOptions, run_peers
 
 ALL_MODES = ("embedded", "embedded-pg", "grpc", "grpc-pg-1", "grpc-pg-2", "flytekit")
 # Replicas over PostgreSQL (one, then two sharing the work): a few workloads only.
@@ -36,6 +43,11 @@ QUICK: list[tuple[str, tuple[str, ...]]] = [
     ("chain-200", ("embedded", "grpc")),
 ]
 MILLION: list[tuple[str, tuple[str, ...]]] = [("fanout-1000000", ("embedded",))]
+# The peers are slow (Prefect 3 takes minutes for a fan-out of 10,000, and about a second a
+# subflow, so the merge sort of 5,000 would take over half an hour): a few workloads only;
+# --peer-workloads for more (mergesort-1000 on Prefect: minutes).
+PEER_FULL = ["fanout-1000", "fanout-10000", "chain-200"]
+PEER_QUICK = ["fanout-1000"]
 MIB = 1024 * 1024
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -256,6 +268,94 @@ def _plan(args: argparse.Namespace) -> list[tuple[str, str]]:
     return [(wl, m) for wl, ms in chosen for m in ms if m in modes]
 
 
+def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for v in values or []:
+        name, sep, value = v.partition("=")
+        if not sep or name not in PEERS or not value:
+            raise SystemExit(f"{what} {v!r}: expected PEER=VALUE, PEER one of {', '.join(PEERS)}")
+        out[name] = value
+    return out
+
+
+def peer_plan(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """(peers, workloads) to run on them."""
+    names = [] if args.no_peers else [n for n in args.peers.split(",") if n]
+    for n in names:
+        if n not in PEERS:
+            raise SystemExit(f"--peers: unknown peer {n!r} (one of {', '.join(PEERS)})")
+    if args.peer_workloads:
+        workloads = args.peer_workloads.split(",")
+    elif args.workloads:
+        workloads = args.workloads.split(",")
+    elif args.million:
+        workloads = []
+    else:
+        workloads = list(PEER_QUICK if args.quick else PEER_FULL)
+    if not (args.no_startup or args.million or args.quick) and ONE_TASK not in workloads:
+        workloads.append(ONE_TASK)
+    return (names, workloads) if names and workloads else ([], [])
+
+
+def _peer_options(args: argparse.Namespace) -> PeerOptions:
+    return PeerOptions(cache=args.peer_cache, pins=_pairs(args.peer_pin, "--peer-pin"),
+                       pythons=_pairs(args.peer_python, "--peer-python"),
+                       timeout=args.peer_timeout, startup_runs=args.peer_startup_runs,
+                       dbos_db=args.dbos_db)  # fmt: skip
+
+
+def _peer_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("peers (each in a venv of its own under --peer-cache)")
+    g.add_argument("--peers", default=",".join(ALL_PEERS),
+                   help="comma-separated peers to run (default: all: %(default)s)")  # fmt: skip
+    g.add_argument("--no-peers", action="store_true", help="run no peer")
+    g.add_argument(
+        "--peer-workloads",
+        help="workloads for the peers (default: fan-out 1,000 and "
+        "10,000, chain-200, one-task; --quick: fan-out 1,000)",
+    )
+    g.add_argument(
+        "--peer-timeout",
+        type=float,
+        default=300,
+        help="seconds per peer run before its processes are killed (default 300)",
+    )
+    g.add_argument(
+        "--peer-pin",
+        action="append",
+        metavar="PEER=REQUIREMENT",
+        help="pip requirement for a peer's venv (or $PLAIT_BENCH_PIN_<PEER>)",
+    )
+    g.add_argument(
+        "--peer-python",
+        action="append",
+        metavar="PEER=PYTHON",
+        help="run a peer with this Python, no venv made ($PLAIT_BENCH_PYTHON_<PEER>)",
+    )
+    g.add_argument(
+        "--peer-cache",
+        type=Path,
+        default=ROOT / ".bench-peers",
+        help="where the peers' venvs are kept (default .bench-peers)",
+    )
+    g.add_argument(
+        "--peer-startup-runs",
+        type=int,
+        default=3,
+        help="fresh processes for a peer's one-task figure (best of; default 3)",
+    )
+    g.add_argument(
+        "--dbos-db",
+        choices=("postgres", "sqlite"),
+        default="postgres",
+        help="DBOS's system database (default: a private PostgreSQL server)",
+    )
+
+
+def _on_term(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     p.add_argument("--quick", action="store_true", help="fan-out 1,000 / 10,000 and chain-200")
@@ -269,7 +369,11 @@ def main(argv: list[str]) -> int:
     p.add_argument("--flyte-timeout", type=float, default=300)
     p.add_argument("--plait-timeout", type=float, default=600)
     p.add_argument("--json", type=Path, help="save every raw figure here")
+    _peer_args(p)
     args = p.parse_args(argv)
+    # Stopped from outside: unwind, so every server and peer process it started is stopped.
+    signal.signal(signal.SIGTERM, _on_term)
+    peers, peer_workloads = peer_plan(args)
     results = []
     started = time.perf_counter()
     if not args.no_startup and not args.million:
@@ -281,9 +385,13 @@ def main(argv: list[str]) -> int:
         r = run_one(mode, wl, args)
         print(f"    {r.get('status')}: {_fmt(r.get('wall_s'), '.2f')} s", file=sys.stderr)
         results.append(r)
+    peer_rows = run_peers(peers, peer_workloads, _peer_options(args)) if peers else []
     total = time.perf_counter() - started
     runs = [r for r in results if r["mode"] != "startup"]
     print(table(runs))
+    if peer_rows:
+        print("\nplait beside its peers (each run a fresh process; ratios over plait embedded):")
+        print(peer_table.table(results, peer_rows))
     start = results[0] if results and results[0]["mode"] == "startup" else None
     if start and start.get("ok"):
         print(f"\nstart-up (best of 7): python {start['python_s'] * 1000:.0f} ms, "
@@ -295,9 +403,12 @@ def main(argv: list[str]) -> int:
         print(f"  [{verdict:^7}] {what}: {measured}")
     print(f"\ngRPC: {args.workers} worker processes; total bench time {total:.0f} s\n")
     print(FOOTNOTES)
+    if peer_rows:
+        print("\n" + peer_table.notes(peer_rows))
     if args.json:
-        args.json.write_text(json.dumps({"results": results, "targets": targets(results),
-                                         "seconds": total}, indent=2))  # fmt: skip
+        args.json.write_text(json.dumps({"results": results, "peers": peer_rows,
+                                         "targets": targets(results), "seconds": total},
+                                        indent=2))  # fmt: skip
     return 0
 
 

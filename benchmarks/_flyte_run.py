@@ -23,13 +23,16 @@ def main(argv: list[str]) -> int:
 
     import_s = time.perf_counter() - t0
     wf = getattr(flyte_workloads, wl.entity)
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     result = wf(**wl.inputs)
     wall = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
     out = {
         "engine": "flytekit",
         "workload": wl.key,
         "wall_s": wall,
+        "cpu_s": cpu,
         "import_s": import_s,
         "ok": wl.check(result),
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,

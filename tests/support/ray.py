@@ -24,7 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 STARTUP_TIMEOUT = 120.0
-LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+# RAY_AUTH_MODE: Ray 2.5x turns token authentication on for a head when ~/.ray/auth_token exists
+# (a local `ray.init()` writes one), and drivers of this private cluster would then be refused.
+LOOPBACK_ENV = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_AUTH_MODE": "disabled",
+}
 
 
 def _free_port() -> int:

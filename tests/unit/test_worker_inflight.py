@@ -148,9 +148,13 @@ def test_slots_keep_serving_after_a_call_fails() -> None:
     def bad(_: int) -> None:
         raise RuntimeError("a bug in the runner")
 
+    def good(i: int) -> None:
+        got.append(i)
+        done.set()
+
     try:
         slots.submit(bad, 0)
-        slots.submit(lambda i: (got.append(i), done.set()), 1)
+        slots.submit(good, 1)
         assert done.wait(10) and got == [1]
     finally:
         slots.close()

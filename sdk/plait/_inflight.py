@@ -187,7 +187,7 @@ class Slots:
             if self._closed or len(self._threads) >= self._n:
                 return
             if self._queue.qsize() > self._idle:
-                t = threading.Thread(target=self._serve, name=f"plait-task-{len(self._threads)}")
+                t = threading.Thread(target=self._serve, name=f"plait-task_{len(self._threads)}")
                 self._threads.append(t)
                 t.start()
 

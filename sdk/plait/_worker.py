@@ -60,6 +60,9 @@ _SYSTEM = errors_pb2.ExecutionError.KIND_SYSTEM
 _LOG_EVERY = 0.2
 _SESSION_METHOD = "/plaitidl.service.v1.WorkerService/Session"
 _LOG_MESSAGE_BYTES = 1 << 20
+# Results finishing together share a message up to this size (far below the message limit:
+# dynamic specs can be large).
+_RESULT_MESSAGE_BYTES = 4 << 20
 # Data errors another attempt may not hit (the engine restarting, a broken stream).
 _TRANSIENT = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL", "UNKNOWN", "RESOURCE_EXHAUSTED"}
 _BACKOFF_START = 0.2
@@ -110,9 +113,20 @@ def _encoded_result(a: ws.Assignment, outcome: _runtime.Result, started_ns: int)
     )
 
 
-def _results_message(results: list[bytes]) -> bytes:
-    """A `SessionRequest` whose `results` (3) carries the serialized `TaskResult`s."""
-    return field(b"\x1a", b"".join([field(b"\x0a", r) for r in results]))
+def _results_messages(results: list[bytes], limit: int = _RESULT_MESSAGE_BYTES) -> Iterator[bytes]:
+    """`SessionRequest`s whose `results` (3) carry the serialized `TaskResult`s, each message
+    at most about `limit` bytes (a larger result travels alone)."""
+    chunk: list[bytes] = []
+    size = 0
+    for r in results:
+        item = field(b"\x0a", r)
+        if chunk and size + len(item) > limit:
+            yield field(b"\x1a", b"".join(chunk))
+            chunk, size = [], 0
+        chunk.append(item)
+        size += len(item)
+    if chunk:
+        yield field(b"\x1a", b"".join(chunk))
 
 
 def _request_bytes(request: ws.SessionRequest | bytes) -> bytes:
@@ -212,7 +226,7 @@ class _Connection:
         """`batch` in one message, after the captured output it belongs after."""
         if batch:
             yield from self._log_messages()
-            yield _results_message(batch)
+            yield from _results_messages(batch)
 
     def _log_messages(self) -> Iterator[ws.SessionRequest]:
         """The captured output queued so far, in messages of at most ~1 MiB."""

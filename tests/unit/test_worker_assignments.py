@@ -143,7 +143,7 @@ def test_the_workers_results_parse_to_what_the_api_builds(
     outcome: literals_pb2.LiteralMap | errors_pb2.ExecutionError | dynamic_job_pb2.DynamicJobSpec,
     started_ns: int,
 ) -> None:
-    from plait._worker import _encoded_result, _results_message
+    from plait._worker import _encoded_result, _results_messages
 
     a = ws.Assignment(assignment_id="7:n1:2", attempt=2)
     expected = ws.TaskResult(assignment_id="7:n1:2", attempt=2)
@@ -156,5 +156,17 @@ def test_the_workers_results_parse_to_what_the_api_builds(
         expected.dynamic_job_spec.CopyFrom(outcome)
     data = _encoded_result(a, outcome, started_ns)
     assert ws.TaskResult.FromString(data) == expected
-    request = ws.SessionRequest.FromString(_results_message([data, data]))
-    assert list(request.results.results) == [expected, expected]
+    (message,) = _results_messages([data, data])
+    assert list(ws.SessionRequest.FromString(message).results.results) == [expected, expected]
+
+
+def test_results_finishing_together_are_split_by_bytes() -> None:
+    from plait._worker import _results_messages
+
+    ids = ["a" * 8, "b" * 8, "c" * 8, "d" * 200, "e" * 8]
+    results = [ws.TaskResult(assignment_id=i, attempt=1).SerializeToString() for i in ids]
+    messages = list(_results_messages(results, limit=45))  # 14 bytes per short result
+    got = [
+        [r.assignment_id for r in ws.SessionRequest.FromString(m).results.results] for m in messages
+    ]
+    assert got == [ids[:3], ids[3:4], ids[4:]]

@@ -3,14 +3,14 @@
 Threads of one connection:
 
 - the caller's thread reads the response stream (welcome, assignments, cancellations) and hands
-  assignments to a pool of `slots` threads;
-- the pool threads run `_runtime.execute` and put each `TaskResult` on a queue;
-- gRPC's request thread consumes `_Connection.requests`, a generator that blocks on that queue,
-  drains everything finished since the last message into one `ResultBatch`, sends captured
-  output as `LogBatch`es every ~200 ms (and before the results it belongs to), and heartbeats
-  every interval, listing the assignments still running. Results therefore leave as soon as
-  one is ready, and batch by themselves when many finish while the previous message is being
-  written.
+  assignments to at most `slots` task threads (`plait._inflight.Slots`);
+- the task threads run `_runtime.execute` and leave each `TaskResult` in the session's
+  `plait._inflight.Inflight`;
+- gRPC's request thread consumes `_Connection.requests`, a generator that takes the results
+  from there, coalesced into one `ResultBatch` (a lone result leaves at once; results finishing
+  close together leave together, see `plait._inflight`), sends captured output as `LogBatch`es
+  every ~200 ms (and before the results it belongs to), and heartbeats every interval, listing
+  the assignments still running.
 
 Each attempt's inputs that arrive offloaded (larger than the engine's inline limit) are read
 through `DataService` before the task runs, and outputs over the limit are uploaded there: a
@@ -23,11 +23,9 @@ their late results are dropped here rather than sent on a new session.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import logging
 import os
-import queue
 import random
 import signal
 import socket
@@ -42,14 +40,15 @@ import grpc
 from plaitidl.core.v1 import errors_pb2, identifier_pb2, literals_pb2, tasks_pb2
 from plaitidl.service.v1 import registry_service_pb2, registry_service_pb2_grpc
 from plaitidl.service.v1 import worker_service_pb2 as ws
-from plaitidl.service.v1 import worker_service_pb2_grpc as ws_grpc
 
 from plait import _loader, _runtime, _serialize
 from plait._attempt import Attempt
 from plait._channels import Endpoint, message_options
 from plait._constants import DEFAULT_QUEUE, LANGUAGE, MAX_MESSAGE_BYTES, SDK_VERSION
 from plait._data import INLINE_LIMIT, DataClient
+from plait._dynamic_wire import field, varint
 from plait._errors import PlaitValueError, RpcError, WorkerError
+from plait._inflight import Inflight, Slots
 from plait._launch_plan import LaunchPlan
 from plait._plugins import PluginHost
 from plait._task import Task
@@ -59,7 +58,11 @@ log = logging.getLogger("plait.worker")
 
 _SYSTEM = errors_pb2.ExecutionError.KIND_SYSTEM
 _LOG_EVERY = 0.2
+_SESSION_METHOD = "/plaitidl.service.v1.WorkerService/Session"
 _LOG_MESSAGE_BYTES = 1 << 20
+# Results finishing together share a message up to this size (far below the message limit:
+# dynamic specs can be large).
+_RESULT_MESSAGE_BYTES = 4 << 20
 # Data errors another attempt may not hit (the engine restarting, a broken stream).
 _TRANSIENT = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL", "UNKNOWN", "RESOURCE_EXHAUSTED"}
 _BACKOFF_START = 0.2
@@ -87,23 +90,47 @@ def discover(modules: Sequence[types.ModuleType]) -> list[Any]:
     return list(found.values())
 
 
-def _wake_sentinel() -> None:
-    """Queued to wake the request generator without a result."""
-
-
-_WAKE = _wake_sentinel
-
-
-def _to_result(a: ws.Assignment, outcome: _runtime.Result, started_ns: int) -> ws.TaskResult:
-    r = ws.TaskResult(assignment_id=a.assignment_id, attempt=a.attempt)
-    r.started_at.FromNanoseconds(started_ns)
+def _encoded_result(a: ws.Assignment, outcome: _runtime.Result, started_ns: int) -> bytes:
+    """The `TaskResult` answering `a`, serialized (spliced: building it through the protobuf
+    API copies the outcome twice)."""
     if isinstance(outcome, literals_pb2.LiteralMap):
-        r.outputs.CopyFrom(outcome)
+        key = b"\x1a"  # outputs (3)
     elif isinstance(outcome, errors_pb2.ExecutionError):
-        r.error.CopyFrom(outcome)
+        key = b"\x2a"  # error (5)
     else:
-        r.dynamic_job_spec.CopyFrom(outcome)
-    return r
+        key = b"\x22"  # dynamic_job_spec (4)
+    seconds, nanos = divmod(started_ns, 1_000_000_000)
+    started = (b"\x08" + varint(seconds) if seconds else b"") + (
+        b"\x10" + varint(nanos) if nanos else b""
+    )
+    return b"".join(
+        (
+            field(b"\x0a", a.assignment_id.encode()) if a.assignment_id else b"",
+            b"\x10" + varint(a.attempt) if a.attempt else b"",
+            field(key, outcome.SerializeToString()),
+            field(b"\x32", started),  # started_at (6)
+        )
+    )
+
+
+def _results_messages(results: list[bytes], limit: int = _RESULT_MESSAGE_BYTES) -> Iterator[bytes]:
+    """`SessionRequest`s whose `results` (3) carry the serialized `TaskResult`s, each message
+    at most about `limit` bytes (a larger result travels alone)."""
+    chunk: list[bytes] = []
+    size = 0
+    for r in results:
+        item = field(b"\x0a", r)
+        if chunk and size + len(item) > limit:
+            yield field(b"\x1a", b"".join(chunk))
+            chunk, size = [], 0
+        chunk.append(item)
+        size += len(item)
+    if chunk:
+        yield field(b"\x1a", b"".join(chunk))
+
+
+def _request_bytes(request: ws.SessionRequest | bytes) -> bytes:
+    return request if isinstance(request, bytes) else request.SerializeToString()
 
 
 def _data_error(what: str, exc: RpcError) -> errors_pb2.ExecutionError:
@@ -127,7 +154,7 @@ class _Settings:
     """What every connection of a worker shares."""
 
     hello: ws.Hello
-    pool: concurrent.futures.ThreadPoolExecutor
+    slots: Slots
     stop: threading.Event
     metadata: tuple[tuple[str, str], ...]
     grace: float
@@ -141,76 +168,65 @@ class _Connection:
     """One session with the engine; `run` returns when the stream ends."""
 
     def __init__(self, channel: grpc.Channel, settings: _Settings) -> None:
-        self._stub = ws_grpc.WorkerServiceStub(channel)
+        # As `WorkerServiceStub.Session`, but result batches go out already serialized.
+        self._session = channel.stream_stream(
+            _SESSION_METHOD,
+            request_serializer=_request_bytes,
+            response_deserializer=ws.SessionResponse.FromString,
+        )
         self._settings = settings
         self._hello = settings.hello
-        self._pool = settings.pool
+        self._slots = settings.slots
         self._stop = settings.stop
         self._data = settings.data
-        self._lock = threading.Lock()
-        self._running: dict[str, int] = {}
-        self._cancelled: set[str] = set()
-        self._templates: dict[str, Any] = {}
-        self._out: queue.Queue[ws.TaskResult | Any] = queue.Queue()
+        self._inflight = Inflight()
+        # Template key -> the template and its output types (derived once per session).
+        self._templates: dict[str, tuple[tasks_pb2.TaskTemplate, dict[str, Any]]] = {}
         self._log_lock = threading.Lock()
         self._logs: list[ws.LogChunk] = []
-        self._closed = False
         self._heartbeat = 2.0
         self._call: Any = None
         self.welcomed = False
 
     # -- requests (gRPC's request thread) --------------------------------------------------
-    def requests(self) -> Iterator[ws.SessionRequest]:
+    def requests(self) -> Iterator[ws.SessionRequest | bytes]:
         """Hello, then results as they finish, logs every ~200 ms and heartbeats in between."""
         yield ws.SessionRequest(hello=self._hello)
+        inflight = self._inflight
         last_heartbeat = last_logs = time.monotonic()
         drain_until: float | None = None
-        while not self._closed:
+        while not inflight.closed:
             if drain_until is None and self._stop.is_set():
                 drain_until = time.monotonic() + self._settings.grace
             now = time.monotonic()
             wait = max(0.0, min(last_heartbeat + self._heartbeat, last_logs + _LOG_EVERY) - now)
             # Poll the stop flag often: it may be set by a signal handler or another thread.
-            try:
-                item = self._out.get(timeout=min(wait, 0.1))
-            except queue.Empty:
-                item = None
-            if self._closed:
+            results = inflight.take(min(wait, 0.1))
+            if inflight.closed:
                 return
-            yield from self._results(item)
+            yield from self._results(results)
             if time.monotonic() - last_logs >= _LOG_EVERY:
                 yield from self._log_messages()
                 last_logs = time.monotonic()
-            if drain_until is not None:
-                with self._lock:
-                    idle = not self._running
-                if idle or time.monotonic() >= drain_until:
-                    yield from self._log_messages()
-                    # Half-close: the engine ends the session and requeues what is left.
-                    self._cancel_later(2.0)
-                    return
+            if drain_until is not None and (inflight.idle() or time.monotonic() >= drain_until):
+                results, _ = inflight.take_for_heartbeat()
+                yield from self._results(results)
+                yield from self._log_messages()
+                # Half-close: the engine ends the session and requeues what is left.
+                self._cancel_later(2.0)
+                return
             if time.monotonic() - last_heartbeat >= self._heartbeat:
-                with self._lock:
-                    running = list(self._running)
-                # A result is queued before its assignment leaves `_running`: send what was
-                # queued meanwhile first, or the engine would see it missing and take it back.
-                yield from self._results(None)
+                # The results first: an assignment is either answered or listed as running.
+                results, running = inflight.take_for_heartbeat()
+                yield from self._results(results)
                 yield ws.SessionRequest(heartbeat=ws.Heartbeat(running_assignment_ids=running))
                 last_heartbeat = time.monotonic()
 
-    def _results(self, first: object) -> Iterator[ws.SessionRequest]:
-        """`first` and every result queued since, in one message, after their logs."""
-        batch: list[ws.TaskResult] = [first] if isinstance(first, ws.TaskResult) else []
-        while True:
-            try:
-                more = self._out.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(more, ws.TaskResult):
-                batch.append(more)
+    def _results(self, batch: list[bytes]) -> Iterator[ws.SessionRequest | bytes]:
+        """`batch` in one message, after the captured output it belongs after."""
         if batch:
             yield from self._log_messages()
-            yield ws.SessionRequest(results=ws.ResultBatch(results=batch))
+            yield from _results_messages(batch)
 
     def _log_messages(self) -> Iterator[ws.SessionRequest]:
         """The captured output queued so far, in messages of at most ~1 MiB."""
@@ -243,23 +259,19 @@ class _Connection:
         Raises:
             grpc.RpcError: The stream failed (engine unavailable, refused hello, ...).
         """
-        self._call = self._stub.Session(self.requests(), metadata=self._settings.metadata)
+        self._call = self._session(self.requests(), metadata=self._settings.metadata)
         try:
             for response in self._call:
                 which = response.WhichOneof("message")
                 if which == "assignments":
                     self._on_assignments(response.assignments.assignments)
                 elif which == "cancellations":
-                    with self._lock:
-                        for aid in response.cancellations.assignment_ids:
-                            if aid in self._running:
-                                self._cancelled.add(aid)
-                                self._settings.host.cancel(aid)  # plugins can stop
+                    for aid in self._inflight.cancel(response.cancellations.assignment_ids):
+                        self._settings.host.cancel(aid)  # plugins can stop
                 elif which == "welcome":
                     self._on_welcome(response.welcome)
         finally:
-            self._closed = True
-            self._out.put(_WAKE)
+            self._inflight.close()
 
     def _on_welcome(self, welcome: ws.Welcome) -> None:
         self.welcomed = True
@@ -273,31 +285,25 @@ class _Connection:
         )  # fmt: skip
 
     def _on_assignments(self, assignments: Sequence[ws.Assignment]) -> None:
-        with self._lock:
-            for a in assignments:
-                self._running[a.assignment_id] = a.attempt
+        self._inflight.received(a.assignment_id for a in assignments)
         for a in assignments:
             if a.HasField("task_template"):
-                self._templates[a.template_key] = a.task_template
-            self._pool.submit(self._run_one, a)
+                t = a.task_template
+                types = {v.name: v.type for v in t.interface.outputs.variables}
+                self._templates[a.template_key] = (t, types)
+            self._slots.submit(self._run_one, a)
 
-    # -- tasks (pool threads) ----------------------------------------------------------------
+    # -- tasks (task threads) ----------------------------------------------------------------
     def _run_one(self, a: ws.Assignment) -> None:
         aid = a.assignment_id
-        with self._lock:
-            skip = self._closed or self._stop.is_set() or aid in self._cancelled
-            if skip:
-                # Not started: a cancelled one needs no answer, and the engine retries the
-                # rest of a closing session elsewhere.
-                self._running.pop(aid, None)
-                self._cancelled.discard(aid)
-        if skip:
-            self._out.put(_WAKE)
+        # Not started when withdrawn or when the worker stops: a cancelled one needs no answer,
+        # and the engine retries the rest of a closing session elsewhere.
+        if not self._inflight.start(aid, skip=self._stop.is_set()):
             return
         started_ns = time.time_ns()
-        template = self._templates.get(a.template_key)
+        known = self._templates.get(a.template_key)
         outcome: _runtime.Result
-        if template is None:
+        if known is None:
             outcome = errors_pb2.ExecutionError(
                 code="UnknownTemplate",
                 message=f"assignment {aid} names template {a.template_key!r}, which this "
@@ -307,24 +313,14 @@ class _Connection:
             )
         else:
             try:
-                outcome = self._attempt(a, template)
+                outcome = self._attempt(a, *known)
             except BaseException as exc:  # the runtime itself broke: not the task's fault
                 outcome = _system_error("WorkerError", exc)
-        result = _to_result(a, outcome, started_ns)
-        with self._lock:
-            if aid in self._cancelled:
-                # Python code cannot be interrupted: it ran to the end, its result is unwanted.
-                self._cancelled.discard(aid)
-                self._running.pop(aid, None)
-                self._out.put(_WAKE)
-                return
-        if not self._closed:
-            self._out.put(result)
-        # Only now: a heartbeat that no longer lists it is sent after the result.
-        with self._lock:
-            self._running.pop(aid, None)
+        self._inflight.finish(aid, _encoded_result(a, outcome, started_ns))
 
-    def _attempt(self, a: ws.Assignment, template: tasks_pb2.TaskTemplate) -> _runtime.Result:
+    def _attempt(
+        self, a: ws.Assignment, template: tasks_pb2.TaskTemplate, types: dict[str, Any]
+    ) -> _runtime.Result:
         """Read offloaded inputs, run the task capturing its output, upload large outputs."""
         try:
             inputs = self._data.resolve_map(a.inputs)
@@ -335,7 +331,6 @@ class _Connection:
         outcome = self._settings.host.run(a.assignment_id, template, inputs, attempt, deadline)
         if not isinstance(outcome, literals_pb2.LiteralMap):
             return outcome
-        types = {v.name: v.type for v in template.interface.outputs.variables}
         execution = a.task_execution_id.node_execution_id.execution_id
         try:
             return self._data.offload_map(execution, outcome, types, self._settings.inline_limit)
@@ -470,10 +465,10 @@ def run_worker(  # noqa: PLR0913
     stop = stop or threading.Event()
     previous = _install_signals(stop)
     channel = endpoint.channel(message_options(MAX_MESSAGE_BYTES))
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=slots, thread_name_prefix="plait-task")
+    task_threads = Slots(slots)
     settings = _Settings(
         hello=hello,
-        pool=pool,
+        slots=task_threads,
         stop=stop,
         metadata=tuple(endpoint.metadata),
         grace=grace,
@@ -492,7 +487,7 @@ def run_worker(  # noqa: PLR0913
                 return
         _serve(channel, settings)
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        task_threads.close()
         channel.close()
         for sig, handler in previous:
             signal.signal(sig, handler)

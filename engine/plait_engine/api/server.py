@@ -22,7 +22,6 @@ from plaitidl.service.v1 import (
     schedule_service_pb2,
     schedule_service_pb2_grpc,
     worker_service_pb2,
-    worker_service_pb2_grpc,
 )
 
 from plait_engine.api.auth import AuthInterceptor, TokenTable
@@ -31,7 +30,7 @@ from plait_engine.api.executions import ExecutionServicer
 from plait_engine.api.interceptors import ErrorInterceptor
 from plait_engine.api.registry import RegistryServicer
 from plait_engine.api.schedules import ScheduleServicer
-from plait_engine.api.workers import WorkerServicer
+from plait_engine.api.workers import WorkerServicer, add_worker_service
 from plait_engine.app import Engine, build_engine
 from plait_engine.config import ConfigError, EngineConfig
 
@@ -111,9 +110,7 @@ def build_server(
     )
     data_service_pb2_grpc.add_DataServiceServicer_to_server(DataServicer(engine.data), server)
     if engine.workers is not None:
-        worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(
-            WorkerServicer(engine.workers), server
-        )
+        add_worker_service(WorkerServicer(engine.workers), server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

@@ -1,4 +1,9 @@
-"""`WorkerService` over `WorkerSessions`: the thin gRPC adapter of worker streams."""
+"""`WorkerService` over `WorkerSessions`: the thin gRPC adapter of worker streams.
+
+Assignments reach the stream already encoded (`plait_engine.executors.sessions.
+AssignmentEncoder`), so the service is registered with a serializer that passes bytes through
+(`add_worker_service`).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,6 @@ from collections.abc import AsyncIterator
 import grpc
 import grpc.aio
 from plaitidl.service.v1 import worker_service_pb2 as ws
-from plaitidl.service.v1 import worker_service_pb2_grpc as ws_grpc
 
 from plait_engine.api.auth import current_principal
 from plait_engine.errors import InvalidArgument
@@ -20,7 +24,7 @@ from plait_engine.executors.workers import (
 )
 
 
-class WorkerServicer(ws_grpc.WorkerServiceServicer):
+class WorkerServicer:
     """`WorkerService` over `WorkerSessions`, for a `grpc.aio` server on the engine's loop.
 
     Args:
@@ -34,8 +38,9 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
         self,
         request_iterator: AsyncIterator[ws.SessionRequest],
         context: grpc.aio.ServicerContext[ws.SessionRequest, ws.SessionResponse],
-    ) -> AsyncIterator[ws.SessionResponse]:
-        """One worker's stream: hello, welcome, then assignments out and results in."""
+    ) -> AsyncIterator[ws.SessionResponse | bytes]:
+        """One worker's stream: hello, welcome, then assignments out and results in (a
+        response may be its bytes already: see `add_worker_service`)."""
         requests = aiter(request_iterator)
         try:
             first = await anext(requests)
@@ -60,7 +65,7 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
                     if item.code is not None:
                         await context.abort(item.code, item.message)
                     return
-                yield item.message
+                yield item.payload
                 # The write completed: the worker's acknowledgement clock starts now.
                 self._sessions.sent(session, item)
         finally:
@@ -89,4 +94,23 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
         self._sessions.close_session(session, "the worker closed the stream or went away")
 
 
-__all__ = ["WorkerServicer"]
+def _serialize(message: ws.SessionResponse | bytes) -> bytes:
+    return message if isinstance(message, bytes) else message.SerializeToString()
+
+
+def add_worker_service(servicer: WorkerServicer, server: grpc.aio.Server) -> None:
+    """Register `servicer` on `server` (as the generated ``add_WorkerServiceServicer_to_server``
+    does, but its responses may be bytes already)."""
+    handlers = {
+        "Session": grpc.stream_stream_rpc_method_handler(
+            servicer.Session,
+            request_deserializer=ws.SessionRequest.FromString,
+            response_serializer=_serialize,
+        )
+    }
+    name = ws.DESCRIPTOR.services_by_name["WorkerService"].full_name
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
+    server.add_registered_method_handlers(name, handlers)  # type: ignore[attr-defined]
+
+
+__all__ = ["WorkerServicer", "add_worker_service"]

@@ -9,21 +9,25 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 
 import grpc
-from plaitidl.core.v1 import errors_pb2, identifier_pb2, literals_pb2, tasks_pb2
+from plaitidl.core.v1 import errors_pb2, literals_pb2, tasks_pb2
 from plaitidl.service.v1 import worker_service_pb2 as ws
 
 from plait_engine import ids
 from plait_engine.blob.data import offloaded_problem
 from plait_engine.executors import Dispatch, Outcome, system_error
+from plait_engine.wire import field, timestamp_ns, uint_field
 
 # Bytes an assignment costs in a message beyond its own (field tag and length).
 _ITEM_OVERHEAD = 16
 # Ids of assignments recently withdrawn from a session (cancelled, taken back), so that their
 # late results are told apart from results for assignments the session never held.
 _WITHDRAWN_KEPT = 4096
+# Task versions and executions whose serialized parts `AssignmentEncoder` keeps.
+_PARTS_KEPT = 4096
 
 
 @dataclass
@@ -36,10 +40,21 @@ class Close:
 
 @dataclass
 class Outgoing:
-    """One queued stream message and the dispatches it carries (to requeue them if unsent)."""
+    """One queued stream message and the dispatches it carries (to requeue them if unsent).
 
-    message: ws.SessionResponse
-    dispatches: list[Dispatch] = field(default_factory=list)
+    Attributes:
+        payload: The `SessionResponse`, or its bytes (assignments are queued encoded).
+        dispatches: The dispatches it carries.
+    """
+
+    payload: ws.SessionResponse | bytes
+    dispatches: list[Dispatch] = dataclass_field(default_factory=list)
+
+    @property
+    def message(self) -> ws.SessionResponse:
+        """The message (parsed from the payload when that is bytes)."""
+        p = self.payload
+        return p if isinstance(p, ws.SessionResponse) else ws.SessionResponse.FromString(p)
 
 
 @dataclass(frozen=True)
@@ -134,14 +149,14 @@ class WorkerSession:
     free: int
     language: str
     version: str
-    selector: TaskSelector = field(default_factory=TaskSelector)
-    templates_sent: set[str] = field(default_factory=set)
-    outbox: asyncio.Queue[Outgoing | Close] = field(default_factory=asyncio.Queue)
-    last_seen: float = field(default_factory=time.monotonic)
-    leases: dict[str, Dispatch] = field(default_factory=dict)
-    sent_at: dict[str, tuple[float, int]] = field(default_factory=dict)
+    selector: TaskSelector = dataclass_field(default_factory=TaskSelector)
+    templates_sent: set[str] = dataclass_field(default_factory=set)
+    outbox: asyncio.Queue[Outgoing | Close] = dataclass_field(default_factory=asyncio.Queue)
+    last_seen: float = dataclass_field(default_factory=time.monotonic)
+    leases: dict[str, Dispatch] = dataclass_field(default_factory=dict)
+    sent_at: dict[str, tuple[float, int]] = dataclass_field(default_factory=dict)
     heartbeats: int = 0
-    withdrawn: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    withdrawn: OrderedDict[str, None] = dataclass_field(default_factory=OrderedDict)
     closed: bool = False
     completed: int = 0
     last_given: int = 0  # pump sequence of the last assignment: spreads ties round robin
@@ -177,7 +192,9 @@ class Counters:
     too_large: int = 0
     assignment_messages: int = 0
     assignments_sent: int = 0
-    completed_by_worker: dict[str, int] = field(default_factory=dict)
+    result_messages: int = 0
+    results_received: int = 0
+    completed_by_worker: dict[str, int] = dataclass_field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -194,6 +211,8 @@ class WorkerStats:
         lost: Assignments taken back from ended sessions.
         assignment_messages: `AssignmentBatch` stream messages sent so far.
         assignments_sent: Assignments sent so far.
+        result_messages: `ResultBatch` stream messages received so far.
+        results_received: Results those messages carried.
         completed_by_worker: Results accepted, per worker id (summed over its sessions).
         workers: Worker ids of the connected sessions, sorted.
         unknown_results: Of `ignored_results`, those for assignments the sending session was
@@ -222,6 +241,8 @@ class WorkerStats:
     offloaded: int = 0
     waiting: int = 0
     ignored_logs: int = 0
+    result_messages: int = 0
+    results_received: int = 0
 
 
 def validate_hello(hello: ws.Hello) -> str | None:
@@ -264,37 +285,75 @@ def offloaded_uris(lm: literals_pb2.LiteralMap) -> frozenset[str]:
 
 def execution_parts(d: Dispatch) -> tuple[str, str, str]:
     """``(project, domain, name)`` of a dispatch's execution."""
-    project, _, rest = d.execution.partition("/")
+    return execution_parts_of(d.execution)
+
+
+def execution_parts_of(execution: str) -> tuple[str, str, str]:
+    """``(project, domain, name)`` of an execution's ``project/domain/name``."""
+    project, _, rest = execution.partition("/")
     domain, _, name = rest.partition("/")
     return project, domain, name
 
 
-def assignment_for(s: WorkerSession, d: Dispatch) -> ws.Assignment:
-    """The assignment of `d` for session `s`: the template in full the first time `s` sees
-    its key (noted in ``s.templates_sent``), afterwards by key only."""
-    project, domain, name = execution_parts(d)
-    a = ws.Assignment(
-        assignment_id=d.assignment_id,
-        attempt=d.attempt,
-        template_key=d.task_key,
-        inputs=d.inputs,
-        task_execution_id=identifier_pb2.TaskExecutionIdentifier(
-            task_id=d.task.id,
-            node_execution_id=identifier_pb2.NodeExecutionIdentifier(
-                node_id=d.node_id,
-                execution_id=identifier_pb2.ExecutionIdentifier(
-                    project=project, domain=domain, name=name
-                ),
-            ),
-            attempt=d.attempt,
-        ),
-    )
-    if d.task_key not in s.templates_sent:
-        s.templates_sent.add(d.task_key)
-        a.task_template.CopyFrom(d.task)
-    if d.deadline is not None:
-        a.deadline.FromNanoseconds(int(d.deadline * 1e9))
-    return a
+class AssignmentEncoder:
+    """Assignments in wire form: spliced from bytes, with what repeats serialized once (a
+    task version's identifier, an execution's identifier).
+
+    Building an `Assignment` through the protobuf API, copying it into a batch and measuring
+    it cost more than the rest of handing it out; the bytes parse to the message the API would
+    build (tests/unit/test_worker_assignments.py compares them).
+    """
+
+    def __init__(self) -> None:
+        # Kept while the engine runs (a few per task version and execution), dropped wholesale
+        # when they pile up.
+        self._task_ids: dict[str, bytes] = {}
+        self._executions: dict[str, bytes] = {}
+
+    def encode(self, s: WorkerSession, d: Dispatch) -> bytes:
+        """The `Assignment` of `d` for session `s`: the template in full the first time `s`
+        sees its key (noted in ``s.templates_sent``), afterwards by key only."""
+        parts = [
+            _text(b"\x0a", d.assignment_id),
+            uint_field(b"\x10", d.attempt),
+            _text(b"\x1a", d.task_key),
+        ]
+        if d.task_key not in s.templates_sent:
+            s.templates_sent.add(d.task_key)
+            parts.append(field(b"\x22", d.task.SerializeToString()))
+        parts.append(field(b"\x2a", d.inputs.SerializeToString()))
+        if d.deadline is not None:
+            parts.append(field(b"\x32", timestamp_ns(int(d.deadline * 1e9))))
+        # TaskExecutionIdentifier: task_id (1), node_execution_id (2), attempt (3).
+        node = _text(b"\x0a", d.node_id) + self._execution(d.execution)
+        ident = self._task_id(d) + field(b"\x12", node) + uint_field(b"\x18", d.attempt)
+        parts.append(field(b"\x3a", ident))
+        return b"".join(parts)
+
+    def _task_id(self, d: Dispatch) -> bytes:
+        """`TaskExecutionIdentifier.task_id` (field 1) of the dispatch's task."""
+        hit = self._task_ids.get(d.task_key)
+        if hit is None:
+            if len(self._task_ids) > _PARTS_KEPT:
+                self._task_ids.clear()
+            hit = self._task_ids[d.task_key] = field(b"\x0a", d.task.id.SerializeToString())
+        return hit
+
+    def _execution(self, execution: str) -> bytes:
+        """`NodeExecutionIdentifier.execution_id` (field 2) of ``project/domain/name``."""
+        hit = self._executions.get(execution)
+        if hit is None:
+            if len(self._executions) > _PARTS_KEPT:
+                self._executions.clear()
+            project, domain, name = execution_parts_of(execution)
+            ident = _text(b"\x0a", project) + _text(b"\x12", domain) + _text(b"\x1a", name)
+            hit = self._executions[execution] = field(b"\x12", ident)
+        return hit
+
+
+def _text(key: bytes, value: str) -> bytes:
+    """A string field, omitted when empty (as proto3 writes it)."""
+    return field(key, value.encode()) if value else b""
 
 
 def checked_outcome(d: Dispatch, outcome: Outcome) -> Outcome:
@@ -302,10 +361,12 @@ def checked_outcome(d: Dispatch, outcome: Outcome) -> Outcome:
     this execution's payloads and the attempt's own offloaded inputs."""
     if not isinstance(outcome, literals_pb2.LiteralMap):
         return outcome
-    allowed = offloaded_uris(d.inputs)
+    allowed: frozenset[str] | None = None  # found once an output needs them (rarely)
     for name, lit in outcome.literals.items():
         if not lit.HasField("offloaded"):
             continue
+        if allowed is None:
+            allowed = offloaded_uris(d.inputs)
         problem = offloaded_problem(lit.offloaded, execution_parts(d), allowed)
         if problem:
             return errors_pb2.ExecutionError(
@@ -319,31 +380,34 @@ def checked_outcome(d: Dispatch, outcome: Outcome) -> Outcome:
 
 
 def pack(
-    s: WorkerSession, ds: list[Dispatch], budget: int, max_count: int
+    s: WorkerSession, ds: list[Dispatch], budget: int, max_count: int, encoder: AssignmentEncoder
 ) -> tuple[list[Outgoing], list[tuple[Dispatch, int]]]:
     """The messages carrying `ds` to `s`, each at most `budget` bytes and `max_count`
     assignments, and the dispatches that cannot fit even alone (with their size)."""
     messages: list[Outgoing] = []
     refused: list[tuple[Dispatch, int]] = []
-    chunk: list[tuple[Dispatch, ws.Assignment]] = []
+    chunk: list[bytes] = []
+    carried: list[Dispatch] = []
     used = 0
 
     def flush() -> None:
-        batch = ws.AssignmentBatch(assignments=[a for _, a in chunk])
-        messages.append(Outgoing(ws.SessionResponse(assignments=batch), [d for d, _ in chunk]))
+        # SessionResponse.assignments (2) holding AssignmentBatch.assignments (1) each.
+        messages.append(Outgoing(field(b"\x12", b"".join(chunk)), carried))
 
     for d in ds:
-        a = assignment_for(s, d)
-        size = a.ByteSize() + _ITEM_OVERHEAD
+        had_template = d.task_key in s.templates_sent
+        a = encoder.encode(s, d)
+        size = len(a) + _ITEM_OVERHEAD
         if size > budget:
-            if a.HasField("task_template"):
+            if not had_template:
                 s.templates_sent.discard(d.task_key)  # the next one carries it
             refused.append((d, size))
             continue
         if chunk and (used + size > budget or len(chunk) >= max_count):
             flush()
-            chunk, used = [], 0
-        chunk.append((d, a))
+            chunk, carried, used = [], [], 0
+        chunk.append(field(b"\x0a", a))
+        carried.append(d)
         used += size
     if chunk:
         flush()
@@ -408,9 +472,10 @@ __all__ = [
     "TaskSelector",
     "WorkerSession",
     "WorkerStats",
-    "assignment_for",
+    "AssignmentEncoder",
     "checked_outcome",
     "execution_parts",
+    "execution_parts_of",
     "lost_error",
     "offloaded_uris",
     "outcome_of",

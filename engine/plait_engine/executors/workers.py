@@ -46,6 +46,7 @@ from plait_engine.executors.logs import LogWriter
 from plait_engine.executors.offload import InputOffloader
 from plait_engine.executors.pending import PendingWork, why_waiting
 from plait_engine.executors.sessions import (
+    AssignmentEncoder,
     Close,
     Counters,
     Outgoing,
@@ -115,6 +116,7 @@ class WorkerSessions:
         self._reaper: asyncio.Task[None] | None = None
         self._stopping = False
         self._seq = itertools.count(1)
+        self._encoder = AssignmentEncoder()
         self.counters = Counters()
 
     # -- Executor protocol -------------------------------------------------------------------
@@ -224,7 +226,10 @@ class WorkerSessions:
         s.last_seen = time.monotonic()
         which = request.WhichOneof("message")
         if which == "results":
-            self._on_results(s, request.results.results)
+            results = request.results.results
+            self.counters.result_messages += 1
+            self.counters.results_received += len(results)
+            self._on_results(s, results)
         elif which == "heartbeat":
             self._reconcile(s, request.heartbeat.running_assignment_ids)
         elif which == "logs":
@@ -440,7 +445,7 @@ class WorkerSessions:
         """Queue `ds` for `s` in messages bounded by count and bytes; returns the results of
         assignments that cannot fit in a message even alone (their slots are freed)."""
         budget = self.max_message_bytes - _MESSAGE_OVERHEAD
-        messages, too_large = pack(s, ds, budget, MAX_ASSIGNMENTS_PER_MESSAGE)
+        messages, too_large = pack(s, ds, budget, MAX_ASSIGNMENTS_PER_MESSAGE, self._encoder)
         for item in messages:
             s.outbox.put_nowait(item)
             self.counters.assignment_messages += 1

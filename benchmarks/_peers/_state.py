@@ -24,8 +24,10 @@ SQLITE = "plait-bench-dbos.sqlite"
 
 
 def base_env() -> dict[str, str]:
-    """The bench's environment less what would point a peer elsewhere."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "VIRTUAL_ENV"))}
+    """The bench's environment less what would point a peer elsewhere (a Prefect API, a
+    running Ray cluster, a DBOS database)."""
+    skip = ("PREFECT_", "VIRTUAL_ENV", "RAY_ADDRESS", "RAY_AUTH_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
     env.pop("PLAIT_BENCH_DBOS_URL", None)
     env["RAY_USAGE_STATS_ENABLED"] = "0"  # no usage report: this machine reaches no such service
     return env
@@ -78,6 +80,11 @@ class PeerState:
                 self.template = str(home)
         elif self.peer.name == "dbos":
             env["PLAIT_BENCH_DBOS_URL"] = self._dbos_url(folder, for_template)
+        elif self.peer.name == "ray":
+            # A new local cluster turns on token authentication and, with no token given,
+            # writes one to ~/.ray/auth_token, which every later `ray start` on the machine
+            # then adopts: the run gets a token of its own instead, and leaves no file.
+            env["RAY_AUTH_TOKEN"] = uuid.uuid4().hex
         return env, folder
 
     def _dbos_url(self, folder: Path, for_template: bool) -> str:

@@ -11,6 +11,8 @@ import textwrap
 import uuid
 from pathlib import Path
 
+import pytest
+
 from benchmarks._peers import PEERS
 from benchmarks._peers._run import PeerOptions, measured, outcome, run_peers
 
@@ -95,9 +97,14 @@ def test_a_wrong_result_is_caught_even_from_a_run_that_says_it_finished(tmp_path
     assert row["status"] == "wrong result" and not row["ok"]
 
 
-def test_ray_runs_as_a_peer_and_leaves_no_process() -> None:
+def test_ray_runs_as_a_peer_and_leaves_no_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     token = f"plait-bench-test-{uuid.uuid4().hex}"
-    os.environ["PLAIT_BENCH_TEST_TOKEN"] = token  # inherited by the run's whole tree
+    monkeypatch.setenv("PLAIT_BENCH_TEST_TOKEN", token)  # inherited by the run's whole tree
+    # Where a Ray cluster started without a token of its own writes one (~/.ray/auth_token),
+    # for every later `ray start` on the machine to adopt: the bench must leave none.
+    monkeypatch.setenv("HOME", str(tmp_path))
     logs: list[str] = []
     try:
         opts = PeerOptions(pythons={"ray": sys.executable}, timeout=240, startup_runs=1,
@@ -113,8 +120,8 @@ def test_ray_runs_as_a_peer_and_leaves_no_process() -> None:
             assert r["tree"]["processes"] >= 3 and r["peak_rss_bytes"] > 50 * 1024 * 1024
         assert by["mergesort-50"]["status"] == "n/a"
         assert _carrying(token) == []
+        assert not (tmp_path / ".ray" / "auth_token").exists()
     finally:
-        del os.environ["PLAIT_BENCH_TEST_TOKEN"]
         for pid in _carrying(token):
             os.kill(pid, 9)
     assert PEERS["ray"].durable is False

@@ -17,9 +17,6 @@ from benchmarks._peers._runner import Clock, workload
 
 # No usage report (this machine reaches no such service); set before Ray is imported.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-# A local `ray.init()` would turn token authentication on and write ~/.ray/auth_token, which
-# changes every later Ray cluster of this user: a benchmark leaves the user's Ray config alone.
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 import ray
 

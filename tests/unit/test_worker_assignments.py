@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from plait_engine.executors import Dispatch
 from plait_engine.executors.sessions import AssignmentEncoder, WorkerSession, pack
+from plait_engine.executors.shared import to_assignment
 from plaitidl.core.v1 import (
     dynamic_job_pb2,
     errors_pb2,
@@ -60,29 +61,12 @@ def _session() -> WorkerSession:
 
 
 def _reference(s: WorkerSession, d: Dispatch) -> ws.Assignment:
-    # What the engine built through the protobuf API before assignments were spliced.
-    project, domain, name = d.execution.split("/", 2)
-    a = ws.Assignment(
-        assignment_id=d.assignment_id,
-        attempt=d.attempt,
-        template_key=d.task_key,
-        inputs=d.inputs,
-        task_execution_id=identifier_pb2.TaskExecutionIdentifier(
-            task_id=d.task.id,
-            node_execution_id=identifier_pb2.NodeExecutionIdentifier(
-                node_id=d.node_id,
-                execution_id=identifier_pb2.ExecutionIdentifier(
-                    project=project, domain=domain, name=name
-                ),
-            ),
-            attempt=d.attempt,
-        ),
-    )
-    if d.task_key not in s.templates_sent:
-        s.templates_sent.add(d.task_key)
-        a.task_template.CopyFrom(d.task)
-    if d.deadline is not None:
-        a.deadline.FromNanoseconds(int(d.deadline * 1e9))
+    # What the engine built through the protobuf API before assignments were spliced (the
+    # shared queue still builds them so); the template goes only the first time per session.
+    a = to_assignment(d)
+    if d.task_key in s.templates_sent:
+        a.ClearField("task_template")
+    s.templates_sent.add(d.task_key)
     return a
 
 

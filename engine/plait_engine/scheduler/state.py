@@ -36,7 +36,14 @@ class Templates:
 
     def task(self, id: identifier_pb2.Identifier) -> tasks_pb2.TaskTemplate | None:
         """A task by identifier."""
-        return _find(self.tasks, id)
+        found = _find_entry(self.tasks, id)
+        return found[1] if found is not None else None
+
+    def task_entry(
+        self, id: identifier_pb2.Identifier
+    ) -> tuple[str, tasks_pb2.TaskTemplate] | None:
+        """A task by identifier, with its key (one string shared by every node running it)."""
+        return _find_entry(self.tasks, id)
 
     def workflow(self, id: identifier_pb2.Identifier) -> workflow_pb2.WorkflowTemplate | None:
         """A workflow by identifier."""
@@ -60,14 +67,22 @@ class Templates:
 
 
 def _find(by_key: dict[str, _T], id: identifier_pb2.Identifier) -> _T | None:
-    found = by_key.get(ids.id_key(id))
-    if found is None and not id.version:
-        # The compiler pins every reference to the version it resolved; only closures stored
-        # before it did so still hold references without one (their closure has one match).
-        prefix = ids.name_prefix(id)
-        matches = [v for k, v in by_key.items() if k.startswith(prefix)]
-        found = matches[-1] if matches else None
-    return found
+    found = _find_entry(by_key, id)
+    return found[1] if found is not None else None
+
+
+def _find_entry(by_key: dict[str, _T], id: identifier_pb2.Identifier) -> tuple[str, _T] | None:
+    key = ids.id_key(id)
+    found = by_key.get(key)
+    if found is not None:
+        return key, found
+    if id.version:
+        return None
+    # The compiler pins every reference to the version it resolved; only closures stored
+    # before it did so still hold references without one (their closure has one match).
+    prefix = ids.name_prefix(id)
+    matches = [(k, v) for k, v in by_key.items() if k.startswith(prefix)]
+    return matches[-1] if matches else None
 
 
 def display_name(node: workflow_pb2.Node) -> str:

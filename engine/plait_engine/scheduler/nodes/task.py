@@ -32,8 +32,6 @@ _IN_FLIGHT = (_EP.NODE_PHASE_RUNNING, _EP.NODE_PHASE_QUEUED)
 ExecutorFor = Callable[[tasks_pb2.TaskTemplate], Executor | None]
 # Seconds an attempt in the engine's own process runs before its node's record is written.
 RECORD_AFTER = 1.0
-# Task keys remembered by template object (templates of ended graphs are dropped past this).
-_TASK_KEYS = 4096
 
 
 class TaskHandler:
@@ -68,28 +66,17 @@ class TaskHandler:
         self._retry_seq = 0
         # Attempts running without their node's record yet: (when to write it, node, attempt).
         self.unrecorded: collections.deque[tuple[float, NodeExec, int]] = collections.deque()
-        # Template object id -> (the template, which keeps the id valid, and its key).
-        self._task_keys: dict[int, tuple[tasks_pb2.TaskTemplate, str]] = {}
 
     # -- starting ----------------------------------------------------------------------
-    def _key_of(self, task: tasks_pb2.TaskTemplate) -> str:
-        """The task's key, built once per template: a fan-out's nodes share one string."""
-        known = self._task_keys.get(id(task))
-        if known is None or known[0] is not task:
-            if len(self._task_keys) > _TASK_KEYS:
-                self._task_keys.clear()
-            known = self._task_keys[id(task)] = (task, ids.id_key(task.id))
-        return known[1]
-
     def begin(self, n: NodeExec, recovered: NodeRecord | None) -> None:
         """Find the task; resume a stored spec, look the cache up, or dispatch."""
-        task = n.frame.templates.task(n.node.task_node.task_id)
-        if task is None:
+        entry = n.frame.templates.task_entry(n.node.task_node.task_id)
+        if entry is None:
             key = ids.id_key(n.node.task_node.task_id)
             self._g.fail(n, user_error("TaskNotFound", f"node {n.path!r}: task {key} not found"))
             return
+        n.task_key, task = entry
         n.task = task
-        n.task_key = self._key_of(task)
         if recovered is not None and recovered.phase == _EP.NODE_PHASE_DYNAMIC_RUNNING:
             spec = n.frame.run.specs.get(n.path)
             if spec is not None:

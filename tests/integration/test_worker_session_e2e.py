@@ -188,7 +188,25 @@ def test_unknown_assignment_ids_do_not_leave_the_node_running(
         worker.close()
 
 
-def test_assignment_messages_are_bounded_by_bytes(server: EngineServer, tmp_path: Path) -> None:
+@pytest.fixture
+def big_server(tmp_path: Path) -> Iterator[EngineServer]:
+    """`server` with heartbeats 10x slower: on a busy 2-core machine a 60 MB assignment queued
+    behind another can take longer than the usual 0.4 s acknowledgement window to arrive, and
+    would be taken back and sent again (what this module's heartbeat tests check)."""
+    s = EngineServer(
+        tmp_path / "engine",
+        system_retries=2,
+        max_literal_bytes=100 * MB,
+        max_inputs_bytes=256 * MB,
+        heartbeat_interval=2.0,
+        lease_duration=10.0,
+    )
+    yield s
+    s.close()
+
+
+def test_assignment_messages_are_bounded_by_bytes(big_server: EngineServer, tmp_path: Path) -> None:
+    server = big_server
     mod = _module(tmp_path, "raw_big", RAW.format(queue="big"))
     server.register(mod.one)
     server.register(mod.two)
